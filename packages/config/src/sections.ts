@@ -1,0 +1,555 @@
+// The one schema: every key, its default, its range and what it does. docs/configuration.md
+// is generated from this file (renderConfigDocs), and a test keeps the two in sync.
+import { availableParallelism } from 'node:os'
+import { isIPv4, isIPv6 } from 'node:net'
+import {
+  alt, bool, BAD, Ctx, duration, int, join, list, mapOf, obj, offOr, oneOf, size, str, xform,
+} from './schema.js'
+import type { ObjS, Schema } from './schema.js'
+import {
+  checkSipUri, HEADER_NAME_RE, isHostname, METHOD_TOKEN_RE, parseCidr, parseHostPort, parseStoreUrl, q,
+} from './values.js'
+import type {
+  AddHeader, AddrPort, Destination, HostPort, ListenSpec, ProbeConfig, Proto, RouteAction,
+} from './types.js'
+
+export const PROTOS = ['udp', 'tcp', 'tls', 'ws', 'wss'] as const
+export const ALGORITHMS = ['hash-callid', 'hash-from-user', 'hash-to-user', 'round-robin', 'weighted', 'least-dialogs'] as const
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const
+const KNOWN_METHODS = ['INVITE', 'ACK', 'BYE', 'CANCEL', 'OPTIONS', 'REGISTER', 'PRACK', 'SUBSCRIBE', 'NOTIFY', 'PUBLISH', 'INFO', 'REFER', 'MESSAGE', 'UPDATE']
+/** Headers a route may not add: the proxy core owns them (RFC 3261 §16.6). */
+const RESERVED_HEADERS = ['via', 'call-id', 'cseq', 'from', 'to', 'content-length', 'max-forwards', 'route', 'record-route']
+
+const SECOND = 1000
+const MINUTE = 60 * SECOND
+const HOUR = 60 * MINUTE
+const DAY = 24 * HOUR
+const KiB = 1024
+const MiB = 1024 * KiB
+const GiB = 1024 * MiB
+
+// ---------------------------------------------------------------- value helpers
+
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/
+const checkName = (what: string) => (k: string): string | undefined =>
+  NAME_RE.test(k) ? undefined : `${what} ${q(k)} must be letters, digits, '-' or '_' (at most 64, starting with a letter or digit)`
+
+/** A dispatcher set name used by a route; checked against dispatcher.sets after parsing. */
+const setRef = () =>
+  str('set name').check(checkName('set name'), 'name of a `dispatcher.sets` entry').then((v, path, ctx) => {
+    ctx.refs.push({ name: v, path })
+    return v
+  })
+
+const method = () =>
+  str('method').check(v => {
+    if (!METHOD_TOKEN_RE.test(v)) return `${q(v)} is not a SIP method token`
+    if (v !== v.toUpperCase() && KNOWN_METHODS.includes(v.toUpperCase()))
+      return `SIP methods are case-sensitive: write ${q(v.toUpperCase())}, not ${q(v)}`
+    return undefined
+  }, 'SIP method token, e.g. `INVITE`')
+
+const domainName = () =>
+  str('domain').lowerCase().check(v => {
+    const d = v.startsWith('*.') ? v.slice(2) : v
+    if (isHostname(d) || isIPv4(d) || (d.startsWith('[') && isIPv6(d.slice(1, -1)))) return undefined
+    return `expected a domain name such as "example.com" or "*.example.com", got ${q(v)}`
+  }, 'domain name, IP address, or `*.domain` wildcard')
+
+const sipUri = () => str('SIP URI').check(checkSipUri, '`sip:` or `sips:` URI')
+
+const storeUrl = () =>
+  str('store URL').check(v => {
+    const r = parseStoreUrl(v)
+    return r.ok ? undefined : r.error
+  }, '`lmdb:PATH`, `redis://HOST[:PORT][/DB]`, `rediss://...`, `memory:`')
+
+const addrPort = () =>
+  xform(
+    str('ADDRESS:PORT').check(v => {
+      const r = parseHostPort(v, { requirePort: true, ipOnly: true })
+      return r.ok ? undefined : `${r.error}; expected ADDRESS:PORT such as "127.0.0.1:9090" or "[::1]:9090"`
+    }, 'IPv4 `ADDR:PORT` or `[IPv6]:PORT`'),
+    (v): AddrPort => {
+      const r = parseHostPort(v, { requirePort: true, ipOnly: true })
+      if (!r.ok) throw new Error('unreachable')
+      return { address: r.value.host, port: r.value.port! }
+    },
+  )
+
+const hostPort = (what: string) =>
+  xform(
+    str('HOST[:PORT]').check(v => {
+      const r = parseHostPort(v, { requirePort: false, ipOnly: false })
+      return r.ok ? undefined : `${what}: ${r.error}`
+    }, 'host name or IP, optional `:PORT`'),
+    (v): HostPort => {
+      const r = parseHostPort(v, { requirePort: false, ipOnly: false })
+      if (!r.ok) throw new Error('unreachable')
+      return { host: r.value.host.toLowerCase(), port: r.value.port }
+    },
+  )
+
+const noCrLf = (what: string) => (v: string): string | undefined => (/[\r\n\0]/.test(v) ? `${what} must not contain line breaks` : undefined)
+
+/** Status codes: `503`, `"5xx"` (a whole class); normalised to a sorted list of numbers. */
+const codeList = () =>
+  xform(
+    list(
+      alt<number | string>({
+        number: int(100, 699) as Schema<number | string>,
+        string: str('status class').check(v => (/^[1-6]xx$/.test(v) ? undefined : `expected a status code or a class such as "2xx", got ${q(v)}`), 'status code 100-699 or class `1xx`-`6xx`') as Schema<number | string>,
+      }, 'status code or class'),
+    ).single().min(1),
+    (v): number[] => {
+      const out = new Set<number>()
+      for (const c of v) {
+        if (typeof c === 'number') out.add(c)
+        else for (let i = 0, base = Number(c[0]) * 100; i < 100; i++) out.add(base + i)
+      }
+      return [...out].sort((a, b) => a - b)
+    },
+  )
+const range = (lo: number, hi: number): number[] => Array.from({ length: hi - lo + 1 }, (_, i) => lo + i)
+
+// ---------------------------------------------------------------- listen
+
+function listenId(l: { proto: string; address: string; port: number; family: 4 | 6 }): string {
+  return `${l.proto}:${l.family === 6 ? `[${l.address}]` : l.address}:${l.port}`
+}
+
+const LISTEN_EXAMPLE = 'e.g. "udp:0.0.0.0:5060" or "tls:[::]:5061"'
+const listenString = xform(
+  str('PROTO:ADDR:PORT').check(v => {
+    const m = /^([a-zA-Z]+):(.*)$/.exec(v)
+    if (!m || !(PROTOS as readonly string[]).includes(m[1]!.toLowerCase()))
+      return `expected PROTO:ADDRESS:PORT with PROTO one of ${PROTOS.join(', ')} (${LISTEN_EXAMPLE}), got ${q(v)}`
+    const r = parseHostPort(m[2]!, { requirePort: true, ipOnly: true })
+    return r.ok ? undefined : `bad listen spec ${q(v)}: ${r.error}; expected PROTO:ADDRESS:PORT (${LISTEN_EXAMPLE})`
+  }, '`PROTO:ADDR:PORT`, PROTO one of `udp`, `tcp`, `tls`, `ws`, `wss`; ADDR IPv4 or `[IPv6]`'),
+  (v): ListenSpec => {
+    const i = v.indexOf(':')
+    const proto = v.slice(0, i).toLowerCase() as Proto
+    const r = parseHostPort(v.slice(i + 1), { requirePort: true, ipOnly: true })
+    if (!r.ok) throw new Error('unreachable')
+    const family = isIPv6(r.value.host) ? 6 : 4
+    const l = { proto, address: r.value.host, family, port: r.value.port!, advertise: null, tls: null } as const
+    return { ...l, id: listenId(l) }
+  },
+)
+
+const listenTls = obj({
+  cert: str('path').required().desc('PEM certificate chain file.'),
+  key: str('path').required().desc('PEM private key file.'),
+  sni: list(domainName()).single().def([]).desc('Server names (SNI) this certificate is presented for; empty: the default certificate of this listener.'),
+}).def(null).nullable()
+  .desc('Certificate for this listener only (`tls` and `wss`). Without it the top-level `tls.certificates` are used.')
+
+const listenObject = xform(
+  obj({
+    proto: oneOf(PROTOS).required().desc('Transport protocol.'),
+    address: str('IP address').required().check(v => {
+      const a = v.startsWith('[') && v.endsWith(']') ? v.slice(1, -1) : v
+      return isIPv4(a) || isIPv6(a) ? undefined : `expected an IPv4 or IPv6 address to bind, got ${q(v)}`
+    }, 'IPv4 or IPv6 address (brackets optional)').desc('Address to bind; `0.0.0.0` or `::` for all.'),
+    port: int(1, 65535).required().desc('Port to bind.'),
+    tls: listenTls,
+    advertise: hostPort('advertise').nullable().def(null)
+      .desc('Host (and port) written into Via, Record-Route and Contact instead of the bind address, e.g. the public address or VIP in front of this node.'),
+  }),
+  (o): ListenSpec => {
+    const raw = o['address'] as string
+    const address = raw.startsWith('[') ? raw.slice(1, -1) : raw
+    const family = isIPv6(address) ? 6 : 4
+    const l = { proto: o['proto'] as Proto, address, family, port: o['port'] as number } as const
+    return { ...l, advertise: o['advertise'] as HostPort | null, tls: o['tls'] as ListenSpec['tls'], id: listenId(l) }
+  },
+)
+
+const listenSpec = alt<ListenSpec>({ string: listenString, map: listenObject }, 'listen spec')
+
+// ---------------------------------------------------------------- routes
+
+const routeMatch = obj({
+  method: list(method()).single().min(1).nullable().def(null)
+    .desc('Request method(s), e.g. `INVITE` or `[INVITE, MESSAGE]`. Case-sensitive (RFC 3261 §7.1).'),
+  domain: list(domainName()).single().min(1).nullable().def(null)
+    .desc('Domain(s) of the request (host of the Request-URI). `*.example.com` matches any subdomain.'),
+  source: list(setRef()).single().min(1).nullable().def(null)
+    .desc('The request comes from a destination of this dispatcher set (or of one of these sets): traffic from the application servers.'),
+  source_net: list(str('CIDR').check(v => {
+    const r = parseCidr(v)
+    return r.ok ? undefined : r.error
+  }, 'IPv4/IPv6 address or CIDR block')).single().min(1).nullable().def(null)
+    .desc('Source address of the request is in this network (or one of these), e.g. `10.0.0.0/8`.'),
+  user_prefix: list(str('prefix').numeric().check(v => (/^[^\s@;:]+$/.test(v) ? undefined : `expected a user-part prefix without spaces, '@', ';' or ':', got ${q(v)}`), 'user-part prefix (digits kept as written: `0049`)')).single().min(1).nullable().def(null)
+    .desc('User part of the Request-URI starts with this prefix (or one of these), e.g. `"+49"` or `0049`.'),
+  header: list(obj({
+    name: str('header name').required().lowerCase().check(v => (HEADER_NAME_RE.test(v) ? undefined : `${q(v)} is not a header name`)).desc('Header name (any case).'),
+    regex: str('regular expression').required().check(v => {
+      try { new RegExp(v); return undefined } catch (e) { return `invalid regular expression ${q(v)}: ${(e as Error).message.replace(/^Invalid regular expression: /, '')}` }
+    }, 'JavaScript regular expression').desc('Regular expression tested against the header value (any of its lines); anchor it with `^…$` to match the whole value.'),
+    ignore_case: bool().def(false).desc('Match the regular expression without regard to case.'),
+  })).single().min(1).nullable().def(null)
+    .desc('Header condition(s) `{ name, regex }`; all listed conditions must hold.'),
+  transport: list(oneOf(PROTOS)).single().min(1).nullable().def(null)
+    .desc('Transport the request arrived on.'),
+}).desc('Conditions, all optional; all given conditions must hold; `match: {}` (or no `match`) matches every request. A list inside a condition matches if any element does.')
+
+const rejectAction = alt<{ code: number; reason: string | null }>({
+  number: xform(int(300, 699), (code): { code: number; reason: string | null } => ({ code, reason: null })),
+  map: xform(obj({
+    code: int(300, 699).required().desc('Status code of the final response.'),
+    reason: str('reason phrase').check(noCrLf('reason phrase')).nullable().def(null).desc('Reason phrase; default: the standard phrase of the code.'),
+  }), (o) => ({ code: o['code'] as number, reason: o['reason'] as string | null })),
+}, 'status code or mapping')
+
+const ACTION_DOC = '`register`, `lookup`, `{ dispatch: SET }`, `{ forward: URI }`, `{ reject: CODE }`'
+const routeAction = alt<RouteAction>({
+  string: xform(
+    str('string').check(v => {
+      if (v === 'register' || v === 'lookup') return undefined
+      if (v === 'dispatch' || v === 'forward' || v === 'reject')
+        return `expected one of register, lookup, got ${q(v)} (${v} needs an argument: \`action: { ${v}: ${v === 'dispatch' ? 'SET' : v === 'forward' ? 'URI' : 'CODE'} }\`)`
+      return `expected one of register, lookup, got ${q(v)}`
+    }, 'one of `register`, `lookup`'),
+    (v): RouteAction => ({ type: v as 'register' | 'lookup' }),
+  ),
+  map: xform(obj({
+    dispatch: setRef().nullable().def(null).desc('Send to the dispatcher set of this name (it must exist in `dispatcher.sets`).'),
+    forward: sipUri().nullable().def(null).desc('Send to this fixed next hop, e.g. `sip:10.0.0.9:5060;transport=tcp`.'),
+    reject: rejectAction.nullable().def(null).desc('Answer with this final response: `reject: 403` or `reject: { code: 403, reason: Forbidden }` (code 300-699).'),
+  }).finish((o, path, ctx) => {
+    const given = ['dispatch', 'forward', 'reject'].filter(k => o[k] !== null)
+    if (given.length !== 1)
+      ctx.issue(given.length === 0 ? 'ERR_CONFIG_REQUIRED' : 'ERR_CONFIG_CONFLICT', path, ctx.posOf(path),
+        given.length === 0 ? `expected exactly one of dispatch, forward, reject` : `expected exactly one of dispatch, forward, reject, got ${given.join(' and ')}`)
+  }), (o): RouteAction => {
+    if (o['dispatch'] !== null) return { type: 'dispatch', set: o['dispatch'] as string }
+    if (o['forward'] !== null) return { type: 'forward', uri: o['forward'] as string }
+    const r = o['reject'] as { code: number; reason: string | null }
+    return { type: 'reject', code: r.code, reason: r.reason }
+  }),
+}, ACTION_DOC)
+routeAction.desc(`What to do with a matching request: one of ${ACTION_DOC}. \`register\` handles REGISTER as the registrar for the domain; \`lookup\` sends to the registered contacts of the Request-URI (404 when none).`)
+
+function parseHeaderLine(v: string): AddHeader | string {
+  const i = v.indexOf(':')
+  if (i <= 0) return `expected "Name: value", got ${q(v)}`
+  const name = v.slice(0, i).trim()
+  return { name, value: v.slice(i + 1).trim() }
+}
+function checkAddHeader(h: AddHeader): string | undefined {
+  if (!HEADER_NAME_RE.test(h.name)) return `${q(h.name)} is not a header name`
+  if (RESERVED_HEADERS.includes(h.name.toLowerCase())) return `header ${h.name} is managed by the proxy and cannot be added by a route`
+  return noCrLf('header value')(h.value)
+}
+const addHeaders = alt<AddHeader[]>({
+  map: xform(mapOf(str('header value').numeric().check(noCrLf('header value')), 'header'), (m, path, ctx) => {
+    const out = Object.entries(m).map(([name, value]) => ({ name, value }))
+    for (const h of out) {
+      const err = checkAddHeader(h)
+      if (err) { ctx.issue('ERR_CONFIG_FORMAT', join(path, h.name), ctx.posOf(join(path, h.name)), err); return BAD }
+    }
+    return out
+  }),
+  seq: xform(list(str('"Name: value"')), (lines, path, ctx) => {
+    const out: AddHeader[] = []
+    let bad = false
+    lines.forEach((l, i) => {
+      const h = parseHeaderLine(l)
+      const err = typeof h === 'string' ? h : checkAddHeader(h)
+      if (err !== undefined) { ctx.issue('ERR_CONFIG_FORMAT', `${path}[${i}]`, ctx.posOf(`${path}[${i}]`), err); bad = true } else out.push(h as AddHeader)
+    })
+    return bad ? BAD : out
+  }),
+}, 'mapping of header to value, or list of "Name: value"')
+
+const routeRule = obj({
+  name: str('name').check(checkName('route name')).nullable().def(null).desc('Optional name, used in logs and metrics instead of the index.'),
+  match: routeMatch,
+  action: routeAction.required(),
+  rewrite_host: hostPort('rewrite_host').nullable().def(null).desc('Replace the host (and port, if given) of the Request-URI before forwarding.'),
+  add_headers: addHeaders.def([]).desc('Headers appended to the forwarded request: `{ X-Tenant: blue }` or `["X-Tenant: blue"]`. Core headers (Via, Route, Call-ID, CSeq, From, To, Max-Forwards, Content-Length) cannot be added.'),
+})
+
+// ---------------------------------------------------------------- dispatcher
+
+const DEFAULT_PROBE: ProbeConfig = {
+  enabled: true, method: 'OPTIONS', interval: 10 * SECOND, timeout: 2 * SECOND, ok_codes: range(200, 299), failures_down: 3, successes_up: 2,
+}
+const probeObject = obj({
+  enabled: bool().def(true).desc('Probe the destinations of this set.'),
+  method: method().def('OPTIONS').desc('Method of the probe request.'),
+  interval: duration(SECOND, HOUR).def(DEFAULT_PROBE.interval).desc('Time between two probes of one destination (probes of a set are spread over the interval).'),
+  timeout: duration(100, MINUTE).def(DEFAULT_PROBE.timeout).desc('A probe without a final response after this long counts as failed. Must be shorter than `interval`.'),
+  ok_codes: codeList().def(DEFAULT_PROBE.ok_codes, '`["2xx"]`').desc('Response codes that count as alive, e.g. `["2xx", 404]` for servers that answer OPTIONS with 404.'),
+  failures_down: int(1, 100).def(3).desc('Consecutive failed probes that mark a destination down.'),
+  successes_up: int(1, 100).def(2).desc('Consecutive good probes that bring a down destination back.'),
+}).finish((o, path, ctx) => {
+  if ((o['timeout'] as number) >= (o['interval'] as number))
+    ctx.issue('ERR_CONFIG_CONFLICT', join(path, 'timeout'), ctx.posOf(join(path, 'timeout')), 'probe timeout must be shorter than probe interval')
+})
+const probe = alt<ProbeConfig>({
+  map: probeObject as unknown as Schema<ProbeConfig>,
+  boolean: xform(bool(), (b): ProbeConfig => ({ ...DEFAULT_PROBE, ok_codes: [...DEFAULT_PROBE.ok_codes], enabled: b })),
+}, 'mapping or boolean').def(DEFAULT_PROBE, 'enabled, with the defaults below')
+  .desc('Health probing (OPTIONS pings). `probe: false` turns it off; a destination that is down receives no new requests.')
+
+const destinationObject = obj({
+  uri: sipUri().required().desc('Address of the server, e.g. `sip:10.0.0.5:5060` or `sip:app1.internal;transport=tcp`.'),
+  weight: int(0, 1000).def(1).desc('Share of traffic for `weighted` (0: only when all others are down).'),
+  priority: int(0, 1000).def(0).desc('Lower is preferred: destinations of a higher priority value are used only when all lower ones are down.'),
+  attrs: mapOf(str('value').numeric(), 'attribute').def({}).desc('Free-form attributes (strings), shown in the admin API and available to routing.'),
+  state: oneOf(['active', 'inactive', 'draining']).def('active').desc('`inactive`: never used; `draining`: keeps its dialogs, gets no new ones (zero-downtime maintenance).'),
+})
+const destination = alt<Destination>({
+  string: xform(sipUri(), (uri): Destination => ({ uri, weight: 1, priority: 0, attrs: {}, state: 'active' })),
+  map: destinationObject as unknown as Schema<Destination>,
+}, 'SIP URI or mapping')
+
+const dispatcherSet = obj({
+  algorithm: oneOf(ALGORITHMS).def('hash-callid').desc('How a destination is chosen for a new dialog or out-of-dialog request: `hash-callid` (sticky per Call-ID), `hash-from-user`, `hash-to-user`, `round-robin`, `weighted` (by `weight`), `least-dialogs` (fewest active dialogs).'),
+  destinations: list(destination).min(1).required().desc('The servers of the set: URI strings or `{ uri, weight, priority, attrs, state }`.'),
+  probe,
+  failover: obj({
+    on_timeout: bool().def(true).desc('Try the next destination when the chosen one does not answer (Timer B/F, or no provisional response).'),
+    codes: codeList().def(range(500, 599), '`["5xx"]`').desc('Final responses that make the proxy try the next destination instead of relaying them.'),
+    max_attempts: int(1, 16).def(3).desc('Destinations tried for one request, the first included.'),
+  }).desc('Failover to another destination of the set.'),
+}).finish((o, path, ctx) => {
+  const dests = o['destinations'] as Destination[]
+  if (o['algorithm'] === 'weighted' && dests.every(d => d.weight === 0))
+    ctx.issue('ERR_CONFIG_CONFLICT', join(path, 'destinations'), ctx.posOf(join(path, 'destinations')), 'algorithm weighted needs at least one destination with weight > 0')
+})
+
+// ---------------------------------------------------------------- sections
+
+const workers = int(0, 256).def(null, 'number of CPU cores')
+  .desc('Worker threads that run parsing, transactions and routing. `0` runs everything in the primary thread (single-threaded, for comparison and debugging). Default: `os.availableParallelism()`.')
+
+const tls = obj({
+  certificates: list(obj({
+    cert: str('path').required().desc('PEM certificate chain file.'),
+    key: str('path').required().desc('PEM private key file.'),
+    server_names: list(domainName()).single().def([]).desc('Server names (SNI) for which this certificate is presented; empty: the default certificate.'),
+  })).def([]).desc('Certificates for `tls` and `wss` listeners, chosen by SNI. Files are re-read on reload.'),
+  min_version: oneOf(['TLSv1.2', 'TLSv1.3']).def('TLSv1.2').desc('Lowest TLS version accepted.'),
+  verify_client: bool().def(false).desc('Ask clients for a certificate and refuse those that do not present a valid one (mutual TLS).'),
+  ca: str('path').nullable().def(null).desc('PEM bundle of CAs trusted for client certificates; default: the system store.'),
+}).desc('TLS settings shared by `tls` and `wss` listeners.')
+
+const limits = obj({
+  max_message_size: size(1 * KiB, 16 * MiB).def(65535).desc('Largest SIP message accepted (bytes); larger ones are answered 413 or, on streams, close the connection.'),
+  max_connections: int(1, 1_000_000).def(10_000).desc('Open TCP/TLS/WS connections at most; further connections are refused.'),
+  idle_timeout: duration(SECOND, DAY).def(5 * MINUTE).desc('A stream connection with no traffic for this long is closed (unless a registration flows over it; NAT keep-alives count as traffic).'),
+  partial_message_timeout: duration(100, 5 * MINUTE).def(10 * SECOND).desc('A stream connection that holds an incomplete message this long is closed.'),
+  ring_size: size(64 * KiB, 1 * GiB).def(4 * MiB).desc('Bytes of each inbound and outbound ring between the primary and a worker.'),
+}).finish((o, path, ctx) => {
+  if ((o['ring_size'] as number) < 2 * (o['max_message_size'] as number) + 256)
+    ctx.issue('ERR_CONFIG_CONFLICT', join(path, 'ring_size'), ctx.posOf(join(path, 'ring_size')), 'ring_size must hold at least two messages of max_message_size')
+}).desc('Size, connection and time limits.')
+
+const timers = obj({
+  t1: duration(50, 10 * SECOND).def(500).desc('RTT estimate (RFC 3261 §17.1.1.1); base of the retransmission timers.'),
+  t2: duration(SECOND, MINUTE).def(4 * SECOND).desc('Longest retransmit interval for non-INVITE requests and INVITE responses.'),
+  t4: duration(SECOND, MINUTE).def(5 * SECOND).desc('Longest time a message stays in the network.'),
+  timer_b: duration(SECOND, 10 * MINUTE).nullable().def(null, '64 × t1 (32s)').desc('INVITE client transaction timeout (RFC 3261 §17.1.1.2).'),
+  timer_f: duration(SECOND, 10 * MINUTE).nullable().def(null, '64 × t1 (32s)').desc('Non-INVITE client transaction timeout (RFC 3261 §17.1.2.2).'),
+  timer_c: duration(MINUTE, HOUR).def(3 * MINUTE).desc('Proxy INVITE transaction timeout after a provisional response (RFC 3261 §16.6 step 11, which asks for more than 3 minutes).'),
+}).finish((o, path, ctx) => {
+  const t1 = o['t1'] as number
+  if (o['timer_b'] === null) o['timer_b'] = 64 * t1
+  if (o['timer_f'] === null) o['timer_f'] = 64 * t1
+  if ((o['t2'] as number) < t1) ctx.issue('ERR_CONFIG_CONFLICT', join(path, 't2'), ctx.posOf(join(path, 't2')), 't2 must not be shorter than t1')
+  for (const k of ['timer_b', 'timer_f'])
+    if ((o[k] as number) < t1) ctx.issue('ERR_CONFIG_CONFLICT', join(path, k), ctx.posOf(join(path, k)), `${k} must not be shorter than t1`)
+}).desc('SIP transaction timers. All timers derive from these in one place.')
+
+const proxy = obj({
+  record_route: bool().def(true).desc('Insert Record-Route so in-dialog requests come back through this proxy (needed for NAT, topology hiding and sticky dialogs).'),
+  max_forwards: int(1, 255).def(70).desc('Max-Forwards set on requests that arrive without one; requests arriving with 0 are answered 483.'),
+  server_header: str('string').check(noCrLf('server_header')).nullable().def('sipedge').desc('Server header on locally generated responses; null: no header.'),
+  user_agent: str('string').check(noCrLf('user_agent')).def('sipedge').desc('User-Agent of requests this proxy originates (probes, keep-alives, BYE on dialog timeout).'),
+}).desc('Stateful proxy behaviour.')
+
+const registrar = obj({
+  store: storeUrl().nullable().def(null, 'value of `store`').desc('Where registrations live: `lmdb:PATH` (embedded, one node), `redis://HOST:PORT/DB` (shared by an HA pair), `memory:` (tests).'),
+  min_expires: duration(SECOND, DAY).def(60 * SECOND).desc('Shorter registrations are answered 423 Interval Too Brief with this Min-Expires.'),
+  default_expires: duration(SECOND, 7 * DAY).def(HOUR).desc('Expiry used when a REGISTER gives none.'),
+  max_expires: duration(SECOND, 7 * DAY).def(2 * HOUR).desc('Longer requested expiries are cut down to this.'),
+  max_contacts: int(1, 1000).def(10).desc('Contacts per address-of-record; beyond it the oldest is dropped.'),
+}).rename([{ key: 'db_url', use: 'registrar.store' }]).finish((o, path, ctx) => {
+  const [min, def, max] = [o['min_expires'] as number, o['default_expires'] as number, o['max_expires'] as number]
+  if (!(min <= def && def <= max))
+    ctx.issue('ERR_CONFIG_CONFLICT', join(path, 'default_expires'), ctx.posOf(join(path, 'default_expires')), 'expected min_expires <= default_expires <= max_expires')
+}).desc('Registrar and location service (RFC 3261 §10). Expiries are durations; the values sent in SIP are whole seconds.')
+
+const auth = obj({
+  domains: mapOf(obj({
+    realm: str('realm').check(noCrLf('realm')).nullable().def(null, 'the domain').desc('Realm of the challenges.'),
+    users_file: str('path').required().desc('File of credentials `user:realm:HA1` (htdigest style; HA1 for MD5 or SHA-256 per line `algorithm=` suffix), re-read on reload.'),
+    algorithms: list(oneOf(['SHA-256', 'MD5'])).single().min(1).unique().def(['SHA-256', 'MD5']).desc('Digest algorithms offered, in order of preference (RFC 8760 §3: one challenge per algorithm, preferred first).'),
+    nonce_ttl: duration(5 * SECOND, HOUR).def(5 * MINUTE).desc('How long a nonce is accepted; older ones get a challenge with stale=true.'),
+    methods: list(method()).single().min(1).unique().def(['REGISTER']).desc('Requests from clients of this domain that must authenticate.'),
+  }), 'domain').keys(k => (isHostname(k) || isIPv4(k) ? undefined : `auth domain ${q(k)} is not a domain name`))
+    .desc('Digest authentication per local domain (each must be listed in `domains`).'),
+}).desc('Digest authentication (RFC 3261 §22, RFC 8760).')
+
+const dispatcher = obj({
+  sets: mapOf(dispatcherSet, 'name').keys(checkName('set name')).desc('Named sets of application servers; routes send to them with `{ dispatch: NAME }`.'),
+}).desc('Sets of application/media servers, balancing, health probing and failover.')
+
+const dialog = obj({
+  timeout: duration(MINUTE, 7 * DAY).def(12 * HOUR).desc('A dialog without in-dialog traffic for this long is forgotten.'),
+  send_bye_on_timeout: bool().def(false).desc('Send BYE to both sides when a dialog times out.'),
+  secret: str('string').check(v => (v.length >= 16 ? undefined : 'secret must be at least 16 characters')).nullable().def(null, 'random per start')
+    .desc('Key that signs the Record-Route parameters; set the same value on all nodes of an HA pair so either can route in-dialog requests.'),
+}).desc('Dialog tracking for sticky sessions.')
+
+const nat = obj({
+  force_rport: bool().def(true).desc('Answer to the source address and port (RFC 3581 rport) even when the client did not ask.'),
+  fix_contact: bool().def(true).desc('Remember the real source of a client whose Contact holds a private address, and reach it there.'),
+  keepalive: obj({
+    enabled: bool().def(true).desc('Ping registered clients behind NAT.'),
+    interval: duration(5 * SECOND, 10 * MINUTE).def(30 * SECOND).desc('Interval between two pings of one client; pings are spread evenly over it.'),
+    method: oneOf(['auto', 'options', 'crlf']).def('auto').desc('`auto`: OPTIONS over UDP, CRLF over TCP/TLS, ping frames over WebSocket; `options` / `crlf` force one kind where possible.'),
+  }).desc('NAT keep-alive pings.'),
+}).desc('NAT traversal helpers (RFC 3581, RFC 5626).')
+
+const pikeFields = (inherit: boolean) => ({
+  enabled: (inherit ? bool().nullable().def(null, 'inherits `pike.enabled`') : bool().def(true)).desc('Detect floods and ban their sources.'),
+  window: (inherit ? duration(100, MINUTE).nullable().def(null, 'inherits `pike.window`') : duration(100, MINUTE).def(2 * SECOND)).desc('Sampling window.'),
+  max_requests: (inherit ? int(1, 1_000_000).nullable().def(null, 'inherits `pike.max_requests`') : int(1, 1_000_000).def(60)).desc('Requests per source address and window above which the source is banned.'),
+  ban_time: (inherit ? duration(SECOND, DAY).nullable().def(null, 'inherits `pike.ban_time`') : duration(SECOND, DAY).def(5 * MINUTE)).desc('How long a banned source is ignored.'),
+})
+const pike = obj({
+  ...pikeFields(false),
+  allow: list(str('CIDR').check(v => { const r = parseCidr(v); return r.ok ? undefined : r.error })).single().def(['127.0.0.0/8', '::1/128'])
+    .desc('Sources never banned (application servers of the dispatcher sets are never banned either).'),
+  domains: mapOf(obj(pikeFields(true)), 'domain').desc('Per-domain overrides (request domain); unset keys inherit the global value.'),
+}).finish(o => {
+  for (const d of Object.values(o['domains'] as Record<string, Record<string, unknown>>))
+    for (const k of ['enabled', 'window', 'max_requests', 'ban_time'] as const) if (d[k] === null) d[k] = o[k]
+}).desc('Flood detection and bans (pike).')
+
+const metrics = obj({
+  listen: offOr(addrPort()).def({ address: '127.0.0.1', port: 9090 }, '`127.0.0.1:9090`').desc('HTTP address of the Prometheus endpoint; `false` turns it off.'),
+  path: str('path').check(v => (v.startsWith('/') ? undefined : 'path must start with /')).def('/metrics').desc('HTTP path of the metrics.'),
+}).rename([{ key: 'port', use: 'metrics.listen', note: 'as ADDRESS:PORT' }]).desc('Prometheus metrics.')
+
+const admin = obj({
+  enabled: bool().def(false).desc('Serve the admin HTTP API (drain, reload, inspect).'),
+  listen: addrPort().def({ address: '127.0.0.1', port: 9091 }, '`127.0.0.1:9091`').desc('HTTP address of the admin API.'),
+  token: str('string').check(v => (v.length >= 16 ? undefined : 'token must be at least 16 characters')).nullable().def(null).desc('Bearer token required on every admin request; mandatory when `listen` is not a loopback address.'),
+}).finish((o, path, ctx) => {
+  const l = o['listen'] as AddrPort
+  const loopback = l.address.startsWith('127.') || l.address === '::1'
+  if (o['enabled'] === true && !loopback && o['token'] === null)
+    ctx.issue('ERR_CONFIG_CONFLICT', join(path, 'token'), ctx.posOf(join(path, 'listen')), 'admin API on a non-loopback address needs a token')
+}).desc('Admin HTTP API.')
+
+const logging = obj({
+  level: oneOf(LOG_LEVELS).def('info').desc('Log level.'),
+  modules: mapOf(oneOf(LOG_LEVELS), 'module').def({}).desc('Per-module levels, e.g. `{ dispatcher: debug }`.'),
+  file: str('path').nullable().def(null).desc('Log file; null: standard output. Written off the hot path.'),
+  rotate: obj({
+    size: offOr(size(KiB, 100 * GiB)).def(100 * MiB).desc('Rotate when the file reaches this size; `false`: never by size.'),
+    interval: offOr(duration(MINUTE, 30 * DAY)).def(DAY).desc('Rotate at this interval; `false`: never by time.'),
+    keep: int(1, 1000).def(7).desc('Rotated files kept.'),
+  }).desc('Rotation of `file` (also on SIGHUP / admin reopen).'),
+}).desc('Structured logging.')
+
+export const configSchema: ObjS = obj({
+  workers,
+  listen: list(listenSpec).single().min(1).def(
+    [listenString.fn('udp:127.0.0.1:5060', '', new Ctx(null, null), null), listenString.fn('tcp:127.0.0.1:5060', '', new Ctx(null, null), null)] as ListenSpec[],
+    '`[udp:127.0.0.1:5060, tcp:127.0.0.1:5060]`',
+  ).desc(`Sockets to listen on: \`PROTO:ADDR:PORT\` strings (${LISTEN_EXAMPLE}) or mappings \`{ proto, address, port, tls, advertise }\`. \`tls\`/\`wss\` listeners need a certificate (\`tls.certificates\` or the listener's own \`tls\`).`),
+  domains: list(domainName()).single().unique().def([]).desc('Local domains: this proxy is the registrar for them, and requests for them are routed here.'),
+  tls,
+  limits,
+  timers,
+  proxy,
+  store: storeUrl().def('lmdb:./var/sipedge').desc('Default store for registrations, dialogs and bans. Relative paths are relative to the working directory.'),
+  registrar,
+  auth,
+  dispatcher,
+  routes: list(routeRule).def([]).desc(`Routing rules, tried in order: the first rule whose \`match\` holds decides. Actions: ${ACTION_DOC}.`),
+  dialog,
+  topology_hiding: bool().def(false).desc('Hide internal addresses: strip Via/Record-Route of the inside, rewrite Contact, so endpoints see one hop.'),
+  nat,
+  pike,
+  metrics,
+  admin,
+  logging,
+}).rename([
+  { key: 'listeners', use: 'listen' },
+  { key: 'max_msg_size', use: 'limits.max_message_size' },
+  { key: 'children', use: 'workers' },
+  { key: 'log_level', use: 'logging.level' },
+  { key: 'record_route', use: 'proxy.record_route' },
+  { key: 'tcp_connection_lifetime', use: 'limits.idle_timeout' },
+  { key: 'routing', use: 'routes' },
+  { key: 'dispatchers', use: 'dispatcher.sets' },
+]).finish(finishRoot)
+
+// ---------------------------------------------------------------- cross-section checks
+
+function finishRoot(o: Record<string, unknown>, _path: string, ctx: Ctx): void {
+  if (o['workers'] === null) o['workers'] = availableParallelism()
+  const reg = o['registrar'] as Record<string, unknown>
+  if (reg['store'] === null) reg['store'] = o['store']
+
+  const sets = (o['dispatcher'] as { sets: Record<string, Record<string, unknown>> }).sets
+  for (const [name, set] of Object.entries(sets)) {
+    // name first, so it reads well when logged
+    const copy = { name, ...set }
+    for (const k of Object.keys(set)) delete set[k]
+    Object.assign(set, copy)
+  }
+
+  const domains = o['domains'] as string[]
+  const authDomains = (o['auth'] as { domains: Record<string, Record<string, unknown>> }).domains
+  for (const [d, a] of Object.entries(authDomains)) {
+    if (a['realm'] === null) a['realm'] = d
+    if (!domains.includes(d.toLowerCase()))
+      ctx.issue('ERR_CONFIG_REFERENCE', `auth.domains.${d}`, ctx.keyPositions.get(`auth.domains.${d}`) ?? ctx.posOf('auth.domains'), `auth domain ${q(d)} is not listed in domains${domains.length ? ` (${domains.join(', ')})` : ''}`)
+  }
+
+  const listen = o['listen'] as ListenSpec[]
+  const certs = (o['tls'] as { certificates: unknown[] }).certificates
+  const seen = new Map<string, number>()
+  listen.forEach((l, i) => {
+    const p = `listen[${i}]`
+    const secure = l.proto === 'tls' || l.proto === 'wss'
+    if (secure && l.tls === null && certs.length === 0)
+      ctx.issue('ERR_CONFIG_REQUIRED', p, ctx.posOf(p), `${l.proto} listener ${l.id} needs a certificate: add tls.certificates or a tls: { cert, key } on the listener`)
+    if (!secure && l.tls !== null)
+      ctx.issue('ERR_CONFIG_CONFLICT', `${p}.tls`, ctx.posOf(`${p}.tls`), `tls settings are only for tls and wss listeners, not ${l.proto}`)
+    const prev = seen.get(l.id)
+    if (prev !== undefined) ctx.issue('ERR_CONFIG_CONFLICT', p, ctx.posOf(p), `${l.id} is listed twice (also listen[${prev}])`)
+    seen.set(l.id, i)
+  })
+  // udp and tcp may share a port; tcp, tls, ws and wss are all stream sockets and may not.
+  const streams = new Map<string, number>()
+  listen.forEach((l, i) => {
+    if (l.proto === 'udp') return
+    const key = `${l.address}|${l.port}`
+    const prev = streams.get(key)
+    if (prev !== undefined && listen[prev]!.id !== l.id)
+      ctx.issue('ERR_CONFIG_CONFLICT', `listen[${i}]`, ctx.posOf(`listen[${i}]`), `${l.id} uses the same TCP port as ${listen[prev]!.id}`)
+    streams.set(key, i)
+  })
+
+  const routes = o['routes'] as Array<Record<string, unknown>>
+  routes.forEach((r, i) => {
+    const rule = { index: i, ...r }
+    for (const k of Object.keys(r)) delete r[k]
+    Object.assign(r, rule)
+  })
+}
+
+export function unknownSet(name: string, names: readonly string[]): string {
+  return `unknown dispatcher set ${q(name)} (${names.length ? `defined sets: ${names.join(', ')}` : 'no sets are defined under dispatcher.sets'})`
+}

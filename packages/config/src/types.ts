@@ -1,0 +1,164 @@
+// The normalised configuration: plain data, every key present, durations in milliseconds,
+// sizes in bytes, single values turned into lists, deeply frozen. Safe to structuredClone /
+// msgpack to workers (no class instances, no RegExp, no Map).
+
+export type Proto = 'udp' | 'tcp' | 'tls' | 'ws' | 'wss'
+export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent'
+export type Algorithm = 'hash-callid' | 'hash-from-user' | 'hash-to-user' | 'round-robin' | 'weighted' | 'least-dialogs'
+export type DestinationState = 'active' | 'inactive' | 'draining'
+export type DigestAlgorithm = 'MD5' | 'SHA-256'
+
+export interface HostPort { host: string; port: number | null }
+export interface AddrPort { address: string; port: number }
+
+export interface ListenTls {
+  cert: string
+  key: string
+  /** Server names this certificate is presented for (SNI); empty = default certificate. */
+  sni: string[]
+}
+export interface ListenSpec {
+  proto: Proto
+  /** Bind address without brackets: "127.0.0.1", "::1", "0.0.0.0", "::". */
+  address: string
+  family: 4 | 6
+  port: number
+  /** Host (and port) put in Via/Record-Route/Contact instead of the bind address (behind NAT/VIP). */
+  advertise: HostPort | null
+  /** Per-listener certificate (tls/wss only); null = use the top-level `tls` section. */
+  tls: ListenTls | null
+  /** Canonical text form, e.g. "udp:127.0.0.1:5060", "tls:[::1]:5061". */
+  id: string
+}
+
+export interface TlsCertificate { cert: string; key: string; server_names: string[] }
+export interface TlsConfig {
+  certificates: TlsCertificate[]
+  min_version: 'TLSv1.2' | 'TLSv1.3'
+  verify_client: boolean
+  ca: string | null
+}
+
+export interface LimitsConfig {
+  max_message_size: number
+  max_connections: number
+  idle_timeout: number
+  partial_message_timeout: number
+  ring_size: number
+}
+
+export interface TimersConfig { t1: number; t2: number; t4: number; timer_b: number; timer_f: number; timer_c: number }
+
+export interface ProxyConfig {
+  record_route: boolean
+  max_forwards: number
+  server_header: string | null
+  user_agent: string
+}
+
+export interface RegistrarConfig {
+  store: string
+  min_expires: number
+  default_expires: number
+  max_expires: number
+  max_contacts: number
+}
+
+export interface AuthDomain {
+  realm: string
+  users_file: string
+  algorithms: DigestAlgorithm[]
+  nonce_ttl: number
+  methods: string[]
+}
+export interface AuthConfig { domains: Record<string, AuthDomain> }
+
+export interface ProbeConfig {
+  enabled: boolean
+  method: string
+  interval: number
+  timeout: number
+  ok_codes: number[]
+  failures_down: number
+  successes_up: number
+}
+export interface Destination {
+  uri: string
+  weight: number
+  priority: number
+  attrs: Record<string, string>
+  state: DestinationState
+}
+export interface FailoverConfig { on_timeout: boolean; codes: number[]; max_attempts: number }
+export interface DispatcherSet {
+  name: string
+  algorithm: Algorithm
+  destinations: Destination[]
+  probe: ProbeConfig
+  failover: FailoverConfig
+}
+export interface DispatcherConfig { sets: Record<string, DispatcherSet> }
+
+export interface HeaderMatch { name: string; regex: string; ignore_case: boolean }
+export interface RouteMatch {
+  // null = condition not given (matches anything). Lists match if any element matches.
+  method: string[] | null
+  domain: string[] | null
+  source: string[] | null
+  source_net: string[] | null
+  user_prefix: string[] | null
+  header: HeaderMatch[] | null
+  transport: Proto[] | null
+}
+export type RouteAction =
+  | { type: 'register' }
+  | { type: 'lookup' }
+  | { type: 'dispatch'; set: string }
+  | { type: 'forward'; uri: string }
+  | { type: 'reject'; code: number; reason: string | null }
+export interface AddHeader { name: string; value: string }
+export interface RouteRule {
+  /** Position in `routes` (0-based), for logs and metrics. */
+  index: number
+  name: string | null
+  match: RouteMatch
+  action: RouteAction
+  rewrite_host: HostPort | null
+  add_headers: AddHeader[]
+}
+
+export interface DialogConfig { timeout: number; send_bye_on_timeout: boolean; secret: string | null }
+export interface MetricsConfig { listen: AddrPort | null; path: string }
+export interface AdminConfig { enabled: boolean; listen: AddrPort; token: string | null }
+export interface LogRotate { size: number; interval: number; keep: number }
+export interface LoggingConfig { level: LogLevel; modules: Record<string, LogLevel>; file: string | null; rotate: LogRotate }
+export interface PikeLimits { enabled: boolean; window: number; max_requests: number; ban_time: number }
+export interface PikeConfig extends PikeLimits { allow: string[]; domains: Record<string, PikeLimits> }
+export interface NatKeepalive { enabled: boolean; interval: number; method: 'auto' | 'options' | 'crlf' }
+export interface NatConfig { force_rport: boolean; fix_contact: boolean; keepalive: NatKeepalive }
+
+export interface Config {
+  workers: number
+  listen: ListenSpec[]
+  domains: string[]
+  tls: TlsConfig
+  limits: LimitsConfig
+  timers: TimersConfig
+  proxy: ProxyConfig
+  store: string
+  registrar: RegistrarConfig
+  auth: AuthConfig
+  dispatcher: DispatcherConfig
+  routes: RouteRule[]
+  dialog: DialogConfig
+  topology_hiding: boolean
+  nat: NatConfig
+  pike: PikeConfig
+  metrics: MetricsConfig
+  admin: AdminConfig
+  logging: LoggingConfig
+}
+
+type DeepReadonly<T> = T extends (infer U)[] ? readonly DeepReadonly<U>[] : T extends object ? { readonly [K in keyof T]: DeepReadonly<T[K]> } : T
+/** What loadConfigFile returns: the same shape, read-only all the way down (it is frozen). */
+export type FrozenConfig = DeepReadonly<Config>
