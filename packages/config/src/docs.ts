@@ -50,7 +50,7 @@ name is given). All problems in a file are reported together as \`FILE:LINE:COL:
 ## Value formats
 
 - **duration**: a number with a unit: \`500ms\`, \`5s\`, \`2m\`, \`1h\`, \`1d\`, or a sum such as \`1h30m\`.
-  A bare number is refused (is \`30\` seconds or milliseconds?); only \`0\` may be written without unit.
+  A bare number is seconds, as in SIP's own Expires headers (\`min_expires: 60\` is one minute).
 - **size**: a whole number of bytes (\`65535\`) or a number with a unit: \`B\`, \`KiB\`, \`MiB\`, \`GiB\`
   (powers of 1024) or \`KB\`, \`MB\`, \`GB\` (powers of 1000).
 - **listen spec**: \`PROTO:ADDR:PORT\` with PROTO one of \`udp\`, \`tcp\`, \`tls\`, \`ws\`, \`wss\` and ADDR an IPv4

@@ -13,13 +13,19 @@ export const q = (v: unknown): string => JSON.stringify(v)
 
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
 
-/** `500ms`, `5s`, `2m`, `1h`, `12h`, `1d`, compound `1h30m`; plain numbers are refused (unit unclear), except 0. */
+/**
+ * `500ms`, `5s`, `2m`, `1h`, `12h`, `1d`, compound `1h30m`. A plain number is seconds, as in
+ * SIP itself (Expires, Min-Expires) and in the Kamailio/OpenSIPS parameters operators port
+ * their settings from: `min_expires: 60` means one minute.
+ */
 export function parseDuration(v: unknown): Parsed<number> {
-  if (v === 0) return ok(0)
-  if (typeof v === 'number')
-    return fail(`expected a duration with a unit, got ${v} (write "${v}s" for seconds or "${v}ms" for milliseconds)`)
+  if (typeof v === 'number') {
+    if (Number.isFinite(v) && v >= 0) return ok(Math.round(v * 1000))
+    return fail(`expected a duration such as "5s" or "500ms" (a plain number is seconds), got ${v}`)
+  }
   if (typeof v !== 'string') return fail(`expected a duration such as "5s" or "500ms", got ${describe(v)}`)
   const s = v.trim()
+  if (/^\d+(?:\.\d+)?$/.test(s)) return ok(Math.round(Number(s) * 1000))
   let total = 0
   let rest = s
   const part = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*/

@@ -131,7 +131,7 @@ const corpus: Array<[file: string, code: string, issueCode: string, path: string
   ['unknown-source-set.yaml', 'ERR_CONFIG_INVALID', 'ERR_CONFIG_REFERENCE', 'routes[0].match.source[1]', 6, /"media"/],
   ['reject-code-range.yaml', 'ERR_CONFIG_INVALID', 'ERR_CONFIG_RANGE', 'routes[0].action.reject', 3, /300 to 699/],
   ['reject-code-range-object.yaml', 'ERR_CONFIG_INVALID', 'ERR_CONFIG_RANGE', 'routes[0].action.reject.code', 3, /300 to 699/],
-  ['duration-no-unit.yaml', 'ERR_CONFIG_INVALID', 'ERR_CONFIG_FORMAT', 'timers.t1', 2, /unit/],
+  ['duration-negative.yaml', 'ERR_CONFIG_INVALID', 'ERR_CONFIG_FORMAT', 'timers.t1', 2, /plain number is seconds/],
   ['bad-duration.yaml', 'ERR_CONFIG_INVALID', 'ERR_CONFIG_FORMAT', 'dialog.timeout', 2, /duration/],
   ['bad-size.yaml', 'ERR_CONFIG_INVALID', 'ERR_CONFIG_FORMAT', 'limits.max_message_size', 2, /size/],
   ['yaml-syntax.yaml', 'ERR_CONFIG_YAML', 'ERR_CONFIG_YAML', '', 4],
@@ -301,4 +301,11 @@ t.test('errors travel across threads as plain data', async t => {
 t.test('config imports no other sipedge package', async t => {
   const pkg = JSON.parse(readFileSync(repoFile('packages/config/package.json'), 'utf8')) as { dependencies?: Record<string, string> }
   t.same(Object.keys(pkg.dependencies ?? {}).filter(d => d.startsWith('@sipedge/')), [])
+})
+
+t.test('a plain number for a duration is seconds', async t => {
+  const c = parseConfig('timers:\n  t1: 1\nregistrar:\n  min_expires: 60\n  default_expires: "3600"\n')
+  t.equal(c.timers.t1, 1000)
+  t.equal(c.registrar.min_expires, 60_000)
+  t.equal(c.registrar.default_expires, 3_600_000)
 })
