@@ -1,0 +1,130 @@
+/**
+ * Shared scanners over header values. Values are latin1-decoded strings whose folding CR/LF
+ * have been replaced by SP one-for-one, so a string index is also a byte offset from the
+ * value's start (the editor relies on that).
+ */
+import { GENVALUE, TOKEN } from './tables.js'
+
+export function isLws(c: number): boolean {
+  return c === 32 || c === 9 || c === 13 || c === 10
+}
+
+export function skipLws(s: string, i: number, n: number): number {
+  while (i < n && isLws(s.charCodeAt(i))) i++
+  return i
+}
+
+export function trimEnd(s: string, a: number, b: number): number {
+  while (b > a && isLws(s.charCodeAt(b - 1))) b--
+  return b
+}
+
+/** Index after the closing quote of the quoted-string opening at s[i] === '"', or -1. */
+export function skipQuoted(s: string, i: number, n: number): number {
+  i++
+  while (i < n) {
+    const c = s.charCodeAt(i)
+    if (c === 92 /* \ */) i += 2
+    else if (c === 34) return i + 1
+    else i++
+  }
+  return -1
+}
+
+/** Content of a quoted-string s[a, b) (quotes included) with quoted-pairs resolved. */
+export function unquote(s: string, a: number, b: number): string {
+  let out = ''
+  let from = a + 1
+  for (let i = a + 1; i < b - 1; i++) {
+    if (s.charCodeAt(i) === 92) {
+      out += s.slice(from, i) + s[i + 1]
+      i++
+      from = i + 1
+    }
+  }
+  return out + s.slice(from, b - 1)
+}
+
+/**
+ * Split a comma-separated header value s[a, b) into element ranges (trimmed), not splitting
+ * inside quoted strings or <...>. Empty elements are kept (a === b) so that strict callers can
+ * reject "Via: a,,b" (RFC 4475 badinv01). Returns [s0, e0, s1, e1, ...].
+ */
+export function splitList(s: string, a = 0, b = s.length): number[] {
+  const out: number[] = []
+  let start = a
+  let i = a
+  while (i < b) {
+    const c = s.charCodeAt(i)
+    if (c === 34) {
+      const j = skipQuoted(s, i, b)
+      i = j < 0 ? b : j
+      continue
+    }
+    if (c === 60 /* < */) {
+      const j = s.indexOf('>', i)
+      i = j < 0 || j >= b ? b : j + 1
+      continue
+    }
+    if (c === 44) {
+      const st = skipLws(s, start, i)
+      out.push(st, trimEnd(s, st, i))
+      start = i + 1
+    }
+    i++
+  }
+  const st = skipLws(s, start, b)
+  out.push(st, trimEnd(s, st, b))
+  return out
+}
+
+/** Span of one parameter: name (lower-case), index of its ';', index after its value. */
+export interface ParamSpan { name: string; semi: number; end: number }
+
+/**
+ * *( SEMI generic-param ) with SEMI = SWS ";" SWS, EQUAL = SWS "=" SWS,
+ * gen-value = token / host / quoted-string. Values are kept as written (quotes included).
+ * Returns -1 on a syntax error (empty parameter, junk), otherwise the index where parsing stopped (n).
+ */
+export function parseParams(
+  s: string, i: number, n: number, params: Map<string, string | null>, spans: ParamSpan[] | null,
+): number {
+  for (;;) {
+    i = skipLws(s, i, n)
+    if (i >= n) return n
+    if (s.charCodeAt(i) !== 59) return -1
+    const semi = i
+    i = skipLws(s, i + 1, n)
+    const ns = i
+    while (i < n) {
+      const c = s.charCodeAt(i)
+      if (c > 255 || TOKEN[c] === 0) break
+      i++
+    }
+    if (i === ns) return -1
+    const name = s.slice(ns, i).toLowerCase()
+    let j = skipLws(s, i, n)
+    let value: string | null = null
+    if (j < n && s.charCodeAt(j) === 61) {
+      j = skipLws(s, j + 1, n)
+      if (j < n && s.charCodeAt(j) === 34) {
+        const q = skipQuoted(s, j, n)
+        if (q < 0) return -1
+        value = s.slice(j, q)
+        i = q
+      } else {
+        const vs = j
+        while (j < n) {
+          const c = s.charCodeAt(j)
+          if (c > 255 || GENVALUE[c] === 0) break
+          j++
+        }
+        if (j === vs) return -1
+        value = s.slice(vs, j)
+        i = j
+      }
+    }
+    if (!params.has(name)) params.set(name, value)
+    if (spans !== null) spans.push({ name, semi, end: i })
+  }
+}
