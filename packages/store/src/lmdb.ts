@@ -1,0 +1,458 @@
+import { mkdirSync } from 'node:fs'
+import { dirname } from 'node:path'
+import { open, type Database, type Key, type RootDatabase } from 'lmdb'
+import {
+  checkBinding, checkDialog, checkKey, decode, decodeBan, decodeBindings, decodeCredential, decodeDialog,
+  encode, encodeBan, encodeBindings, encodeCredential, encodeDialog, bindingKey,
+} from './codec.js'
+import { StoreError, StoreErrorCode } from './errors.js'
+import { Listeners } from './listeners.js'
+import type {
+  AorBindings, Ban, BanStore, Binding, Credential, CredentialStore, Dialog, DialogStore, LocationStore, Page,
+} from './types.js'
+import type { Backend, BackendOptions } from './backend.js'
+
+// Layout of the LMDB environment (one file + lock file, shared by every thread of the process):
+//   loc     aor                 -> msgpack [format, binding tuples]
+//   locexp  [minExpires, aor]   -> ''     expiry index: a sweep reads only its head
+//   dlg     id                  -> msgpack dialog tuple
+//   dlgexp  [expiresAt, id]     -> ''
+//   ban     key                 -> msgpack [format, until, reason, createdAt]
+//   banexp  [until, key]        -> ''
+//   cred    [realm, user]       -> msgpack [format, ha1Md5, ha1Sha256]
+//   meta    counter key         -> msgpack number  (updated in the same transaction as the data)
+// Every read-modify-write runs inside one LMDB write transaction (`env.transaction`), which
+// LMDB serialises across threads and processes with its writer lock.
+
+type Bin = Database<Buffer, Key>
+const MARK = Buffer.from([0])
+
+interface Txn<T> { ok: true; value: T }
+interface TxnFail { ok: false; error: unknown }
+
+export class LmdbBackend implements Backend {
+  readonly kind = 'lmdb' as const
+  readonly location: LmdbLocationStore
+  readonly dialogs: LmdbDialogStore
+  readonly bans: LmdbBanStore
+  readonly credentials: LmdbCredentialStore
+  private readonly env: RootDatabase<Buffer, Key>
+  private closed = false
+
+  constructor(path: string, opts: BackendOptions) {
+    const noSubdir = /\.[^/\\]*$/.test(path)
+    mkdirSync(noSubdir ? dirname(path) : path, { recursive: true })
+    const envOpts: Parameters<typeof open>[0] = { path, encoding: 'binary', maxDbs: 16, noSubdir }
+    if (opts.mapSize) envOpts.mapSize = opts.mapSize
+    try {
+      this.env = open(envOpts) as RootDatabase<Buffer, Key>
+    } catch (err) {
+      throw new StoreError(StoreErrorCode.UNAVAILABLE, `cannot open LMDB store at ${path}: ${(err as Error).message}`, { cause: err })
+    }
+    const db = (name: string): Bin => this.env.openDB({ name, encoding: 'binary' }) as Bin
+    const meta = new Counters(db('meta'))
+    const run = <T>(fn: () => T): Promise<T> => this.txn(fn)
+    this.location = new LmdbLocationStore(db('loc'), db('locexp'), meta, run, opts)
+    this.dialogs = new LmdbDialogStore(db('dlg'), db('dlgexp'), meta, run, opts)
+    this.bans = new LmdbBanStore(db('ban'), db('banexp'), run, opts)
+    this.credentials = new LmdbCredentialStore(db('cred'), run)
+  }
+
+  isAvailable(): boolean {
+    return !this.closed
+  }
+
+  /**
+   * Runs `fn` in one write transaction. An exception thrown by `fn` is carried out of the
+   * callback (not thrown inside it) so a batch shared with other callers is not disturbed;
+   * callers check values before writing, so nothing is half-written.
+   */
+  private async txn<T>(fn: () => T): Promise<T> {
+    if (this.closed) throw new StoreError(StoreErrorCode.CLOSED, 'the store is closed')
+    const r = await this.env.transaction((): Txn<T> | TxnFail => {
+      try {
+        return { ok: true, value: fn() }
+      } catch (error) {
+        return { ok: false, error }
+      }
+    })
+    if (!r.ok) throw r.error
+    return r.value
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    await this.env.close()
+  }
+}
+
+class Counters {
+  constructor(private readonly db: Bin) {}
+  get(key: Key): number {
+    const v = this.db.get(key)
+    return v ? (decode(v) as number) : 0
+  }
+  /** Inside a transaction only. */
+  add(key: Key, delta: number): void {
+    if (delta === 0) return
+    const n = this.get(key) + delta
+    if (n <= 0) this.db.removeSync(key)
+    else this.db.putSync(key, encode(n))
+  }
+}
+
+type Run = <T>(fn: () => T) => Promise<T>
+
+function minExpires(list: readonly Binding[]): number {
+  let m = Infinity
+  for (const b of list) if (b.expires < m) m = b.expires
+  return m
+}
+
+export class LmdbLocationStore implements LocationStore {
+  private readonly expired = new Listeners<AorBindings>()
+  private readonly now: () => number
+  constructor(
+    private readonly loc: Bin, private readonly exp: Bin, private readonly meta: Counters,
+    private readonly run: Run, private readonly opts: BackendOptions,
+  ) {
+    this.now = opts.now
+  }
+
+  async get(aor: string): Promise<Binding[]> {
+    checkKey('aor', aor)
+    const now = this.now()
+    return decodeBindings(aor, this.loc.get(aor)).filter(b => b.expires > now)
+  }
+
+  /** Inside a transaction: writes the AOR's new set and keeps index and counters in step. */
+  private write(aor: string, prev: readonly Binding[], next: readonly Binding[]): void {
+    if (prev.length > 0) this.exp.removeSync([minExpires(prev), aor])
+    if (next.length > 0) {
+      this.loc.putSync(aor, encodeBindings(next))
+      this.exp.putSync([minExpires(next), aor], MARK)
+    } else if (prev.length > 0) {
+      this.loc.removeSync(aor)
+    }
+    this.meta.add('loc:aors', (next.length > 0 ? 1 : 0) - (prev.length > 0 ? 1 : 0))
+    this.meta.add('loc:bindings', next.length - prev.length)
+  }
+
+  async update(aor: string, fn: (current: Binding[]) => Binding[] | null): Promise<Binding[]> {
+    checkKey('aor', aor)
+    return this.run(() => {
+      const now = this.now()
+      const prev = decodeBindings(aor, this.loc.get(aor))
+      const live = prev.filter(b => b.expires > now)
+      const out = fn(live.slice())
+      if (out === null) return live
+      const next = out.map(b => checkBinding(aor, b, this.opts.nodeId)).filter(b => b.expires > now)
+      this.write(aor, prev, next)
+      return next
+    })
+  }
+
+  put(aor: string, binding: Binding): Promise<Binding[]> {
+    const key = bindingKey(binding)
+    return this.update(aor, cur => [...cur.filter(b => bindingKey(b) !== key), binding])
+  }
+
+  async remove(aor: string, contactOrKey: string): Promise<boolean> {
+    let removed = false
+    await this.update(aor, cur => {
+      const next = cur.filter(b => b.contact !== contactOrKey && bindingKey(b) !== contactOrKey)
+      removed = next.length !== cur.length
+      return removed ? next : null
+    })
+    return removed
+  }
+
+  async removeAll(aor: string): Promise<number> {
+    let n = 0
+    await this.update(aor, cur => {
+      n = cur.length
+      return []
+    })
+    return n
+  }
+
+  replace(aor: string, bindings: Binding[]): Promise<Binding[]> {
+    return this.update(aor, () => bindings)
+  }
+
+  async count(): Promise<{ aors: number; bindings: number }> {
+    return { aors: this.meta.get('loc:aors'), bindings: this.meta.get('loc:bindings') }
+  }
+
+  async list(cursor: string | null, limit: number): Promise<Page<AorBindings>> {
+    const now = this.now()
+    const items: AorBindings[] = []
+    let last: string | null = null
+    let more = false
+    const range = this.loc.getRange(cursor === null ? { limit: limit + 1 } : { start: cursor, limit: limit + 2 })
+    let seen = 0
+    for (const { key, value } of range) {
+      const aor = key as string
+      if (aor === cursor) continue
+      if (seen === limit) {
+        more = true
+        break
+      }
+      seen++
+      last = aor
+      const bindings = decodeBindings(aor, value).filter(b => b.expires > now)
+      if (bindings.length > 0) items.push({ aor, bindings })
+    }
+    return { items, cursor: more ? last : null }
+  }
+
+  async sweepExpired(now = this.now(), max = 1000): Promise<number> {
+    const due: Array<[number, string]> = []
+    for (const { key } of this.exp.getRange({ limit: max })) {
+      const k = key as [number, string]
+      if (k[0] > now) break
+      due.push(k)
+    }
+    if (due.length === 0) return 0
+    const events = await this.run(() => {
+      const out: AorBindings[] = []
+      for (const k of due) {
+        if (!this.exp.doesExist(k)) continue // changed since the index was read
+        const aor = k[1]
+        const prev = decodeBindings(aor, this.loc.get(aor))
+        const gone = prev.filter(b => b.expires <= now)
+        const keep = prev.filter(b => b.expires > now)
+        if (prev.length === 0) this.exp.removeSync(k) // stray index entry
+        else this.write(aor, prev, keep)
+        if (gone.length > 0) out.push({ aor, bindings: gone })
+      }
+      return out
+    })
+    let n = 0
+    for (const e of events) {
+      n += e.bindings.length
+      this.expired.emit(e)
+    }
+    return n
+  }
+
+  onExpired(listener: (e: AorBindings) => void): () => void {
+    return this.expired.add(listener)
+  }
+}
+
+const dlgSetKey = (set: string): Key => ['ds', set]
+const dlgDstKey = (dst: string): Key => ['dd', dst]
+
+export class LmdbDialogStore implements DialogStore {
+  private readonly expired = new Listeners<Dialog>()
+  private readonly now: () => number
+  constructor(
+    private readonly dlg: Bin, private readonly exp: Bin, private readonly meta: Counters,
+    private readonly run: Run, private readonly opts: BackendOptions,
+  ) {
+    this.now = opts.now
+  }
+
+  private read(id: string): Dialog | null {
+    const v = this.dlg.get(id)
+    return v ? decodeDialog(id, v) : null
+  }
+
+  /** Inside a transaction. */
+  private write(id: string, prev: Dialog | null, next: Dialog | null): void {
+    if (prev) {
+      this.exp.removeSync([prev.expiresAt, id])
+      if (prev.state !== 'terminated') {
+        this.meta.add(dlgSetKey(prev.setName), -1)
+        this.meta.add(dlgDstKey(prev.destination), -1)
+      }
+    }
+    if (next) {
+      this.dlg.putSync(id, encodeDialog(next))
+      this.exp.putSync([next.expiresAt, id], MARK)
+      if (next.state !== 'terminated') {
+        this.meta.add(dlgSetKey(next.setName), 1)
+        this.meta.add(dlgDstKey(next.destination), 1)
+      }
+    } else if (prev) {
+      this.dlg.removeSync(id)
+    }
+    this.meta.add('dlg:n', (next ? 1 : 0) - (prev ? 1 : 0))
+  }
+
+  async get(id: string): Promise<Dialog | null> {
+    const d = this.read(id)
+    return d && d.expiresAt > this.now() ? d : null
+  }
+
+  async put(dialog: Dialog): Promise<void> {
+    const d = checkDialog(dialog, this.opts.nodeId)
+    checkKey('dialog id', d.id)
+    await this.run(() => this.write(d.id, this.read(d.id), d))
+  }
+
+  remove(id: string): Promise<boolean> {
+    return this.run(() => {
+      const prev = this.read(id)
+      if (prev) this.write(id, prev, null)
+      return prev !== null
+    })
+  }
+
+  touch(id: string, expiresAt?: number, lastActivity?: number): Promise<boolean> {
+    return this.run(() => {
+      const prev = this.read(id)
+      if (!prev || prev.expiresAt <= this.now()) return false
+      const next = { ...prev, lastActivity: lastActivity ?? this.now(), expiresAt: expiresAt ?? prev.expiresAt }
+      this.write(id, prev, next)
+      return true
+    })
+  }
+
+  async countBySet(setName: string): Promise<number> {
+    return this.meta.get(dlgSetKey(setName))
+  }
+
+  async countByDestination(destination: string): Promise<number> {
+    return this.meta.get(dlgDstKey(destination))
+  }
+
+  async count(): Promise<number> {
+    return this.meta.get('dlg:n')
+  }
+
+  async sweepExpired(now = this.now(), max = 1000): Promise<number> {
+    const due: Array<[number, string]> = []
+    for (const { key } of this.exp.getRange({ limit: max })) {
+      const k = key as [number, string]
+      if (k[0] > now) break
+      due.push(k)
+    }
+    if (due.length === 0) return 0
+    const gone = await this.run(() => {
+      const out: Dialog[] = []
+      for (const k of due) {
+        if (!this.exp.doesExist(k)) continue
+        const prev = this.read(k[1])
+        if (prev && prev.expiresAt <= now) {
+          this.write(k[1], prev, null)
+          out.push(prev)
+        } else if (!prev) {
+          this.exp.removeSync(k)
+        }
+      }
+      return out
+    })
+    for (const d of gone) this.expired.emit(d)
+    return gone.length
+  }
+
+  onExpired(listener: (d: Dialog) => void): () => void {
+    return this.expired.add(listener)
+  }
+}
+
+export class LmdbBanStore implements BanStore {
+  private readonly expired = new Listeners<Ban>()
+  private readonly now: () => number
+  constructor(private readonly db: Bin, private readonly exp: Bin, private readonly run: Run, opts: BackendOptions) {
+    this.now = opts.now
+  }
+
+  private read(key: string): Ban | null {
+    const v = this.db.get(key)
+    return v ? decodeBan(key, v) : null
+  }
+
+  async ban(key: string, until: number, reason: string): Promise<void> {
+    checkKey('ban key', key)
+    if (typeof until !== 'number' || !Number.isFinite(until)) throw new StoreError(StoreErrorCode.BAD_VALUE, 'ban until must be an epoch-ms number')
+    const b: Ban = { key, until, reason: String(reason ?? ''), createdAt: this.now() }
+    await this.run(() => {
+      const prev = this.read(key)
+      if (prev) this.exp.removeSync([prev.until, key])
+      this.db.putSync(key, encodeBan(b))
+      this.exp.putSync([until, key], MARK)
+    })
+  }
+
+  async get(key: string): Promise<Ban | null> {
+    const b = this.read(key)
+    return b && b.until > this.now() ? b : null
+  }
+
+  async isBanned(key: string): Promise<boolean> {
+    return (await this.get(key)) !== null
+  }
+
+  async list(limit = 1000): Promise<Ban[]> {
+    const now = this.now()
+    const out: Ban[] = []
+    for (const { key } of this.exp.getRange({ start: [now], limit: limit + 16 })) {
+      const k = key as [number, string]
+      if (k[0] <= now) continue
+      const b = this.read(k[1])
+      if (b) out.push(b)
+      if (out.length >= limit) break
+    }
+    return out
+  }
+
+  remove(key: string): Promise<boolean> {
+    return this.run(() => {
+      const prev = this.read(key)
+      if (!prev) return false
+      this.exp.removeSync([prev.until, key])
+      this.db.removeSync(key)
+      return prev.until > this.now()
+    })
+  }
+
+  async sweepExpired(now = this.now(), max = 1000): Promise<number> {
+    const due: Array<[number, string]> = []
+    for (const { key } of this.exp.getRange({ limit: max })) {
+      const k = key as [number, string]
+      if (k[0] > now) break
+      due.push(k)
+    }
+    if (due.length === 0) return 0
+    const gone = await this.run(() => {
+      const out: Ban[] = []
+      for (const k of due) {
+        if (!this.exp.doesExist(k)) continue
+        this.exp.removeSync(k)
+        const b = this.read(k[1])
+        if (b && b.until <= now) {
+          this.db.removeSync(k[1])
+          out.push(b)
+        }
+      }
+      return out
+    })
+    for (const b of gone) this.expired.emit(b)
+    return gone.length
+  }
+
+  onExpired(listener: (b: Ban) => void): () => void {
+    return this.expired.add(listener)
+  }
+}
+
+export class LmdbCredentialStore implements CredentialStore {
+  constructor(private readonly db: Bin, private readonly run: Run) {}
+  async get(realm: string, user: string): Promise<Credential | null> {
+    const v = this.db.get([realm, user])
+    return v ? decodeCredential(v) : null
+  }
+  async put(realm: string, user: string, credential: Credential): Promise<void> {
+    checkKey('realm', realm)
+    checkKey('user', user)
+    await this.db.put([realm, user], encodeCredential(credential))
+  }
+  async remove(realm: string, user: string): Promise<boolean> {
+    // the async remove() resolves true once committed, whether or not the key existed
+    return this.run(() => this.db.removeSync([realm, user]))
+  }
+}

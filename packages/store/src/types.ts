@@ -1,0 +1,163 @@
+/** Where a REGISTER came from: used to answer over the same flow (RFC 5626). */
+export interface ReceivedFrom {
+  transport: string
+  address: string
+  port: number
+  socketId: number
+  connId: number
+}
+
+/**
+ * One registration binding (RFC 3261 §10.3). Identity: the Contact URI, or for outbound
+ * flows (RFC 5626 §6) the pair (+sip.instance, reg-id): see `bindingKey`.
+ */
+export interface Binding {
+  aor: string
+  contact: string
+  instance?: string | undefined
+  regId?: number | undefined
+  /** 0..1 */
+  q: number
+  /** Absolute expiry, epoch ms. A binding with `expires <= now` is never returned. */
+  expires: number
+  callId: string
+  cseq: number
+  /** Path header values (RFC 3327), in order. */
+  path: string[]
+  received: ReceivedFrom
+  userAgent?: string | undefined
+  updatedAt: number
+  nodeId?: string | undefined
+}
+
+export interface Page<T> {
+  items: T[]
+  /** Pass back to get the next page; null when this was the last page. */
+  cursor: string | null
+}
+
+export interface AorBindings {
+  aor: string
+  bindings: Binding[]
+}
+
+export type ExpiredListener<T> = (expired: T) => void
+
+export interface LocationStore {
+  /** Live bindings of an AOR (expired ones are filtered out even before a sweep). */
+  get(aor: string): Promise<Binding[]>
+  /** Adds or replaces (same identity) one binding. Resolves to the AOR's new set. */
+  put(aor: string, binding: Binding): Promise<Binding[]>
+  /** Removes the binding whose contact URI or `bindingKey` equals `contactOrKey`. */
+  remove(aor: string, contactOrKey: string): Promise<boolean>
+  /** Removes every binding of the AOR; resolves to how many were live. */
+  removeAll(aor: string): Promise<number>
+  /** Writes the AOR's complete binding set atomically. */
+  replace(aor: string, bindings: Binding[]): Promise<Binding[]>
+  /**
+   * Atomic read-modify-write of one AOR. `fn` gets the live bindings and returns the new
+   * set, or null to leave the AOR untouched. `fn` must be synchronous and free of side
+   * effects: it may run more than once (Redis retries on a concurrent change).
+   */
+  update(aor: string, fn: (current: Binding[]) => Binding[] | null): Promise<Binding[]>
+  /** Stored AORs and bindings (bindings expired but not yet swept are still counted). */
+  count(): Promise<{ aors: number; bindings: number }>
+  /** AORs in key order, `limit` per page, for the admin API. */
+  list(cursor: string | null, limit: number): Promise<Page<AorBindings>>
+  /** Removes up to `max` AORs' due bindings (expiry index only, no full scan). */
+  sweepExpired(now?: number, max?: number): Promise<number>
+  /** Called for bindings removed by a sweep in this thread/process. Returns an unsubscribe. */
+  onExpired(listener: ExpiredListener<AorBindings>): () => void
+}
+
+export type DialogState = 'early' | 'confirmed' | 'terminated'
+
+export interface Dialog {
+  /** The dialog id, see `dialogId`. */
+  id: string
+  setName: string
+  destination: string
+  state: DialogState
+  createdAt: number
+  lastActivity: number
+  /** Absolute expiry, epoch ms. */
+  expiresAt: number
+  routeSet?: string[] | undefined
+  nodeId?: string | undefined
+}
+
+export interface DialogStore {
+  get(id: string): Promise<Dialog | null>
+  put(dialog: Dialog): Promise<void>
+  remove(id: string): Promise<boolean>
+  /** Moves lastActivity (default now) and optionally expiresAt; false if the dialog is unknown. */
+  touch(id: string, expiresAt?: number, lastActivity?: number): Promise<boolean>
+  /** Dialogs not in state 'terminated' of a dispatcher set. */
+  countBySet(setName: string): Promise<number>
+  /** Dialogs not in state 'terminated' towards a destination URI. */
+  countByDestination(destination: string): Promise<number>
+  /** Stored dialogs (any state). */
+  count(): Promise<number>
+  sweepExpired(now?: number, max?: number): Promise<number>
+  onExpired(listener: ExpiredListener<Dialog>): () => void
+}
+
+export interface Ban {
+  /** An IP address, or IP + domain (see `banKey`). */
+  key: string
+  /** Epoch ms. */
+  until: number
+  reason: string
+  createdAt: number
+}
+
+export interface BanStore {
+  ban(key: string, until: number, reason: string): Promise<void>
+  isBanned(key: string): Promise<boolean>
+  get(key: string): Promise<Ban | null>
+  /** Active bans, soonest lifted first. */
+  list(limit?: number): Promise<Ban[]>
+  remove(key: string): Promise<boolean>
+  sweepExpired(now?: number, max?: number): Promise<number>
+  onExpired(listener: ExpiredListener<Ban>): () => void
+}
+
+/** Digest credentials: HA1 = H(user:realm:password) for MD5 and/or SHA-256 (RFC 8760). */
+export interface Credential {
+  ha1Md5?: string | undefined
+  ha1Sha256?: string | undefined
+}
+
+export interface CredentialStore {
+  get(realm: string, user: string): Promise<Credential | null>
+  put(realm: string, user: string, credential: Credential): Promise<void>
+  remove(realm: string, user: string): Promise<boolean>
+}
+
+export type StoreStatus = 'available' | 'unavailable'
+
+export interface StoreOptions {
+  /** Stamped on bindings and dialogs written without one. */
+  nodeId?: string
+  /** Clock (epoch ms); injected by tests. */
+  now?: () => number
+  /** How often due entries are swept from the expiry indexes; 0 disables. Default 1000. */
+  sweepIntervalMs?: number
+  /** Entries removed per sweep round. Default 1000 (up to 10 rounds per interval). */
+  sweepBatch?: number
+  /** Called on every availability change (Redis only ever changes). */
+  onStatus?: (status: StoreStatus, err?: Error) => void
+  /** Redis: per-command timeout. Default 1000 ms. */
+  commandTimeoutMs?: number
+  /** Redis: how long openStores waits for the first connection. Default 5000 ms. */
+  connectTimeoutMs?: number
+  /**
+   * Redis: keys outlive their last expiry by this much (PEXPIREAT), a safety net that frees
+   * memory even if no node sweeps. Default 3_600_000 (1 h).
+   */
+  graceMs?: number
+  /** Redis: key prefix. Default 'sipedge:' (or `?prefix=` in the URL). */
+  keyPrefix?: string
+  /** LMDB: map size in bytes (default lmdb's, grows as needed). */
+  mapSize?: number
+}

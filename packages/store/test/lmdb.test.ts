@@ -1,0 +1,46 @@
+import t from 'tap'
+import { join } from 'node:path'
+import { openStores } from '@sipedge/store'
+import { binding, runContract } from './fixtures/contract.js'
+
+t.test('contract: lmdb', async t => {
+  runContract(t, async t => {
+    const dir = t.testdir({})
+    return opts => openStores(`lmdb:${join(dir, 'store')}`, opts)
+  })
+})
+
+t.test('lmdb: data survives close and reopen', async t => {
+  const path = join(t.testdir({}), 'persist')
+  const clock = { now: () => Date.now() }
+  const a = await openStores(`lmdb:${path}`, { sweepIntervalMs: 0 })
+  await a.location.put('sip:p@x', binding(clock, 'sip:p1@h'))
+  await a.location.put('sip:p@x', binding(clock, 'sip:p2@h'))
+  await a.dialogs.put({ id: 'd', setName: 's', destination: 'sip:as', state: 'confirmed', createdAt: 1, lastActivity: 1, expiresAt: Date.now() + 60_000 })
+  await a.bans.ban('198.51.100.7', Date.now() + 60_000, 'flood')
+  await a.credentials.put('example.com', 'bob', { ha1Md5: 'h' })
+  await a.close()
+
+  const b = await openStores(`lmdb:${path}`, { sweepIntervalMs: 0 })
+  t.teardown(() => b.close())
+  t.same((await b.location.get('sip:p@x')).map(x => x.contact).sort(), ['sip:p1@h', 'sip:p2@h'], 'bindings persisted')
+  t.same(await b.location.count(), { aors: 1, bindings: 2 }, 'counters persisted')
+  t.equal((await b.dialogs.get('d'))?.state, 'confirmed')
+  t.equal(await b.dialogs.countBySet('s'), 1)
+  t.equal(await b.bans.isBanned('198.51.100.7'), true)
+  t.same(await b.credentials.get('example.com', 'bob'), { ha1Md5: 'h', ha1Sha256: undefined })
+})
+
+t.test('lmdb: a path with an extension is a single file', async t => {
+  const dir = t.testdir({})
+  const s = await openStores(`lmdb:${join(dir, 'sub', 'store.mdb')}`, { sweepIntervalMs: 0 })
+  t.teardown(() => s.close())
+  await s.credentials.put('r', 'u', { ha1Md5: 'x' })
+  t.same(await s.credentials.get('r', 'u'), { ha1Md5: 'x', ha1Sha256: undefined })
+})
+
+t.test('lmdb: closed store rejects with ERR_STORE_CLOSED', async t => {
+  const s = await openStores(`lmdb:${join(t.testdir({}), 'c')}`, { sweepIntervalMs: 0 })
+  await s.close()
+  await t.rejects(s.location.put('sip:c@x', binding({ now: Date.now }, 'sip:c@h')), { code: 'ERR_STORE_CLOSED' })
+})
