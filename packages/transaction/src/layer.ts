@@ -1,0 +1,500 @@
+import { parseMessage } from '@sipedge/sip'
+import type { SipMessage } from '@sipedge/sip'
+import { InviteClientTransaction, NonInviteClientTransaction } from './client.js'
+import type { CancelOptions, ClientTransaction, ClientTransactionOptions } from './client.js'
+import { TransactionError } from './errors.js'
+import { InviteServerTransaction, NonInviteServerTransaction } from './server.js'
+import type { ServerTransaction } from './server.js'
+import { DEFAULT_TIMERS, timerValues } from './timers.js'
+import type { TimerValues } from './timers.js'
+import type { Transaction } from './transaction.js'
+import type { Clock, Destination, SendFn, TransportName } from './types.js'
+import { TimerWheel } from './wheel.js'
+
+/** RFC 3261 §8.1.1.7: branches of RFC 3261 elements start with this magic cookie. */
+export const MAGIC_COOKIE = 'z9hG4bK'
+
+export interface TransactionLayerOptions {
+  /** Hands bytes to the transport. */
+  send: SendFn
+  /** Monotonic ms. Default: performance.now(). */
+  clock?: Clock
+  /** Default: everything but 'udp' is reliable. */
+  isReliable?: (transport: TransportName) => boolean
+  /** RFC 3261 T1 (ms, default 500), T2 (4000), T4 (5000). */
+  t1?: number
+  t2?: number
+  t4?: number
+  /** Proxy Timer C for INVITE client transactions (ms, default 180000, 0 = off). */
+  timerC?: number
+  /** INVITE server transactions send 100 Trying on creation (§17.2.1). Default true. */
+  autoTrying?: boolean
+  /** Responses that match no client transaction (a proxy forwards these statelessly, §16.7). */
+  onStrayResponse?: (msg: SipMessage, source: Destination) => void
+  /** Wheel tick (ms). Default clamp(floor(T1/10), 1, 50): 50 ms at the RFC default T1. */
+  tickMs?: number
+  /** Wheel slots, power of two. Default 1024 (51 s of 50 ms ticks: one rotation holds 64*T1). */
+  wheelSlots?: number
+  /**
+   * true: the host (or a test) calls `layer.tick()` itself. false (default): the layer keeps ONE
+   * unref'd setInterval(tickMs) running while any timer is pending, and none when idle.
+   */
+  manualTimers?: boolean
+}
+
+export type RequestResult =
+  | { readonly kind: 'new'; readonly tx: ServerTransaction }
+  | { readonly kind: 'retransmission' }
+  | { readonly kind: 'ack-2xx' }
+  | { readonly kind: 'ack-absorbed' }
+  | { readonly kind: 'cancel'; readonly tx: NonInviteServerTransaction; readonly invite: InviteServerTransaction | undefined }
+
+export type ResponseResult =
+  | { readonly kind: 'matched'; readonly tx: ClientTransaction }
+  | { readonly kind: 'stray' }
+
+const RETRANSMISSION: RequestResult = Object.freeze({ kind: 'retransmission' })
+const ACK_2XX: RequestResult = Object.freeze({ kind: 'ack-2xx' })
+const ACK_ABSORBED: RequestResult = Object.freeze({ kind: 'ack-absorbed' })
+const STRAY: ResponseResult = Object.freeze({ kind: 'stray' })
+
+/** Counters for metrics; monotonic except where noted. Read them through `stats()`. */
+export class TransactionCounters {
+  ictCreated = 0
+  ictTerminated = 0
+  nictCreated = 0
+  nictTerminated = 0
+  istCreated = 0
+  istTerminated = 0
+  nistCreated = 0
+  nistTerminated = 0
+  /** Timer A/E retransmissions and ACKs resent for retransmitted 3xx-6xx. */
+  retransmittedRequests = 0
+  /** Timer G and responses resent for retransmitted requests. */
+  retransmittedResponses = 0
+  /** Request retransmissions (and duplicate ACKs are not counted) received by server transactions. */
+  absorbedRequests = 0
+  /** Response retransmissions absorbed by client transactions. */
+  absorbedResponses = 0
+  /** Timer B/F/H, Timer C without provisional, §9.1 cancel timeout. */
+  timeouts = 0
+  transportErrors = 0
+  strayResponses = 0
+}
+
+export interface TransactionStats {
+  active: { ict: number; nict: number; ist: number; nist: number; total: number }
+  created: { ict: number; nict: number; ist: number; nist: number }
+  terminated: { ict: number; nict: number; ist: number; nist: number }
+  retransmissions: { requests: number; responses: number }
+  absorbed: { requests: number; responses: number }
+  timeouts: number
+  transportErrors: number
+  strayResponses: number
+  timersPending: number
+}
+
+function defaultIsReliable(t: TransportName): boolean {
+  return t !== 'udp'
+}
+
+function noop(): void {}
+
+const performanceClock: Clock = { now: () => performance.now() }
+
+/**
+ * RFC 3261 §18.2.2 destination of responses for a request received from `source`:
+ * reliable transport: the same connection; maddr: that address; rport (RFC 3581 §4): the source
+ * address and port; otherwise the source address ("received") and the sent-by port (default 5060).
+ */
+export function responseDestination(msg: SipMessage, source: Destination, reliable: boolean): Destination {
+  if (reliable) return source
+  const via = msg.topVia
+  if (via.maddr !== undefined) return { transport: source.transport, address: via.maddr, port: via.port ?? 5060, socketId: source.socketId }
+  if (via.rport !== undefined) return source
+  const port = via.port ?? 5060
+  if (port === source.port) return source
+  return { transport: source.transport, address: source.address, port, socketId: source.socketId }
+}
+
+/**
+ * The transaction layer of one worker: indexes, the timer wheel, counters.
+ * Everything runs on the caller's thread; nothing here is asynchronous except the timer driver.
+ */
+export class TransactionLayer {
+  readonly counters: TransactionCounters
+  readonly wheel: TimerWheel
+  readonly clock: Clock
+  readonly autoTrying: boolean
+  /** Timer values for unreliable and reliable transports (the only two instances). */
+  readonly timersUnreliable: TimerValues
+  readonly timersReliable: TimerValues
+  private readonly sendFn: SendFn
+  private readonly isReliableFn: (transport: TransportName) => boolean
+  private readonly onStray: (msg: SipMessage, source: Destination) => void
+  private readonly manual: boolean
+  private readonly clients: Map<string, Transaction>
+  private readonly servers: Map<string, Transaction>
+  private readonly servers2543: Map<string, ServerTransaction>
+  private driver: ReturnType<typeof setInterval> | null
+  private closed: boolean
+  private readonly driverTick: () => void
+
+  constructor(opts: TransactionLayerOptions) {
+    const cfg = {
+      t1: opts.t1 ?? DEFAULT_TIMERS.t1,
+      t2: opts.t2 ?? DEFAULT_TIMERS.t2,
+      t4: opts.t4 ?? DEFAULT_TIMERS.t4,
+      timerC: opts.timerC ?? DEFAULT_TIMERS.timerC,
+    }
+    this.timersUnreliable = timerValues(cfg, false)
+    this.timersReliable = timerValues(cfg, true)
+    this.counters = new TransactionCounters()
+    this.clock = opts.clock ?? performanceClock
+    // 50 ms ticks at T1 = 500 ms: the first retransmission is at most 10% late, every later
+    // timer far less in relative terms, and a busy worker wakes 20 times a second for all its
+    // timers together. A smaller T1 (tests, LAN deployments) scales the tick down with it.
+    const tickMs = opts.tickMs ?? Math.max(1, Math.min(50, Math.floor(cfg.t1 / 10)))
+    this.wheel = new TimerWheel({ tickMs, slots: opts.wheelSlots ?? 1024, now: this.clock.now() })
+    this.autoTrying = opts.autoTrying ?? true
+    this.sendFn = opts.send
+    this.isReliableFn = opts.isReliable ?? defaultIsReliable
+    this.onStray = opts.onStrayResponse ?? noop
+    this.manual = opts.manualTimers ?? false
+    this.clients = new Map()
+    this.servers = new Map()
+    this.servers2543 = new Map()
+    this.driver = null
+    this.closed = false
+    this.driverTick = () => {
+      this.tick()
+    }
+  }
+
+  now(): number {
+    return this.clock.now()
+  }
+
+  isReliable(transport: TransportName): boolean {
+    return this.isReliableFn(transport)
+  }
+
+  /** Advances the timer wheel to the clock's time; returns how many transactions' timers fired. */
+  tick(): number {
+    const n = this.wheel.advance(this.clock.now())
+    if (this.driver !== null && this.wheel.size === 0) {
+      clearInterval(this.driver)
+      this.driver = null
+    }
+    return n
+  }
+
+  /** Stops the native timer driver for good. Transactions stay; `tick()` still works. */
+  close(): void {
+    this.closed = true
+    if (this.driver !== null) {
+      clearInterval(this.driver)
+      this.driver = null
+    }
+  }
+
+  // ------------------------------------------------------------------ inbound
+
+  /**
+   * A request from the network (parsed and validated by the caller).
+   * - `new`: a server transaction was created (INVITE: 100 Trying already sent if autoTrying).
+   * - `retransmission`: matched an existing server transaction, which resent its last response.
+   * - `ack-2xx`: an ACK for a 2xx or matching nothing: not part of any transaction, forward it
+   *   statelessly (§17.2.3, §16.11 / RFC 6026 §7.1 in Accepted).
+   * - `ack-absorbed`: the ACK of a non-2xx final this layer sent (§17.2.1); nothing to do.
+   * - `cancel`: the CANCEL's own server transaction, and the INVITE it cancels if found (§9.2).
+   */
+  receiveRequest(msg: SipMessage, source: Destination): RequestResult {
+    const via = msg.topVia
+    const branch = via.branch
+    const method = msg.method
+    const magic = branch !== undefined && branch.startsWith(MAGIC_COOKIE)
+    const port = via.port ?? -1
+    if (method === 'ACK') {
+      // §17.2.3: "the ACK request matches the INVITE transaction" (same branch, sent-by, method
+      // INVITE); the ACK for a 2xx carries a new branch and matches nothing.
+      const tx = magic ? this.matchServer(branch, via.host, port, 'INVITE') : this.match2543(msg, 'INVITE', true)
+      if (tx === undefined || tx.kind !== 'ist') return ACK_2XX
+      return (tx as InviteServerTransaction).receiveAck(this.clock.now()) ? ACK_2XX : ACK_ABSORBED
+    }
+    const existing = magic ? this.matchServer(branch, via.host, port, method) : this.match2543(msg, method, false)
+    if (existing !== undefined) {
+      existing.receiveRetransmission()
+      return RETRANSMISSION
+    }
+    const reliable = this.isReliableFn(source.transport)
+    const tv = reliable ? this.timersReliable : this.timersUnreliable
+    const dest = responseDestination(msg, source, reliable)
+    const key = magic ? null : key2543(msg, method)
+    const host = via.host.toLowerCase()
+    if (method === 'INVITE') {
+      const tx = new InviteServerTransaction(this, msg, branch ?? '', host, port, key, dest, tv)
+      this.indexServer(tx)
+      this.counters.istCreated++
+      // §17.2.1: "the server transaction MUST generate a 100 (Trying) response unless it knows that
+      // the TU will generate a provisional or final response within 200 ms". We send it at once.
+      if (this.autoTrying) tx.respond(100)
+      return { kind: 'new', tx }
+    }
+    const tx = new NonInviteServerTransaction(this, msg, branch ?? '', host, port, key, dest, tv)
+    this.indexServer(tx)
+    this.counters.nistCreated++
+    if (method === 'CANCEL') {
+      const invite = this.findInviteServerTransactionForCancel(msg)
+      if (invite !== undefined) {
+        invite.cancelled = true
+        if (invite.onCancelled !== null) invite.onCancelled(invite, tx)
+      }
+      return { kind: 'cancel', tx, invite }
+    }
+    return { kind: 'new', tx }
+  }
+
+  /**
+   * A response from the network. §17.1.3: it matches the client transaction whose branch equals the
+   * top Via branch and whose method equals the CSeq method (which tells an INVITE from its CANCEL).
+   */
+  receiveResponse(msg: SipMessage, source: Destination): ResponseResult {
+    const branch = msg.topVia.branch
+    if (branch !== undefined) {
+      const tx = this.findClient(branch, msg.cseq.method)
+      if (tx !== undefined) {
+        tx.receiveResponse(msg, this.clock.now())
+        return { kind: 'matched', tx }
+      }
+    }
+    this.counters.strayResponses++
+    this.onStray(msg, source)
+    return STRAY
+  }
+
+  /**
+   * §9.2: "The TU determines the transaction to be cancelled by taking the CANCEL request, and then
+   * assuming that the request method is anything but CANCEL or ACK and applying the transaction
+   * matching procedures of Section 17.2.3." A proxy only keeps state for INVITE, so: INVITE.
+   */
+  findInviteServerTransactionForCancel(cancel: SipMessage): InviteServerTransaction | undefined {
+    const via = cancel.topVia
+    const branch = via.branch
+    const tx = branch !== undefined && branch.startsWith(MAGIC_COOKIE)
+      ? this.matchServer(branch, via.host, via.port ?? -1, 'INVITE')
+      : this.match2543(cancel, 'INVITE', false)
+    return tx !== undefined && tx.kind === 'ist' ? (tx as InviteServerTransaction) : undefined
+  }
+
+  /** The server transaction a request belongs to (ACK: its INVITE), without side effects. */
+  findServerTransaction(msg: SipMessage): ServerTransaction | undefined {
+    const via = msg.topVia
+    const branch = via.branch
+    const method = msg.method === 'ACK' ? 'INVITE' : msg.method
+    return branch !== undefined && branch.startsWith(MAGIC_COOKIE)
+      ? this.matchServer(branch, via.host, via.port ?? -1, method)
+      : this.match2543(msg, method, msg.method === 'ACK')
+  }
+
+  /** The client transaction with this branch and method (§17.1.3). */
+  findClient(branch: string, method: string): ClientTransaction | undefined {
+    let tx = this.clients.get(branch)
+    while (tx !== undefined) {
+      if (tx.method === method) return tx as ClientTransaction
+      tx = tx._chain ?? undefined
+    }
+    return undefined
+  }
+
+  // ------------------------------------------------------------------ outbound
+
+  /**
+   * Starts a client transaction and sends the request. INVITE gives an InviteClientTransaction,
+   * anything else (but ACK, which is not a transaction) a NonInviteClientTransaction.
+   */
+  createClient(opts: ClientTransactionOptions & { method: 'INVITE' }): InviteClientTransaction
+  createClient(opts: ClientTransactionOptions): ClientTransaction
+  createClient(opts: ClientTransactionOptions): ClientTransaction {
+    const method = opts.method
+    if (method === 'ACK') throw new TransactionError('ERR_TX_ACK_NOT_A_TRANSACTION', 'ACK is not sent in a client transaction (§17.1.1.3: non-2xx ACK is generated by the INVITE transaction, 2xx ACK is end to end)')
+    if (this.findClient(opts.branch, method) !== undefined) throw new TransactionError('ERR_TX_DUPLICATE', `a ${method} client transaction with branch ${opts.branch} already exists`)
+    const reliable = this.isReliableFn(opts.dest.transport)
+    const tv = reliable ? this.timersReliable : this.timersUnreliable
+    let tx: ClientTransaction
+    if (method === 'INVITE') {
+      tx = new InviteClientTransaction(this, opts, tv)
+      this.counters.ictCreated++
+    } else {
+      tx = new NonInviteClientTransaction(this, opts, tv)
+      this.counters.nictCreated++
+    }
+    const head = this.clients.get(opts.branch)
+    tx._chain = head ?? null
+    this.clients.set(opts.branch, tx)
+    tx.start(this.clock.now())
+    return tx
+  }
+
+  /** The host reports that sending for `tx` failed: terminates it with reason 'transport-error'. */
+  transportError(tx: Transaction): void {
+    tx.transportError()
+  }
+
+  // ------------------------------------------------------------------ metrics
+
+  stats(): TransactionStats {
+    const c = this.counters
+    const ict = c.ictCreated - c.ictTerminated
+    const nict = c.nictCreated - c.nictTerminated
+    const ist = c.istCreated - c.istTerminated
+    const nist = c.nistCreated - c.nistTerminated
+    return {
+      active: { ict, nict, ist, nist, total: ict + nict + ist + nist },
+      created: { ict: c.ictCreated, nict: c.nictCreated, ist: c.istCreated, nist: c.nistCreated },
+      terminated: { ict: c.ictTerminated, nict: c.nictTerminated, ist: c.istTerminated, nist: c.nistTerminated },
+      retransmissions: { requests: c.retransmittedRequests, responses: c.retransmittedResponses },
+      absorbed: { requests: c.absorbedRequests, responses: c.absorbedResponses },
+      timeouts: c.timeouts,
+      transportErrors: c.transportErrors,
+      strayResponses: c.strayResponses,
+      timersPending: this.wheel.size,
+    }
+  }
+
+  // ------------------------------------------------------------------ internal (used by transactions)
+
+  /** @internal */
+  _send(dest: Destination, data: Buffer | Buffer[]): void {
+    this.sendFn(dest, data)
+  }
+
+  /** @internal */
+  _schedule(tx: Transaction, at: number): void {
+    this.wheel.schedule(tx, at)
+    if (this.driver === null && !this.manual && !this.closed) {
+      const d = setInterval(this.driverTick, this.wheel.tickMs)
+      d.unref()
+      this.driver = d
+    }
+  }
+
+  /** @internal */
+  _unschedule(tx: Transaction): void {
+    this.wheel.cancel(tx)
+  }
+
+  /** @internal the CANCEL's own non-INVITE client transaction (§9.1) */
+  _createCancel(invite: InviteClientTransaction, bytes: Buffer, o: CancelOptions | null): NonInviteClientTransaction {
+    return this.createClient({
+      request: bytes,
+      method: 'CANCEL',
+      branch: invite.branch,
+      dest: invite.dest,
+      onResponse: o?.onResponse ?? noop,
+      onTimeout: o?.onTimeout ?? noop,
+      onTerminated: o?.onTerminated ?? noop,
+      context: o?.context,
+    }) as NonInviteClientTransaction
+  }
+
+  /** @internal removes a terminated transaction from the indexes and counts it */
+  _remove(tx: Transaction): void {
+    const c = this.counters
+    switch (tx.kind) {
+      case 'ict': c.ictTerminated++; break
+      case 'nict': c.nictTerminated++; break
+      case 'ist': c.istTerminated++; break
+      case 'nist': c.nistTerminated++; break
+    }
+    if (tx.kind === 'ist' || tx.kind === 'nist') {
+      const key = (tx as ServerTransaction).key2543
+      if (key !== null) {
+        if (this.servers2543.get(key) === tx) this.servers2543.delete(key)
+        return
+      }
+      unchain(this.servers, tx)
+    } else {
+      unchain(this.clients, tx)
+    }
+  }
+
+  private indexServer(tx: ServerTransaction): void {
+    const key = tx.key2543
+    if (key !== null) {
+      // Two live transactions with one RFC 2543 key differ only in To tag; the first keeps the key.
+      if (!this.servers2543.has(key)) this.servers2543.set(key, tx)
+      return
+    }
+    const head = this.servers.get(tx.branch)
+    tx._chain = head ?? null
+    this.servers.set(tx.branch, tx)
+  }
+
+  /**
+   * §17.2.3: "1. the branch parameter in the request is equal to the one in the top Via header
+   * field of the request that created the transaction, and 2. the sent-by value in the top Via of
+   * the request is equal to the one in the request that created the transaction, and 3. the method
+   * of the request matches the one that created the transaction, except for ACK, where the method
+   * of the request that created the transaction is INVITE."
+   */
+  private matchServer(branch: string, host: string, port: number, method: string): ServerTransaction | undefined {
+    let tx = this.servers.get(branch) as ServerTransaction | undefined
+    while (tx !== undefined) {
+      if (tx.method === method && tx.viaPort === port && (tx.viaHost === host || tx.viaHost === host.toLowerCase())) return tx
+      tx = (tx._chain ?? undefined) as ServerTransaction | undefined
+    }
+    return undefined
+  }
+
+  /**
+   * §17.2.3, RFC 2543 peers (no magic cookie): "The INVITE request matches a transaction if the
+   * Request-URI, To tag, From tag, Call-ID, CSeq, and top Via header field match those of the
+   * INVITE request which created the transaction. ... The ACK request matches a transaction if the
+   * Request-URI, From tag, Call-ID, CSeq number (not the method), and top Via header field match
+   * those of the INVITE request which created the transaction, and the To tag of the ACK matches
+   * the To tag of the response sent by the server transaction." Other methods as for INVITE.
+   */
+  private match2543(msg: SipMessage, methodClass: string, isAck: boolean): ServerTransaction | undefined {
+    if (this.servers2543.size === 0) return undefined
+    const tx = this.servers2543.get(key2543(msg, methodClass))
+    if (tx === undefined) return undefined
+    const tag = msg.to.tag
+    if (isAck) return tag === responseToTag(tx) ? tx : undefined
+    return tag === tx.request.to.tag ? tx : undefined
+  }
+}
+
+function unchain(map: Map<string, Transaction>, tx: Transaction): void {
+  const head = map.get(tx.branch)
+  if (head === undefined) return
+  if (head === tx) {
+    if (tx._chain === null) map.delete(tx.branch)
+    else map.set(tx.branch, tx._chain)
+    tx._chain = null
+    return
+  }
+  let prev = head
+  while (prev._chain !== null && prev._chain !== tx) prev = prev._chain
+  if (prev._chain === tx) {
+    prev._chain = tx._chain
+    tx._chain = null
+  }
+}
+
+/** RFC 2543 matching key; the To tag is compared after the lookup (it differs for ACK). */
+function key2543(msg: SipMessage, methodClass: string): string {
+  return `${msg.uri}\n${msg.from.tag ?? ''}\n${msg.callId}\n${msg.cseq.seq}\n${msg.topVia.raw}\n${methodClass}`
+}
+
+/** To tag of the last response a server transaction sent (rare path: RFC 2543 ACK matching). */
+function responseToTag(tx: ServerTransaction): string | undefined {
+  if (tx.toTag !== null) return tx.toTag
+  const r = tx.lastResponse
+  if (r === null) return undefined
+  try {
+    return parseMessage(Array.isArray(r) ? Buffer.concat(r) : r).to.tag
+  } catch {
+    return undefined
+  }
+}

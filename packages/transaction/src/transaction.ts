@@ -1,0 +1,113 @@
+import { TransactionError } from './errors.js'
+import type { TimerValues } from './timers.js'
+import type { Destination, TransactionKind, TransactionState } from './types.js'
+import { TimerEntry } from './wheel.js'
+import type { TransactionLayer } from './layer.js'
+
+/**
+ * What every transaction has. A transaction is its own timer-wheel entry: the RFC timers that
+ * run at the same time (e.g. A and B, G and H) are deadlines in its fields, and the transaction
+ * is scheduled once, at the earliest. No closure and no timer object per transaction.
+ */
+export abstract class Transaction extends TimerEntry {
+  readonly layer: TransactionLayer
+  /** Via branch: ours for client transactions, the peer's for server transactions. */
+  readonly branch: string
+  /** Method of the request that created the transaction (CSeq method). */
+  readonly method: string
+  state: TransactionState
+  /** Client: where the request goes. Server: where responses go (may be changed by the TU). */
+  dest: Destination
+  /** Free slot for the owner (the proxy's per-request context); the layer never touches it. */
+  context: unknown
+  /** @internal timer values for this transport: one of two frozen objects held by the layer */
+  readonly tv: TimerValues
+  /** @internal deadline of the retransmission timer (A, E or G), -1 when not running */
+  retransAt: number
+  /** @internal current retransmission interval */
+  retransInterval: number
+  /** @internal deadline of the single "wait" timer of the state (B, D, F, H, I, J, K, L, M), -1 when not running */
+  timeoutAt: number
+  /** @internal next transaction with the same branch in the layer's index */
+  _chain: Transaction | null
+
+  constructor(layer: TransactionLayer, state: TransactionState, branch: string, method: string, dest: Destination, tv: TimerValues) {
+    super()
+    this.layer = layer
+    this.branch = branch
+    this.method = method
+    this.state = state
+    this.dest = dest
+    this.context = undefined
+    this.tv = tv
+    this.retransAt = -1
+    this.retransInterval = 0
+    this.timeoutAt = -1
+    this._chain = null
+  }
+
+  /** Which of the four machines (a prototype getter: no per-transaction field). */
+  abstract get kind(): TransactionKind
+
+  /** Whether the transport is reliable (derived from the timer set: no per-transaction field). */
+  get reliable(): boolean {
+    return this.tv === this.layer.timersReliable
+  }
+
+  get terminated(): boolean {
+    return this.state === 'Terminated'
+  }
+
+  /** Whether `from -> to` is an edge of this machine's diagram. */
+  protected abstract canEnter(from: TransactionState, to: TransactionState): boolean
+
+  /** Asserted transition: an edge missing from the RFC diagram is a bug, not a runtime condition. */
+  protected enter(to: TransactionState): void {
+    const from = this.state
+    if (!this.canEnter(from, to)) {
+      throw new TransactionError('ERR_TX_BAD_TRANSITION', `${this.kind} ${this.branch}: illegal transition ${from} -> ${to}`)
+    }
+    this.state = to
+  }
+
+  /** Earliest pending deadline of subclass-specific timers merged with `at` (-1 = none). */
+  protected extraDeadline(at: number): number {
+    return at
+  }
+
+  /**
+   * Restarts the retransmission timer (A, E or G) after it fired, `retransInterval` after the
+   * deadline it was due at, so that lateness of one tick does not accumulate over the series
+   * (the sends stay at T1, 3*T1, 7*T1 ...). After a stall longer than the interval it counts from
+   * `now` instead: a late timer never causes a burst of catch-up retransmissions.
+   */
+  protected restartRetransmit(now: number): void {
+    let at = this.retransAt + this.retransInterval
+    if (at <= now) at = now + this.retransInterval
+    this.retransAt = at
+  }
+
+  /** Schedules this entry at its earliest running timer, or unschedules it. */
+  protected rearm(): void {
+    let at = this.retransAt
+    const t = this.timeoutAt
+    if (t >= 0 && (at < 0 || t < at)) at = t
+    at = this.extraDeadline(at)
+    if (at < 0) this.layer._unschedule(this)
+    else if (at !== this._wAt || this._wTick < 0) this.layer._schedule(this, at)
+  }
+
+  /** Moves to Terminated, drops timers and the index entry; subclasses then notify their owner. */
+  protected finish(): boolean {
+    if (this.state === 'Terminated') return false
+    this.enter('Terminated')
+    this.retransAt = -1
+    this.timeoutAt = -1
+    this.layer._unschedule(this)
+    this.layer._remove(this)
+    return true
+  }
+
+  /** The host reports that sending for this transaction failed (§17.1.4, §17.2.4). */
+  abstract transportError(): void
+}

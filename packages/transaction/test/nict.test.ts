@@ -1,0 +1,109 @@
+import t from 'tap'
+import type { SipMessage } from '@sipedge/sip'
+import { NonInviteClientTransaction } from '@sipedge/transaction'
+import type { ClientTransaction, TimeoutReason } from '@sipedge/transaction'
+import { BOB, BOB_TCP, Harness, outboundText, response } from './fixtures/messages.js'
+
+const BR = 'z9hG4bKproxyopt1'
+
+function start(h: Harness, dest = BOB, method = 'OPTIONS') {
+  const log: number[] = []
+  const timeouts: TimeoutReason[] = []
+  let terminatedAt = -1
+  const tx = h.layer.createClient({
+    request: [Buffer.from(outboundText({ branch: BR, method }))],
+    method,
+    branch: BR,
+    dest,
+    onResponse: (m: SipMessage) => log.push(m.status),
+    onTimeout: (_tx: ClientTransaction, r: TimeoutReason) => timeouts.push(r),
+    onTerminated: () => { terminatedAt = h.t },
+  })
+  return { tx, log, timeouts, terminatedAt: () => terminatedAt }
+}
+
+t.test('Timer E doubles from T1 and is capped at T2 in Trying; Timer F at 64*T1', async t => {
+  const h = new Harness()
+  const c = start(h)
+  t.ok(c.tx instanceof NonInviteClientTransaction)
+  t.equal(c.tx.state, 'Trying')
+  h.advance(40_000)
+  // intervals 500, 1000, 2000, 4000 (T2), 4000, ... : 0.5, 1.5, 3.5, 7.5, 11.5, ... 31.5
+  t.same(h.times('OPTIONS'), [0, 500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500])
+  t.same(c.timeouts, ['timeout'])
+  t.equal(c.terminatedAt(), 32_000)
+  t.equal(h.layer.stats().retransmissions.requests, 10)
+})
+
+t.test('Proceeding: Timer E restarts at T2 (§17.1.2.2), Timer F still fires', async t => {
+  const h = new Harness()
+  const c = start(h, BOB, 'REGISTER')
+  h.advance(600) // retransmitted at 500, next due at 1500
+  h.layer.receiveResponse(response({ status: 100, branch: BR, method: 'REGISTER', toTag: null }), BOB)
+  t.equal(c.tx.state, 'Proceeding')
+  h.advance(40_000)
+  // the pending Timer E (1500) still fires; from then on every T2
+  t.same(h.times('REGISTER'), [0, 500, 1500, 5500, 9500, 13500, 17500, 21500, 25500, 29500])
+  t.same(c.timeouts, ['timeout'])
+  t.equal(c.terminatedAt(), 32_000)
+  t.same(c.log, [100])
+})
+
+t.test('final response -> Completed, retransmissions absorbed, Timer K = T4 on UDP', async t => {
+  const h = new Harness()
+  const c = start(h)
+  h.advance(200)
+  h.layer.receiveResponse(response({ status: 200, branch: BR, method: 'OPTIONS' }), BOB)
+  t.equal(c.tx.state, 'Completed')
+  t.equal(c.tx.request, null, 'request bytes released')
+  h.advance(1000)
+  h.layer.receiveResponse(response({ status: 200, branch: BR, method: 'OPTIONS' }), BOB)
+  t.same(c.log, [200], 'passed up once')
+  h.advance(10_000)
+  t.equal(c.terminatedAt(), 200 + 5000, 'Timer K = T4')
+  t.same(h.times('OPTIONS'), [0])
+  t.same(c.timeouts, [])
+})
+
+t.test('Trying -> Proceeding -> Completed', async t => {
+  const h = new Harness()
+  const c = start(h)
+  h.layer.receiveResponse(response({ status: 180, branch: BR, method: 'OPTIONS' }), BOB)
+  h.layer.receiveResponse(response({ status: 404, branch: BR, method: 'OPTIONS' }), BOB)
+  t.equal(c.tx.state, 'Completed')
+  t.same(c.log, [180, 404])
+})
+
+t.test('reliable transport: no Timer E, Timer K zero', async t => {
+  const h = new Harness()
+  const c = start(h, BOB_TCP)
+  h.advance(3000)
+  t.same(h.times('OPTIONS'), [0])
+  h.layer.receiveResponse(response({ status: 200, branch: BR, method: 'OPTIONS' }), BOB_TCP)
+  t.equal(c.tx.state, 'Terminated')
+  t.equal(c.terminatedAt(), 3000)
+})
+
+t.test('reliable transport: Timer F still fires at 64*T1', async t => {
+  const h = new Harness()
+  const c = start(h, BOB_TCP)
+  h.advance(40_000)
+  t.same(c.timeouts, ['timeout'])
+  t.equal(c.terminatedAt(), 32_000)
+})
+
+t.test('transport error', async t => {
+  const h = new Harness()
+  const c = start(h)
+  h.layer.transportError(c.tx)
+  t.same(c.timeouts, ['transport-error'])
+  t.equal(c.tx.state, 'Terminated')
+  t.equal(h.layer.stats().active.nict, 0)
+})
+
+t.test('transitions are asserted', async t => {
+  const h = new Harness()
+  const c = start(h)
+  h.layer.receiveResponse(response({ status: 200, branch: BR, method: 'OPTIONS' }), BOB)
+  t.throws(() => (c.tx as unknown as { enter(s: string): void }).enter('Proceeding'), { code: 'ERR_TX_BAD_TRANSITION' })
+})
