@@ -1,1 +1,8 @@
-export {};
+// @sipedge/workers — worker-thread entry and the default message handler.
+export { createHandler, DefaultResponder } from './handler.js'
+export type { HandlerContext, MessageHandler, CreateHandler, HandlerLogger, FrameMeta } from './types.js'
+
+/** URL of the worker thread entry (built JS), for EngineOptions.workerUrl. */
+export const workerEntryUrl: URL = new URL('./worker.js', import.meta.url)
+/** URL of the default handler module, for EngineOptions.handlerUrl. */
+export const defaultHandlerUrl: URL = new URL('./handler.js', import.meta.url)

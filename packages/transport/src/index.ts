@@ -1,1 +1,13 @@
-export {};
+// @sipedge/transport — the primary thread: sockets, connection table, sharding, worker lifecycle.
+export { Engine, DEFAULT_LIMITS } from './engine.js'
+export type { EngineOptions, EngineLimits, ListenerOptions, ListenerInfo, HandlerContext, MessageHandler } from './engine.js'
+export { ConnectionTable, StreamConn, connKey } from './connections.js'
+export type { WsConnectionLike } from './connections.js'
+export { Counters } from './counters.js'
+export type { CounterName } from './counters.js'
+export { TlsContextSet } from './tls-contexts.js'
+export type { TlsOptions, TlsCertificate } from './tls-contexts.js'
+export { createLogger, RateLimitedLog } from './log.js'
+export type { Logger, LoggerOptions, LogLevel } from './log.js'
+export { UDP, TCP, TLS, WS, WSS, KIND_BY_NAME, NAME_BY_KIND, FLAG_CLOSE_AFTER_SEND, FLAG_OPEN_CONNECTION, isStreamKind } from './kinds.js'
+export type { FrameMeta, TransportName } from './kinds.js'

@@ -1,0 +1,109 @@
+// The `sipedge` command as a child process: check-config, --help/--version, ready line, SIGTERM
+// drain (exit 0, in-flight answered), SIGHUP reload, and `pnpm sipedge` under a process-group
+// SIGTERM (what systemd sends).
+import t from 'tap'
+import { spawn, spawnSync } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { UdpClient, sipRequest, tempDir, waitForOutput, waitForExit, killHard, sleep } from '@sipedge/tests'
+
+const root = fileURLToPath(new URL('../../../', import.meta.url))
+const main = join(root, 'packages/cli/dist/main.js')
+const tmp = tempDir()
+t.teardown(tmp.cleanup)
+let nextPort = 15000 + (process.pid % 400) * 2
+
+function config(extra = '', workers = 1): { file: string; port: number } {
+  const port = nextPort
+  nextPort += 2
+  const file = join(tmp.dir, `c${port}.yaml`)
+  writeFileSync(file, `workers: ${workers}\nlisten:\n  - udp:127.0.0.1:${port}\n  - tcp:127.0.0.1:${port}\n${extra}`)
+  return { file, port }
+}
+
+t.test('--help and --version', async t => {
+  const h = spawnSync(process.execPath, [main, '--help'], { encoding: 'utf8' })
+  t.equal(h.status, 0)
+  t.match(h.stdout, /check-config FILE/)
+  const v = spawnSync(process.execPath, [main, '--version'], { encoding: 'utf8' })
+  t.equal(v.status, 0)
+  t.match(v.stdout, /^sipedge \d+\.\d+\.\d+/)
+  const bad = spawnSync(process.execPath, [main, '--bogus'], { encoding: 'utf8' })
+  t.not(bad.status, 0)
+})
+
+t.test('check-config: a good file exits 0, a bad one exits non-zero naming file:line:col', async t => {
+  const good = config()
+  const ok = spawnSync(process.execPath, [main, 'check-config', good.file], { encoding: 'utf8' })
+  t.equal(ok.status, 0, ok.stderr)
+  const bad = join(tmp.dir, 'bad.yaml')
+  writeFileSync(bad, 'workers: 2\nlisten:\n  - udp:127.0.0.1:99999\nlimits:\n  max_connectionz: 5\n')
+  const r = spawnSync(process.execPath, [main, 'check-config', bad], { encoding: 'utf8' })
+  t.not(r.status, 0)
+  t.match(r.stderr, new RegExp(`${bad.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}:3:\\d+`), 'line of the bad port')
+  t.match(r.stderr, /:5:\d+/, 'line of the unknown key')
+  const run = spawnSync(process.execPath, [main, '--config', bad], { encoding: 'utf8' })
+  t.not(run.status, 0, 'the proxy refuses to start on it too')
+})
+
+t.test('--config: logs ready, answers, drains on SIGTERM (in-flight answered) and exits 0', async t => {
+  const { file, port } = config('', 1)
+  const child = spawn(process.execPath, [main, '--config', file], { env: { ...process.env, SIPEDGE_TEST_HOOKS: '1' }, stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => killHard(child))
+  let out = ''
+  child.stderr.on('data', d => { out += d })
+  child.stdout.on('data', d => { out += d })
+  const ready = await waitForOutput(child, /"msg":"ready"/)
+  t.match(ready, /"listen":\["udp:127\.0\.0\.1:\d+","tcp:127\.0\.0\.1:\d+"\]/)
+  const c = new UdpClient()
+  await c.bind()
+  t.teardown(() => c.close())
+  t.equal((await c.request(sipRequest(), port)).status, 200)
+  // A request the worker is still busy with when SIGTERM arrives is answered before exit.
+  const slow = sipRequest({ callId: 'in-flight', extraHeaders: ['X-Sipedge-Test: busy=400'] })
+  c.send(slow, port)
+  await sleep(50)
+  child.kill('SIGTERM')
+  const { code } = await waitForExit(child, 10_000)
+  t.equal(code, 0, out)
+  t.equal(c.responses.get('in-flight')?.[0]?.status, 200, 'in-flight request answered during the drain')
+  t.match(out, /"msg":"stopped"/)
+})
+
+t.test('SIGHUP: a valid file is reloaded, an invalid one is refused and the old kept', async t => {
+  const { file, port } = config('', 1)
+  const child = spawn(process.execPath, [main, '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => killHard(child))
+  await waitForOutput(child, /"msg":"ready"/)
+  writeFileSync(file, `workers: 1\nlisten:\n  - udp:127.0.0.1:${port}\n  - tcp:127.0.0.1:${port}\ndomains: [reloaded.example]\n`)
+  child.kill('SIGHUP')
+  await waitForOutput(child, /"msg":"configuration reloaded"/)
+  const upd = await waitForOutput(child, /configuration updated/)
+  t.match(upd, /"worker":0/, 'the worker got the new configuration over its MessagePort')
+  writeFileSync(file, 'workers: [oops\n')
+  child.kill('SIGHUP')
+  const rej = await waitForOutput(child, /configuration reload rejected/)
+  t.match(rej, /c\d+\.yaml:\d+:\d+/, 'says where')
+  const c = new UdpClient()
+  await c.bind()
+  t.teardown(() => c.close())
+  t.equal((await c.request(sipRequest(), port)).status, 200, 'still serving')
+  child.kill('SIGTERM')
+  t.equal((await waitForExit(child)).code, 0)
+})
+
+t.test('`pnpm sipedge --config F`: SIGTERM to the whole process group exits 0', async t => {
+  const { file, port } = config('', 1)
+  const child = spawn('pnpm', ['sipedge', '--config', file], { cwd: root, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => killHard(child, true))
+  await waitForOutput(child, /"msg":"ready"/, 30_000)
+  const c = new UdpClient()
+  await c.bind()
+  t.teardown(() => c.close())
+  t.equal((await c.request(sipRequest(), port)).status, 200)
+  process.kill(-child.pid!, 'SIGTERM')
+  const { code, signal } = await waitForExit(child, 15_000)
+  t.equal(signal, null)
+  t.equal(code, 0)
+})

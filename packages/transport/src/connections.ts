@@ -1,0 +1,84 @@
+// The connection table: every TCP, TLS and WS/WSS connection (accepted or opened by us) has a
+// numeric id that travels in the frame header, so a worker can answer on the very connection a
+// request came in on (a NAT'd client can be reached no other way) — and a key
+// transport|address|port, so a worker that knows only the address gets an existing connection
+// reused (RFC 3261 §18.1.1, RFC 5923) before a new one is opened.
+import type { Socket } from 'node:net'
+import type { StreamFramer } from './sip-glue.js'
+
+/** What the engine needs of a WebSocket connection (same shape as ws-types.ts WsConnection). */
+export interface WsConnectionLike {
+  readonly transport: 'ws' | 'wss'
+  readonly remoteAddress: string
+  readonly remotePort: number
+  send(data: Buffer | Buffer[]): boolean
+  close(): void
+}
+
+const MAX_ID = 0x7fffffff
+
+export class StreamConn {
+  id = 0
+  readonly kind: number
+  readonly socketId: number
+  readonly address: string
+  readonly port: number
+  readonly family: 4 | 6
+  readonly key: string
+  readonly outbound: boolean
+  socket: Socket | null = null
+  ws: WsConnectionLike | null = null
+  framer: StreamFramer | null = null
+  /** performance.now() when the current incomplete message began; 0 = none pending. */
+  partialSince = 0
+  corked = false
+  closed = false
+  createdAt: number
+
+  constructor(kind: number, socketId: number, address: string, port: number, outbound: boolean) {
+    this.kind = kind
+    this.socketId = socketId
+    this.address = address
+    this.port = port
+    this.family = address.includes(':') ? 6 : 4
+    this.key = connKey(kind, address, port)
+    this.outbound = outbound
+    this.createdAt = Date.now()
+  }
+}
+
+export function connKey(kind: number, address: string, port: number): string {
+  return kind + '|' + address + '|' + port
+}
+
+export class ConnectionTable {
+  readonly #byId = new Map<number, StreamConn>()
+  readonly #byKey = new Map<string, StreamConn>()
+  #next = 1
+
+  get size(): number { return this.#byId.size }
+
+  add(conn: StreamConn): number {
+    let id = this.#next
+    while (this.#byId.has(id)) id = id >= MAX_ID ? 1 : id + 1
+    this.#next = id >= MAX_ID ? 1 : id + 1
+    conn.id = id
+    this.#byId.set(id, conn)
+    // The newest connection to a peer wins the key (an older one may be half-dead).
+    this.#byKey.set(conn.key, conn)
+    return id
+  }
+
+  remove(conn: StreamConn): void {
+    if (this.#byId.get(conn.id) === conn) this.#byId.delete(conn.id)
+    if (this.#byKey.get(conn.key) === conn) this.#byKey.delete(conn.key)
+  }
+
+  get(id: number): StreamConn | undefined { return this.#byId.get(id) }
+
+  byKey(kind: number, address: string, port: number): StreamConn | undefined {
+    return this.#byKey.get(connKey(kind, address, port))
+  }
+
+  values(): IterableIterator<StreamConn> { return this.#byId.values() }
+}

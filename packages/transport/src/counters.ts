@@ -1,0 +1,35 @@
+// Engine counters. Plain integer fields on one object of stable shape, bumped on the hot path
+// and read by stats()/metrics; nothing here allocates.
+export class Counters {
+  udpIn = 0
+  udpOut = 0
+  udpOversize = 0
+  udpNoCallId = 0
+  udpSendErrors = 0
+  streamIn = 0
+  streamOut = 0
+  streamNoCallId = 0
+  keepalivePings = 0
+  connAccepted = 0
+  connOpened = 0
+  connReused = 0
+  connRefused = 0
+  connClosed = 0
+  connIdleClosed = 0
+  connPartialTimeout = 0
+  connOversize = 0
+  connBadStream = 0
+  connConnectFailed = 0
+  tlsHandshakeErrors = 0
+  tlsReloads = 0
+  tlsReloadErrors = 0
+  ringFull = 0
+  ringFull503 = 0
+  sendNoConnection = 0
+  sendUnsupported = 0
+  workerCrashes = 0
+  workerLostInFlight = 0
+  drainDropped = 0
+  handlerErrors = 0
+}
+export type CounterName = keyof Counters

@@ -1,0 +1,46 @@
+// The message-handler interface: the seam where the proxy core (next issue) replaces the
+// default responder. The worker thread entry (worker.ts) and the in-process mode of the engine
+// (workers: 0) both load a module exporting `createHandler` and drive it the same way.
+import type { FrameMeta } from '@sipedge/ring'
+
+export type { FrameMeta }
+
+export interface HandlerLogger {
+  debug(msg: string, fields?: Record<string, unknown>): void
+  info(msg: string, fields?: Record<string, unknown>): void
+  warn(msg: string, fields?: Record<string, unknown>): void
+  error(msg: string, fields?: Record<string, unknown>): void
+}
+
+export interface HandlerContext {
+  /** 0..N-1; 0 in-process. */
+  workerIndex: number
+  /** The configuration as validated by the primary (plain data). Updates arrive via onControl. */
+  config: unknown
+  /**
+   * Hands one frame to the primary: `meta` names the destination (same transport/socketId/connId
+   * to answer on the way the request came; connId 0 + FLAG_OPEN_CONNECTION for a new connection
+   * to address:port). `meta` and `payload` are copied before send returns. false = not sent
+   * (outbound ring full, counted): treat like a lost datagram.
+   */
+  send(meta: FrameMeta, payload: Uint8Array | readonly Uint8Array[]): boolean
+  /** ms, performance.timeOrigin + performance.now() (same clock as FrameMeta.recvTime). */
+  now(): number
+  log: HandlerLogger
+  /** true when running on the primary thread (workers: 0). */
+  inProcess: boolean
+}
+
+export interface MessageHandler {
+  /**
+   * One inbound SIP message. `meta` and `payload` are views valid only during the call (ring
+   * memory, or the primary's reused header): copy what you keep.
+   */
+  onFrame(meta: FrameMeta, payload: Uint8Array): void
+  /** Control messages from the primary, msgpackr-decoded: `{ type: 'config', config }`, ... */
+  onControl?(msg: { type: string; [k: string]: unknown }): void
+  /** Finish in-flight work (SIGTERM drain); the worker exits afterwards. */
+  close?(): Promise<void> | void
+}
+
+export type CreateHandler = (ctx: HandlerContext) => MessageHandler | Promise<MessageHandler>
