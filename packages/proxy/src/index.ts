@@ -1,1 +1,16 @@
-export {};
+// @sipedge/proxy: the stateful proxy core (RFC 3261 §16), routing rules, dispatcher, and the
+// registrar seam. See docs/proxy.md.
+export { Proxy, createProxy, ProxyCounters, betterFinal } from './proxy.js'
+export type { ProxyOptions } from './proxy.js'
+export type { Registrar, LookupFailure } from './registrar-api.js'
+export { UnconfiguredRegistrar, isLookupFailure } from './registrar-api.js'
+export type { Destination, Source, ProxyLogger, ControlMessage, Target, TransportName } from './types.js'
+export { LocalIdentity, defaultPort } from './local.js'
+export type { Listener } from './local.js'
+export { compileRoutes, compileRule, RouteTable, PrefixTrie } from './routing.js'
+export type { CompiledRule, CompiledAction, RoutePredicate, RouteCompileDeps } from './routing.js'
+export { loopHash, isLoop, hasOurBranch, BranchFactory, BRANCH_MARK } from './loop.js'
+export { Dispatcher, DispatchSet, DispatchDestination, proberIndex } from './dispatcher/index.js'
+export type { DestState, DispatcherOptions, ProbeSender } from './dispatcher/index.js'
+export { Resolver, hopOf, hopOfUri } from './resolver.js'
+export type { Hop } from './resolver.js'
