@@ -6,3 +6,5 @@ export type { HandlerContext, MessageHandler, CreateHandler, HandlerLogger, Fram
 export const workerEntryUrl: URL = new URL('./worker.js', import.meta.url)
 /** URL of the default handler module, for EngineOptions.handlerUrl. */
 export const defaultHandlerUrl: URL = new URL('./handler.js', import.meta.url)
+/** URL of the proxy core handler module (what `sipedge` runs), for EngineOptions.handlerUrl. */
+export const proxyHandlerUrl: URL = new URL('./proxy-handler.js', import.meta.url)

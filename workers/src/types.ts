@@ -29,6 +29,12 @@ export interface HandlerContext {
   log: HandlerLogger
   /** true when running on the primary thread (workers: 0). */
   inProcess: boolean
+  /**
+   * Sends a control message to every OTHER worker's handler (relayed by the primary over the
+   * MessagePorts, msgpackr-encoded): state one worker learns that all must share, e.g. a
+   * dispatcher destination that a probe found down. Never per SIP message. A no-op in-process.
+   */
+  postControl?(msg: { type: string; [k: string]: unknown }): void
 }
 
 export interface MessageHandler {

@@ -39,6 +39,9 @@ const handler: MessageHandler = await mod.createHandler({
   now: () => performance.timeOrigin + performance.now(),
   log,
   inProcess: false,
+  postControl(msg: { type: string; [k: string]: unknown }): void {
+    port.postMessage(pack({ type: 'broadcast', from: data.workerIndex, msg }))
+  },
 })
 
 const onFrame = (meta: FrameView, payload: Buffer): void => {

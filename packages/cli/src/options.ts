@@ -2,7 +2,7 @@
 // tests and the benchmark build an engine exactly as the command does.
 import type { FrozenConfig } from '@sipedge/config'
 import type { EngineOptions, ListenerOptions, TlsOptions, Logger } from '@sipedge/transport'
-import { workerEntryUrl, defaultHandlerUrl } from '@sipedge/workers'
+import { workerEntryUrl, proxyHandlerUrl } from '@sipedge/workers'
 
 export function engineOptionsFromConfig(config: FrozenConfig, logger?: Logger): EngineOptions {
   const listeners: ListenerOptions[] = config.listen.map(l => {
@@ -14,7 +14,7 @@ export function engineOptionsFromConfig(config: FrozenConfig, logger?: Logger): 
     listeners,
     workers: config.workers,
     workerUrl: workerEntryUrl,
-    handlerUrl: defaultHandlerUrl,
+    handlerUrl: proxyHandlerUrl,
     config,
     ringBytes: config.limits.ring_size,
     limits: {

@@ -77,13 +77,17 @@ t.test('SIGHUP: a valid file is reloaded, an invalid one is refused and the old 
   t.teardown(() => killHard(child))
   await waitForOutput(child, /"msg":"ready"/)
   writeFileSync(file, `workers: 1\nlisten:\n  - udp:127.0.0.1:${port}\n  - tcp:127.0.0.1:${port}\ndomains: [reloaded.example]\n`)
+  // Listen for both lines before the signal: they may arrive in one chunk.
+  const reloaded = waitForOutput(child, /"msg":"configuration reloaded"/)
+  const updated = waitForOutput(child, /configuration updated/)
   child.kill('SIGHUP')
-  await waitForOutput(child, /"msg":"configuration reloaded"/)
-  const upd = await waitForOutput(child, /configuration updated/)
+  await reloaded
+  const upd = await updated
   t.match(upd, /"worker":0/, 'the worker got the new configuration over its MessagePort')
   writeFileSync(file, 'workers: [oops\n')
+  const rejected = waitForOutput(child, /configuration reload rejected/)
   child.kill('SIGHUP')
-  const rej = await waitForOutput(child, /configuration reload rejected/)
+  const rej = await rejected
   t.match(rej, /c\d+\.yaml:\d+:\d+/, 'says where')
   const c = new UdpClient()
   await c.bind()

@@ -371,6 +371,14 @@ export class Engine {
     switch (msg.type) {
       case 'ready': slot.ready?.(); break
       case 'drained': slot.drained?.(); slot.drained = null; break
+      case 'broadcast': {
+        // One worker's news for all the others (e.g. a dispatcher probe verdict): relay as is.
+        const inner = msg['msg']
+        if (inner === null || typeof inner !== 'object') break
+        const bytes = pack(inner)
+        for (const other of this.#slots) if (other !== slot) other.worker?.postMessage(bytes)
+        break
+      }
       default: this.log.debug('worker message', { worker: slot.index, type: msg.type })
     }
   }
