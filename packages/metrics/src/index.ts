@@ -1,1 +1,12 @@
-export {};
+export * from './catalog.js'
+export { CounterLayout, SharedCounters, MetricsLayoutError, HEADER_SLOTS, type GroupKind, type GroupSpec } from './shared-counters.js'
+export { METRICS_LAYOUT, HISTOGRAMS, THREAD_SLOTS, DestinationSlots, type HistogramSlots, type MetricsGroup } from './layout.js'
+export { WorkerMetrics, type WorkerMetricsData } from './worker-metrics.js'
+export { MetricsAggregator, type AggregatorOptions } from './aggregator.js'
+export {
+  createMetricsRegistry, type MetricsRegistryOptions, type MetricsSources, type SipedgeMetrics, type RingStat,
+  type DestinationStatus, type MetricDescription, type MetricType, type Sample,
+} from './registry.js'
+export * from './admin.js'
+export { startHttpServer, isLoopback, HttpServerError, type HttpServer, type HttpServerOptions } from './http.js'
+export { loadUwsForHttp, type UwsModule } from './uws.js'
