@@ -3,6 +3,7 @@
 // nothing else in the core knows how registrations are stored.
 import type { SipMessage } from '@sipedge/sip'
 import type { ServerTransaction } from '@sipedge/transaction'
+import type { FrozenConfig } from '@sipedge/config'
 import type { Destination, Target } from './types.js'
 
 /** Why `lookup` found nothing to forward to: the proxy answers with this status and reason. */
@@ -28,8 +29,23 @@ export interface Registrar {
    * `instanceof Promise` and stays synchronous otherwise.
    */
   lookup(req: SipMessage): Target[] | LookupFailure | Promise<Target[] | LookupFailure>
+  /**
+   * Digest authentication of a non-REGISTER request from a client (auth.methods). null: go on
+   * routing; otherwise the reply to send (407 with Proxy-Authenticate, 403). Trusted sources
+   * (application servers) are never challenged. Optional: without it nothing is authenticated.
+   */
+  authorize?(req: SipMessage, source: Destination): AuthReply | null | Promise<AuthReply | null>
+  /** A new configuration (SIGHUP / reload). */
+  applyConfig?(config: FrozenConfig): void
   /** Drain / shutdown. */
   close?(): void | Promise<void>
+}
+
+/** A failure reply the core sends for `authorize`. */
+export interface AuthReply {
+  status: number
+  reason: string
+  headers: Array<[string, string]>
 }
 
 export function isLookupFailure(x: Target[] | LookupFailure): x is LookupFailure {

@@ -1,0 +1,471 @@
+// Registrar and location service (RFC 3261 §10.3), with Path (RFC 3327) and the registrar side of
+// SIP Outbound (RFC 5626 §6). One instance per worker; all state lives in the LocationStore (LMDB
+// shared by the threads of a process, or Redis shared by nodes), nothing is cached here.
+import { SipParseError, parseUri, type NameAddr, type SipMessage, type SipUri } from '@sipedge/sip'
+import type { ServerTransaction } from '@sipedge/transaction'
+import type { FrozenConfig } from '@sipedge/config'
+import { bindingKey, type Binding, type CredentialStore, type LocationStore } from '@sipedge/store'
+import type { AuthReply, LookupFailure, Registrar } from '../registrar-api.js'
+import type { Destination, ProxyLogger, Target } from '../types.js'
+import { DigestAuth, type AuthResult } from '../auth/index.js'
+import { aorOf, contactValue, instanceOf, isPrivateHost, normalizeContact, parseDeltaSeconds, parseQ, regIdOf, uriOfRouteValue } from './contact.js'
+
+/** What the registrar needs of `@sipedge/store`'s Stores (or a test double). */
+export interface RegistrarStores {
+  location: LocationStore
+  credentials?: CredentialStore
+  close?(): Promise<void>
+  on?(event: 'available' | 'unavailable', fn: (err?: Error) => void): unknown
+}
+
+export interface RegistrarOptions {
+  config: FrozenConfig
+  stores: RegistrarStores
+  workerIndex: number
+  /** Epoch ms (the worker's clock: performance.timeOrigin + performance.now()). */
+  now?: () => number
+  log: ProxyLogger
+  /** Digest auth; default built from `config.auth` (null: none even when configured). */
+  auth?: DigestAuth | null
+  /** close() also closes the stores (openRegistrar opened them). */
+  ownsStores?: boolean
+  /** Sources never challenged by `authorize` (default: dispatcher destinations with IP hosts). */
+  trusted?: (source: Destination) => boolean
+  /** Tests: users-file reader. */
+  readFile?: (path: string) => Buffer
+}
+
+/** Monotonic counters of one registrar instance. */
+export class RegistrarCounters {
+  registers = 0
+  registered = 0
+  queries = 0
+  unregistered = 0
+  bindingsAdded = 0
+  bindingsRefreshed = 0
+  bindingsRemoved = 0
+  bindingsDropped = 0
+  tooBrief = 0
+  rejected = 0
+  outOfOrder = 0
+  authChallenges = 0
+  authFailures = 0
+  storeErrors = 0
+  lookups = 0
+  lookupHits = 0
+  lookupMisses = 0
+  lookupErrors = 0
+}
+
+
+const SUPPORTED_TAGS = new Set(['path', 'outbound'])
+const STREAMS = new Set(['tcp', 'tls', 'ws', 'wss'])
+const NOT_FOUND: LookupFailure = Object.freeze({ status: 404, reason: 'Not Found' })
+const UNAVAILABLE: LookupFailure = Object.freeze({ status: 480, reason: 'Temporarily Unavailable' })
+const LOOKUP_DOWN: LookupFailure = Object.freeze({ status: 503, reason: 'Location Service Unavailable' })
+const OUTAGE_LOG_EVERY_MS = 10_000
+
+/** One Contact of a REGISTER, validated (§10.3 steps 6-7). */
+interface ContactRequest {
+  contact: string
+  expiresS: number
+  q: number
+  instance: string | undefined
+  regId: number | undefined
+}
+
+/** Result of the atomic update, written by the (pure, maybe repeated) update function. */
+class UpdateOutcome {
+  aborted = false
+  added = 0
+  refreshed = 0
+  removed = 0
+  dropped = 0
+  reset(): void { this.aborted = false; this.added = 0; this.refreshed = 0; this.removed = 0; this.dropped = 0 }
+}
+
+export class LocationRegistrar implements Registrar {
+  readonly counters = new RegistrarCounters()
+  readonly auth: DigestAuth | null
+  readonly workerIndex: number
+  private config: FrozenConfig
+  private readonly stores: RegistrarStores
+  private readonly location: LocationStore
+  private readonly now: () => number
+  private readonly log: ProxyLogger
+  private readonly ownsStores: boolean
+  private readonly trustedFn: (source: Destination) => boolean
+  private domains: Set<string>
+  private serverHeader: Array<[string, string]>
+  private lastOutageLog = 0
+  private suppressed = 0
+  private closed = false
+
+  constructor(opts: RegistrarOptions) {
+    this.config = opts.config
+    this.stores = opts.stores
+    this.location = opts.stores.location
+    this.workerIndex = opts.workerIndex
+    this.now = opts.now ?? Date.now
+    this.log = opts.log
+    this.ownsStores = opts.ownsStores ?? false
+    this.domains = new Set(opts.config.domains.map(d => d.toLowerCase()))
+    this.serverHeader = opts.config.proxy.server_header === null ? [] : [['Server', opts.config.proxy.server_header]]
+    this.auth = opts.auth !== undefined ? opts.auth
+      : Object.keys(opts.config.auth.domains).length === 0 ? null
+      : new DigestAuth({
+        config: opts.config, now: this.now, log: opts.log,
+        ...(opts.stores.credentials !== undefined ? { credentials: opts.stores.credentials } : {}),
+        ...(opts.readFile !== undefined ? { readFile: opts.readFile } : {}),
+      })
+    this.trustedFn = opts.trusted ?? defaultTrusted(opts.config)
+    if (this.ownsStores && opts.stores.on !== undefined) {
+      opts.stores.on('unavailable', err => this.log.warn('registrar: store unavailable: REGISTER answered 503 until it is back', { code: (err as { code?: string } | undefined)?.code, worker: this.workerIndex }))
+      opts.stores.on('available', () => this.log.info('registrar: store available again', { worker: this.workerIndex }))
+    }
+  }
+
+  // ================================================================================ REGISTER
+
+  handleRegister(req: SipMessage, tx: ServerTransaction, source: Destination): void {
+    this.counters.registers++
+    this.register(req, tx, source).catch((err: unknown) => this.failed(tx, err))
+  }
+
+  private async register(req: SipMessage, tx: ServerTransaction, source: Destination): Promise<void> {
+    // §10.3 step 1: the Request-URI names the domain we are the registrar for.
+    let ruri: SipUri
+    try { ruri = req.requestUri } catch { this.reject(tx, 400, 'Bad Request-URI'); return }
+    const domain = ruri.host.toLowerCase()
+    if (!this.isOurDomain(domain)) { this.reject(tx, 404, 'Not Found (domain not served here)'); return }
+
+    // §10.3 step 2: Require with extensions we do not support -> 420 (RFC 3261 §8.2.2.3).
+    const require = req.headerValues('require')
+    const unsupported = require.filter(t => !SUPPORTED_TAGS.has(t.trim().toLowerCase()))
+    if (unsupported.length > 0) { this.reject(tx, 420, 'Bad Extension', [['Unsupported', unsupported.join(', ')]]); return }
+
+    // §10.3 step 5: the address of record from To.
+    let to: NameAddr
+    let aorUri: SipUri
+    try { to = req.to; aorUri = parseUri(to.uri) } catch { this.reject(tx, 400, 'Bad To'); return }
+    const aor = aorOf(aorUri)
+    if (aor === null || !this.isOurDomain(aorUri.host.toLowerCase())) { this.reject(tx, 404, 'Not Found (address of record not served here)'); return }
+
+    // §10.3 step 3/4: authenticate, then the authenticated user may only touch its own AOR.
+    const realm = this.auth?.realmFor(domain, 'REGISTER')
+    if (realm !== undefined) {
+      const v = this.auth!.verify(req, realm, 'www', source.address)
+      const r: AuthResult = v instanceof Promise ? await v : v
+      if (!r.ok) {
+        if (r.status === 401) this.counters.authChallenges++
+        else this.counters.authFailures++
+        this.reject(tx, r.status, r.reason, r.headers)
+        return
+      }
+      if (r.user !== aorUri.user) { this.counters.authFailures++; this.reject(tx, 403, 'Forbidden (user may not register this address)'); return }
+    }
+
+    // §10.3 step 6: Contacts and expiries.
+    let contacts: NameAddr[]
+    try { contacts = req.has('contact') ? req.contacts : [] } catch (e) { this.reject(tx, 400, e instanceof SipParseError ? e.reason : 'Bad Contact'); return }
+    const expH = req.header('expires')
+    let headerExpires: number | undefined
+    if (expH !== undefined) {
+      headerExpires = parseDeltaSeconds(expH)
+      if (Number.isNaN(headerExpires)) { this.reject(tx, 400, 'Bad Expires'); return }
+    }
+    const cfg = this.config.registrar
+    const minS = Math.ceil(cfg.min_expires / 1000)
+    const maxS = Math.floor(cfg.max_expires / 1000)
+    const defS = Math.round(cfg.default_expires / 1000)
+    const callId = req.callId
+    const cseq = req.cseq.seq
+    const now = this.now()
+
+    const star = contacts.some(c => c.star === true)
+    if (star && (contacts.length !== 1 || headerExpires !== 0)) {
+      // §10.3 step 6: "*" only alone and only with Expires: 0.
+      this.reject(tx, 400, 'Invalid Contact "*" (only alone and with Expires: 0)')
+      return
+    }
+
+    const supported = new Set([...req.headerValues('supported'), ...require].map(t => t.trim().toLowerCase()))
+    const path = req.headerValues('path')
+    // RFC 5626 §6: outbound applies when the UA supports it and the first hop is an edge proxy that
+    // does (first Path URI with ;ob), or there is no Path and we are that first hop ourselves.
+    let firstHopOb = path.length === 0
+    if (!firstHopOb) {
+      try { firstHopOb = parseUri(uriOfRouteValue(path[0]!)).params.has('ob') } catch { firstHopOb = false }
+    }
+    const outboundOk = supported.has('outbound') && firstHopOb
+    let outboundUsed = false
+
+    const wanted: ContactRequest[] = []
+    if (!star) {
+      for (const c of contacts) {
+        let contact: string
+        try { contact = normalizeContact(c.uri) } catch { this.reject(tx, 400, 'Bad Contact URI'); return }
+        const ep = c.params.get('expires')
+        let secs = ep !== undefined && ep !== null ? parseDeltaSeconds(ep) : headerExpires ?? defS
+        if (Number.isNaN(secs)) secs = headerExpires ?? defS // §10.2.1.1: a bad parameter falls back
+        if (secs !== 0 && secs < minS) {
+          // §10.3 step 7 / §21.4.17: 423 with the shortest we accept.
+          this.counters.tooBrief++
+          this.reject(tx, 423, 'Interval Too Brief', [['Min-Expires', String(minS)]])
+          return
+        }
+        if (secs > maxS) secs = maxS
+        const qp = c.params.get('q')
+        let q = 1
+        if (qp !== undefined && qp !== null) {
+          q = parseQ(qp)
+          if (Number.isNaN(q)) { this.reject(tx, 400, 'Bad q-value'); return }
+        }
+        const instance = instanceOf(c)
+        let regId = regIdOf(c)
+        // RFC 5626 §6: without outbound support on the path "the registrar MUST ignore the reg-id".
+        if (regId !== undefined && (instance === undefined || !outboundOk)) regId = undefined
+        if (regId !== undefined) outboundUsed = true
+        wanted.push({ contact, expiresS: secs, q, instance, regId })
+      }
+    }
+
+    const received = {
+      transport: source.transport,
+      address: source.address,
+      port: source.port,
+      socketId: source.socketId ?? 0,
+      connId: source.connId ?? 0,
+    }
+    const userAgent = req.header('user-agent')
+    const maxContacts = cfg.max_contacts
+    const out = new UpdateOutcome()
+
+    let bindings: Binding[]
+    if (!star && wanted.length === 0) {
+      // §10.3 step 8 with no Contact: a query, answered with the current bindings.
+      this.counters.queries++
+      bindings = await this.location.get(aor)
+    } else {
+      // §10.3 steps 7-8, atomically per AOR. Pure: may run again on a Redis conflict.
+      bindings = await this.location.update(aor, current => {
+        out.reset()
+        if (star) {
+          for (const b of current) {
+            // §10.3 step 6: same Call-ID with a CSeq not higher -> the request fails.
+            if (b.callId === callId && cseq <= b.cseq) { out.aborted = true; return null }
+          }
+          out.removed = current.length
+          return current.length === 0 ? null : []
+        }
+        const next = current.slice()
+        for (const w of wanted) {
+          const key = w.regId !== undefined ? w.instance + ';reg-id=' + w.regId : w.contact
+          const i = next.findIndex(b => bindingKey(b) === key)
+          if (i >= 0) {
+            const b = next[i]!
+            if (b.callId === callId && cseq <= b.cseq) { out.aborted = true; return null }
+            if (w.expiresS === 0) { next.splice(i, 1); out.removed++; continue }
+            out.refreshed++
+          } else if (w.expiresS === 0) {
+            continue
+          } else {
+            out.added++
+          }
+          const nb: Binding = {
+            aor, contact: w.contact, instance: w.instance, regId: w.regId, q: w.q,
+            expires: now + w.expiresS * 1000, callId, cseq, path, received, userAgent, updatedAt: now,
+          }
+          if (i >= 0) next[i] = nb
+          else next.push(nb)
+        }
+        if (next.length > maxContacts) {
+          // Beyond max_contacts the least recently refreshed go (the ones of this request are newest).
+          next.sort((a, b) => a.updatedAt - b.updatedAt)
+          out.dropped = next.length - maxContacts
+          next.splice(0, out.dropped)
+        }
+        return next
+      })
+      if (out.aborted) {
+        this.counters.outOfOrder++
+        // §10.3 step 7: "If not, the update MUST be aborted and the request fails" (step 8: 500).
+        this.reject(tx, 500, 'Server Internal Error (out of order CSeq for this Call-ID)')
+        return
+      }
+      this.counters.bindingsAdded += out.added
+      this.counters.bindingsRefreshed += out.refreshed
+      this.counters.bindingsRemoved += out.removed
+      this.counters.bindingsDropped += out.dropped
+      if (bindings.length === 0) this.counters.unregistered++
+      else this.counters.registered++
+    }
+    this.ok(tx, bindings, supported.has('path') ? path : [], outboundUsed)
+  }
+
+  /** §10.3 step 8: 200 with every current binding and its remaining time, plus Date. */
+  private ok(tx: ServerTransaction, bindings: Binding[], path: string[], outbound: boolean): void {
+    const now = this.now()
+    const headers: Array<[string, string]> = []
+    for (const b of bindings) {
+      const left = Math.max(0, Math.ceil((b.expires - now) / 1000))
+      if (left > 0) headers.push(['Contact', contactValue(b.contact, left, b.q, b.instance, b.regId)])
+    }
+    // RFC 3327 §5.3: the Path values are echoed only to a UA that supports them.
+    if (path.length > 0) headers.push(['Path', path.join(', ')])
+    // RFC 5626 §6: "include the 'outbound' option-tag in a Require header field of the response".
+    if (outbound) headers.push(['Require', 'outbound'])
+    headers.push(['Supported', 'path, outbound'])
+    headers.push(['Date', new Date(now).toUTCString()])
+    for (const h of this.serverHeader) headers.push(h)
+    tx.respond(200, 'OK', { headers })
+  }
+
+  private reject(tx: ServerTransaction, status: number, reason: string, extra?: Array<[string, string]>): void {
+    if (status !== 401 && status !== 423) this.counters.rejected++
+    const headers = extra !== undefined ? [...extra, ...this.serverHeader] : this.serverHeader
+    tx.respond(status, reason, headers.length > 0 ? { headers } : undefined)
+  }
+
+  /** The store failed (Redis down, LMDB error): 503 with Retry-After, logged at most every 10 s. */
+  private failed(tx: ServerTransaction, err: unknown): void {
+    this.counters.storeErrors++
+    const code = (err as { code?: string } | null)?.code
+    const unavailable = code === 'ERR_STORE_UNAVAILABLE' || code === 'ERR_STORE_CLOSED'
+    this.outageLog('registrar: REGISTER failed: store error', code, err)
+    try {
+      if (unavailable) this.reject(tx, 503, 'Service Unavailable (location store)', [['Retry-After', '5']])
+      else this.reject(tx, 500, 'Server Internal Error (location store)', [['Retry-After', '5']])
+    } catch { /* transaction already gone */ }
+  }
+
+  private outageLog(msg: string, code: string | undefined, err: unknown): void {
+    const now = Date.now()
+    if (now - this.lastOutageLog < OUTAGE_LOG_EVERY_MS) { this.suppressed++; return }
+    this.log.warn(msg, { code, message: (err as Error | null)?.message, worker: this.workerIndex, suppressed: this.suppressed })
+    this.lastOutageLog = now
+    this.suppressed = 0
+  }
+
+  // ================================================================================ lookup
+
+  lookup(req: SipMessage): Target[] | LookupFailure | Promise<Target[] | LookupFailure> {
+    this.counters.lookups++
+    let u: SipUri
+    try { u = req.requestUri } catch { return NOT_FOUND }
+    const host = u.host.toLowerCase()
+    const aor = aorOf(u)
+    if (aor === null || !this.isOurDomain(host)) { this.counters.lookupMisses++; return NOT_FOUND }
+    return this.location.get(aor).then(
+      bs => (bs.length > 0 ? this.targets(bs) : this.miss(host, u.user!)),
+      (err: unknown) => {
+        this.counters.lookupErrors++
+        this.outageLog('registrar: lookup failed: store error', (err as { code?: string } | null)?.code, err)
+        return LOOKUP_DOWN
+      },
+    )
+  }
+
+  /** No live binding: 480 for a user we know (auth users), else 404. */
+  private miss(domain: string, user: string): LookupFailure | Promise<LookupFailure> {
+    this.counters.lookupMisses++
+    const realm = this.auth?.realms.get(domain)
+    if (realm === undefined) return NOT_FOUND
+    const c = realm.users.get(realm.realm, user)
+    if (c instanceof Promise) return c.then(x => (x === null ? NOT_FOUND : UNAVAILABLE), () => NOT_FOUND)
+    return c === null ? NOT_FOUND : UNAVAILABLE
+  }
+
+  /**
+   * Targets in q order (highest first; the most recently refreshed first among equals). A binding
+   * with Path goes to the first Path URI with the Path set as Route (RFC 3327 §5.3); otherwise to
+   * the flow it registered on (RFC 5626 §5.3; a stream connection; for UDP the source ip:port, so
+   * a phone behind NAT is reached through its pinhole).
+   */
+  targets(bs: Binding[]): Target[] {
+    this.counters.lookupHits++
+    const sorted = bs.length > 1 ? bs.slice().sort((a, b) => b.q - a.q || b.updatedAt - a.updatedAt) : bs
+    const fix = this.config.nat.fix_contact
+    const out: Target[] = []
+    for (const b of sorted) {
+      if (b.path.length > 0) {
+        out.push({ uri: uriOfRouteValue(b.path[0]!), requestUri: b.contact, headers: [['Route', b.path.join(', ')]] })
+        continue
+      }
+      const r = b.received
+      const stream = STREAMS.has(r.transport)
+      let useFlow = stream || b.regId !== undefined || fix
+      if (!useFlow) {
+        try { useFlow = isPrivateHost(parseUri(b.contact).host) } catch { useFlow = true }
+      }
+      if (!useFlow) { out.push({ uri: b.contact, requestUri: b.contact }); continue }
+      const flow: Destination = { transport: r.transport as Destination['transport'], address: r.address, port: r.port, socketId: r.socketId }
+      if (stream && r.connId !== 0) flow.connId = r.connId
+      out.push({ uri: b.contact, requestUri: b.contact, flow })
+    }
+    return out
+  }
+
+  // ================================================================================ auth hook for the core
+
+  /**
+   * Proxy authentication (407) of requests from clients of an auth domain (the From domain), for
+   * the methods listed in `auth.domains.D.methods` other than REGISTER. null = go on routing.
+   * ACK and CANCEL are never challenged (RFC 3261 §22.1), nor in-dialog requests, nor trusted
+   * sources (application servers of the dispatcher sets).
+   */
+  authorize(req: SipMessage, source: Destination): AuthReply | null | Promise<AuthReply | null> {
+    const auth = this.auth
+    if (auth === null) return null
+    const m = req.method
+    if (m === 'REGISTER' || m === 'ACK' || m === 'CANCEL') return null
+    let from: SipUri
+    try {
+      if (req.to.tag !== undefined) return null
+      from = parseUri(req.from.uri)
+    } catch { return null }
+    const realm = auth.realmFor(from.host, m)
+    if (realm === undefined || this.trustedFn(source)) return null
+    const v = auth.verify(req, realm, 'proxy', source.address)
+    const done = (r: AuthResult): AuthReply | null => {
+      if (!r.ok) return { status: r.status, reason: r.reason, headers: r.headers }
+      // The authenticated user must be the one the request claims to come from.
+      if (r.user !== from.user) return { status: 403, reason: 'Forbidden (From does not match the authenticated user)', headers: [] }
+      return null
+    }
+    return v instanceof Promise ? v.then(done) : done(v)
+  }
+
+  // ================================================================================ misc
+
+  private isOurDomain(host: string): boolean {
+    return this.domains.size === 0 || this.domains.has(host)
+  }
+
+  /** A new configuration (expiry limits, domains). Auth users are reloaded by building a new registrar. */
+  applyConfig(config: FrozenConfig): void {
+    this.config = config
+    this.domains = new Set(config.domains.map(d => d.toLowerCase()))
+    this.serverHeader = config.proxy.server_header === null ? [] : [['Server', config.proxy.server_header]]
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    if (this.ownsStores) await this.stores.close?.()
+  }
+}
+
+/** Dispatcher destinations given as IP literals (application servers are not challenged). */
+function defaultTrusted(config: FrozenConfig): (source: Destination) => boolean {
+  const ips = new Set<string>()
+  for (const set of Object.values(config.dispatcher.sets)) {
+    for (const d of set.destinations) {
+      try {
+        const h = parseUri(d.uri).host
+        ips.add(h.startsWith('[') ? h.slice(1, -1).toLowerCase() : h)
+      } catch { /* validated by config */ }
+    }
+  }
+  return source => ips.has(source.address.toLowerCase())
+}
