@@ -167,18 +167,38 @@ for (const [id, canon, wire, compact, list] of DEFS) {
 // longest first so that no prefix confusion can arise (lengths are compared anyway)
 for (const b of BUCKETS) b.sort((x, y) => y.bytes.length - x.bytes.length)
 
+// Dispatch on (folded first byte, length): almost every slot holds at most one name, so a
+// lookup is one table read plus one byte comparison loop. SLOT[(c << 5) | len] is the index of
+// the first candidate in SLOT_IDS / SLOT_NAMES (runs end where the next slot's begin), -1 empty.
+const MAX_NAME = 31
+const SLOT_FIRST = new Int16Array(256 * 32).fill(-1)
+const SLOT_COUNT = new Uint8Array(256 * 32)
+const SLOT_IDS: number[] = []
+const SLOT_NAMES: Uint8Array[] = []
+for (let c = 0; c < 256; c++) {
+  for (let l = 1; l <= MAX_NAME; l++) {
+    const cands = BUCKETS[c]!.filter(x => x.bytes.length === l)
+    if (cands.length === 0) continue
+    SLOT_FIRST[(c << 5) | l] = SLOT_IDS.length
+    SLOT_COUNT[(c << 5) | l] = cands.length
+    for (const x of cands) { SLOT_IDS.push(x.id); SLOT_NAMES.push(x.bytes) }
+  }
+}
+
 /** Look up the header name in buf[s, e) (already trimmed). Returns H_OTHER when unknown. */
 export function lookupHeaderBytes(buf: Uint8Array, s: number, e: number): number {
   const len = e - s
-  const bucket = BUCKETS[buf[s]! | 0x20]!
-  for (let k = 0; k < bucket.length; k++) {
-    const ent = bucket[k]!
-    const nb = ent.bytes
-    if (nb.length !== len) continue
+  if (len > MAX_NAME || len <= 0) return H_OTHER
+  const slot = ((buf[s]! | 0x20) << 5) | len
+  const first = SLOT_FIRST[slot]!
+  if (first < 0) return H_OTHER
+  const last = first + SLOT_COUNT[slot]!
+  for (let k = first; k < last; k++) {
+    const nb = SLOT_NAMES[k]!
     let j = 1
     // '-' | 0x20 === '-' so folding is harmless for the punctuation found in header names
     while (j < len && (buf[s + j]! | 0x20) === nb[j]) j++
-    if (j === len) return ent.id
+    if (j === len) return SLOT_IDS[k]!
   }
   return H_OTHER
 }

@@ -6,12 +6,12 @@
  * message (or anything sliced from it, such as `body`) is alive.
  */
 import { SipParseError, ErrorCodes, wrapError } from './errors.js'
-import { CR, LF, SP, HT, TOKEN, WS, DIGIT, SCHEMECHAR, latin1, latin1ToUtf8 } from './tables.js'
+import { CR, LF, SP, HT, TOKEN, WS, DIGIT, SCHEMECHAR, GENVALUE, HOSTCHAR, latin1, latin1ToUtf8 } from './tables.js'
 import {
   lookupHeaderBytes, lookupHeaderName, CANONICAL, IS_LIST, H_OTHER, H_VIA, H_FROM, H_TO, H_CALL_ID, H_CSEQ,
   H_MAX_FORWARDS, H_ROUTE, H_RECORD_ROUTE, H_CONTACT, H_CONTENT_LENGTH, H_CONTENT_TYPE, H_DATE, WIRE,
 } from './headers.js'
-import { splitList } from './params.js'
+import { splitList, paramName } from './params.js'
 import { parseNameAddr, type NameAddr } from './nameaddr.js'
 import { parseVia, type Via } from './via.js'
 import { parseUri, type SipUri } from './uri.js'
@@ -79,6 +79,238 @@ function err(code: string, reason: string, status = 400, message?: string): SipP
 
 function missing(name: string): SipParseError {
   return err(ErrorCodes.ERR_SIP_MISSING_HEADER, 'Missing ' + name, 400, 'Missing ' + name + ' header')
+}
+
+/**
+ * From/To fast path over the bytes, for the everyday shapes only: [token display-name or a
+ * quoted one without escapes] "<" URI ">" *( ";" token [ "=" token/host ] ), printable ASCII,
+ * SP/HT as the only white space. One latin1 decode (raw); uri, display name and parameter
+ * values are slices of it; common parameter names are interned. Returns exactly what
+ * parseNameAddr(rawValue) returns for such values, and undefined for anything else (the caller
+ * then runs parseNameAddr, which also produces the errors). test/fastpath.test.ts checks the
+ * two agree on the corpus and on mutated messages.
+ */
+function fastNameAddr(buf: Buffer, vs: number, ve: number): NameAddr | undefined {
+  const token = TOKEN
+  let i = vs
+  if (i >= ve) return undefined
+  let c = buf[i]!
+  let dispStart = -1
+  let dispEnd = -1
+  if (c === 34) {
+    let q = i + 1
+    for (;;) {
+      if (q >= ve) return undefined
+      const d = buf[q]!
+      if (d === 34) break
+      if (d < 32 || d > 126 || d === 92) return undefined
+      q++
+    }
+    dispStart = i + 1
+    dispEnd = q
+    i = q + 1
+    while (i < ve && (buf[i] === SP || buf[i] === HT)) i++
+    if (i >= ve || buf[i] !== 0x3c) return undefined
+  } else if (c !== 0x3c) {
+    let j = i
+    while (j < ve) {
+      c = buf[j]!
+      if (token[c] !== 1 && c !== SP && c !== HT) break
+      j++
+    }
+    if (j >= ve || buf[j] !== 0x3c) return undefined // addr-spec form or unusual bytes
+    let de = j
+    while (de > i && (buf[de - 1] === SP || buf[de - 1] === HT)) de--
+    dispStart = i
+    dispEnd = de
+    i = j
+  }
+  // buf[i] === '<'
+  const us = i + 1
+  let k = us
+  for (;;) {
+    if (k >= ve) return undefined
+    const d = buf[k]!
+    if (d === 0x3e) break
+    if (d <= 32 || d >= 127 || d === 0x3c || d === 34) return undefined
+    k++
+  }
+  const close = k
+  if (close === us) return undefined
+  // scheme ":" with at least one scheme character
+  let h = us
+  while (h < close && SCHEMECHAR[buf[h]!] === 1) h++
+  if (h === us || h >= close || buf[h] !== 0x3a) return undefined
+  const raw = latin1(buf, vs, ve)
+  const params = new Map<string, string | null>()
+  let p = close + 1
+  for (;;) {
+    while (p < ve && (buf[p] === SP || buf[p] === HT)) p++
+    if (p >= ve) break
+    if (buf[p] !== 0x3b) return undefined
+    p++
+    while (p < ve && (buf[p] === SP || buf[p] === HT)) p++
+    const ns = p
+    while (p < ve && token[buf[p]!] === 1) p++
+    if (p === ns) return undefined
+    const name = paramName(raw, ns - vs, p - vs)
+    let j = p
+    while (j < ve && (buf[j] === SP || buf[j] === HT)) j++
+    let value: string | null = null
+    if (j < ve && buf[j] === 0x3d) {
+      j++
+      while (j < ve && (buf[j] === SP || buf[j] === HT)) j++
+      const v0 = j
+      while (j < ve && GENVALUE[buf[j]!] === 1) j++
+      if (j === v0) return undefined // empty or quoted value: the full parser decides
+      value = raw.slice(v0 - vs, j - vs)
+      p = j
+    }
+    if (params.size === 0 || !params.has(name)) params.set(name, value)
+  }
+  const tag = params.get('tag')
+  return {
+    // a token display name is never empty here (the value is trimmed); a quoted one may be ""
+    displayName: dispStart < 0 || (dispEnd === dispStart && buf[vs] !== 34) ? undefined : raw.slice(dispStart - vs, dispEnd - vs),
+    uri: raw.slice(us - vs, close - vs),
+    params,
+    tag: tag === null || tag === undefined ? undefined : tag,
+    raw,
+  }
+}
+
+const TRANSPORT_NAMES = ['UDP', 'TCP', 'TLS', 'WS', 'WSS', 'SCTP']
+
+/** Upper-cased transport token buf[a, b), interned for the usual ones. */
+function transportOf(buf: Buffer, a: number, b: number): string {
+  const len = b - a
+  for (let k = 0; k < TRANSPORT_NAMES.length; k++) {
+    const w = TRANSPORT_NAMES[k]!
+    if (w.length !== len) continue
+    let j = 0
+    while (j < len) {
+      const c = buf[a + j]!
+      if ((c >= 97 && c <= 122 ? c - 32 : c) !== w.charCodeAt(j)) break
+      j++
+    }
+    if (j === len) return w
+  }
+  return latin1(buf, a, b).toUpperCase()
+}
+
+/** Digits buf[a, b) as a number no larger than max, or -1 (empty, over 10 digits, non-digit, too large). */
+function smallNumber(s: string, a: number, b: number, max: number): number {
+  if (b <= a || b - a > 10) return -1
+  let n = 0
+  for (let k = a; k < b; k++) {
+    const c = s.charCodeAt(k)
+    if (c < 48 || c > 57) return -1
+    n = n * 10 + c - 48
+  }
+  return n > max ? -1 : n
+}
+
+/**
+ * Top Via fast path over the bytes for the everyday shape: "SIP/2.0/" transport 1*(SP/HT)
+ * host [":" port] *( ";" token [ "=" token/host ] ), printable ASCII, no quotes, no IPv6
+ * reference, first element ending at the first comma. Returns exactly what parseVia gives for
+ * such a value, undefined for anything else (the caller then runs parseVia, which also produces
+ * the errors). test/fastpath.test.ts checks the two agree.
+ */
+function fastVia(buf: Buffer, vs: number, ve: number): Via | undefined {
+  // "SIP/2.0/" in any case for the letters
+  if (ve - vs < 12 || (buf[vs]! | 0x20) !== 0x73 || (buf[vs + 1]! | 0x20) !== 0x69 || (buf[vs + 2]! | 0x20) !== 0x70 ||
+    buf[vs + 3] !== 0x2f || buf[vs + 4] !== 0x32 || buf[vs + 5] !== 0x2e || buf[vs + 6] !== 0x30 || buf[vs + 7] !== 0x2f) return undefined
+  const token = TOKEN
+  // element end: first comma; the value must be plain printable ASCII up to there
+  let e = vs + 8
+  while (e < ve) {
+    const c = buf[e]!
+    if (c === 0x2c) break
+    if (c < 32 || c > 126 || c === 34) return undefined
+    e++
+  }
+  let b = e
+  while (b > vs && (buf[b - 1] === SP || buf[b - 1] === HT)) b--
+  let i = vs + 8
+  const t0 = i
+  while (i < b && token[buf[i]!] === 1) i++
+  if (i === t0) return undefined
+  const t1 = i
+  while (i < b && (buf[i] === SP || buf[i] === HT)) i++
+  if (i === t1) return undefined
+  const h0 = i
+  while (i < b && HOSTCHAR[buf[i]!] === 1) i++
+  if (i === h0) return undefined
+  const h1 = i
+  const raw = latin1(buf, vs, b)
+  let port: number | undefined
+  if (i < b && buf[i] === 0x3a) {
+    const d0 = ++i
+    while (i < b && DIGIT[buf[i]!] === 1) i++
+    const n = smallNumber(raw, d0 - vs, i - vs, 65535)
+    if (n < 0) return undefined
+    port = n
+  }
+  const params = new Map<string, string | null>()
+  let p = i
+  for (;;) {
+    while (p < b && (buf[p] === SP || buf[p] === HT)) p++
+    if (p >= b) break
+    if (buf[p] !== 0x3b) return undefined
+    p++
+    while (p < b && (buf[p] === SP || buf[p] === HT)) p++
+    const ns = p
+    while (p < b && token[buf[p]!] === 1) p++
+    if (p === ns) return undefined
+    const name = paramName(raw, ns - vs, p - vs)
+    let j = p
+    while (j < b && (buf[j] === SP || buf[j] === HT)) j++
+    let value: string | null = null
+    if (j < b && buf[j] === 0x3d) {
+      j++
+      while (j < b && (buf[j] === SP || buf[j] === HT)) j++
+      const v0 = j
+      while (j < b && GENVALUE[buf[j]!] === 1) j++
+      if (j === v0) return undefined
+      value = raw.slice(v0 - vs, j - vs)
+      p = j
+    }
+    if (params.size === 0 || !params.has(name)) params.set(name, value)
+  }
+  const branch = params.get('branch')
+  const received = params.get('received')
+  const maddr = params.get('maddr')
+  const rp = params.get('rport')
+  const tl = params.get('ttl')
+  if (branch === null || received === null || maddr === null) return undefined
+  let rport: number | null | undefined
+  if (rp === null) rport = null
+  else if (rp === undefined) rport = undefined
+  else {
+    const n = smallNumber(rp, 0, rp.length, 65535)
+    if (n < 0) return undefined
+    rport = n
+  }
+  let ttl: number | undefined
+  if (tl !== undefined && tl !== null) {
+    const n = smallNumber(tl, 0, tl.length, 255)
+    if (n < 0) return undefined
+    ttl = n
+  }
+  return {
+    protocol: 'SIP/2.0',
+    transport: transportOf(buf, t0, t1),
+    host: raw.slice(h0 - vs, h1 - vs),
+    port,
+    branch,
+    received,
+    rport,
+    maddr,
+    ttl,
+    params,
+    raw,
+  }
 }
 
 const RE_FOLD = /[\r\n]/g
@@ -281,21 +513,30 @@ export class SipMessage {
     if (this._from !== undefined) return this._from
     const i = this.indexOf(H_FROM)
     if (i < 0) throw missing('From')
-    return (this._from = parseNameAddr(this.rawValue(this.headers[i]!), 'From'))
+    const f = this.headers[i]!
+    return (this._from = (f.folded ? undefined : fastNameAddr(this.buf, f.valueStart, f.valueEnd)) ??
+      parseNameAddr(this.rawValue(f), 'From'))
   }
 
   get to(): NameAddr {
     if (this._to !== undefined) return this._to
     const i = this.indexOf(H_TO)
     if (i < 0) throw missing('To')
-    return (this._to = parseNameAddr(this.rawValue(this.headers[i]!), 'To'))
+    const f = this.headers[i]!
+    return (this._to = (f.folded ? undefined : fastNameAddr(this.buf, f.valueStart, f.valueEnd)) ??
+      parseNameAddr(this.rawValue(f), 'To'))
   }
 
   get topVia(): Via {
     if (this._topVia !== undefined) return this._topVia
     const i = this.indexOf(H_VIA)
     if (i < 0) throw missing('Via')
-    const s = this.rawValue(this.headers[i]!)
+    const f = this.headers[i]!
+    if (!f.folded) {
+      const v = fastVia(this.buf, f.valueStart, f.valueEnd)
+      if (v !== undefined) return (this._topVia = v)
+    }
+    const s = this.rawValue(f)
     // only the first element is needed: find the first top-level comma cheaply
     let e = s.indexOf(',')
     if (e >= 0 && s.indexOf('"') >= 0) e = splitList(s)[1]!
@@ -470,9 +711,9 @@ function parseInner(buf: Buffer, opts: ParseOptions | undefined): SipMessage {
   while (p < len && (buf[p] === CR || buf[p] === LF)) p++
   if (p >= len) throw err(ErrorCodes.ERR_SIP_MALFORMED, 'Empty message')
   const sls = p
-  let e = p
-  while (e < len && buf[e] !== LF) e++
-  if (e >= len) throw err(ErrorCodes.ERR_SIP_INCOMPLETE, 'Incomplete message')
+  // native memchr: much cheaper than a per-byte JS loop for lines of a few dozen bytes
+  let e = buf.indexOf(LF, p)
+  if (e < 0) throw err(ErrorCodes.ERR_SIP_INCOMPLETE, 'Incomplete message')
   const sle = e > p && buf[e - 1] === CR ? e - 1 : e
 
   let isRequest: boolean
@@ -531,6 +772,8 @@ function parseInner(buf: Buffer, opts: ParseOptions | undefined): SipMessage {
   }
 
   const headers: HeaderField[] = []
+  // local alias: a module binding is re-loaded on every iteration of the name scan
+  const token = TOKEN
   let pos = e + 1
   let cur: HeaderField | null = null
   let clField: HeaderField | null = null
@@ -541,9 +784,8 @@ function parseInner(buf: Buffer, opts: ParseOptions | undefined): SipMessage {
     const c = buf[pos]!
     if (c === CR && pos + 1 < len && buf[pos + 1] === LF) { headersEnd = pos; bodyStart = pos + 2; break }
     if (c === LF) { headersEnd = pos; bodyStart = pos + 1; break }
-    let le = pos
-    while (le < len && buf[le] !== LF) le++
-    if (le >= len) throw err(ErrorCodes.ERR_SIP_INCOMPLETE, 'Incomplete message', 400, 'Missing empty line after the headers')
+    let le = buf.indexOf(LF, pos)
+    if (le < 0) throw err(ErrorCodes.ERR_SIP_INCOMPLETE, 'Incomplete message', 400, 'Missing empty line after the headers')
     const next = le + 1
     if (le > pos && buf[le - 1] === CR) le--
     if (c === SP || c === HT) {
@@ -563,7 +805,7 @@ function parseInner(buf: Buffer, opts: ParseOptions | undefined): SipMessage {
       continue
     }
     let q = pos
-    while (q < le && TOKEN[buf[q]!] === 1) q++
+    while (q < le && token[buf[q]!] === 1) q++
     const nameEnd = q
     while (q < le && (buf[q] === SP || buf[q] === HT)) q++
     if (nameEnd === pos || q >= le || buf[q] !== 0x3a) {

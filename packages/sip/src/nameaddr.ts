@@ -15,6 +15,13 @@ export interface NameAddr {
   raw: string
 }
 
+/** display-name characters outside quotes: token, LWS, and bytes >= 0x80 (unquoted UTF-8) */
+const DISPCHAR = new Uint8Array(256)
+for (let c = 0; c < 256; c++) DISPCHAR[c] = TOKEN[c] === 1 || isLws(c) || c >= 128 ? 1 : 0
+/** characters not allowed raw inside <...>: controls, SP, '<', '"', DEL and above */
+const URIBAD = new Uint8Array(256)
+for (let c = 0; c < 256; c++) URIBAD[c] = c <= 32 || c === 60 || c === 34 || c >= 127 ? 1 : 0
+
 function bad(what: string, s: string, why: string): SipParseError {
   return new SipParseError(ErrorCodes.ERR_SIP_BAD_NAME_ADDR, 'Bad ' + what + ' header', 400,
     'Bad ' + what + ' header (' + why + '): ' + s.slice(0, 200))
@@ -57,11 +64,12 @@ export function parseNameAddr(s: string, what = 'name-addr', a = 0, b = s.length
   } else if (c !== 60) {
     // either display-name tokens followed by '<', or an addr-spec
     let j = i
+    const disp = DISPCHAR
     while (j < b) {
       c = s.charCodeAt(j)
       if (c === 60) break
       // tokens and LWS; bytes >= 0x80 tolerated (unquoted UTF-8 display names exist in the wild)
-      if (!(isLws(c) || (c < 256 && TOKEN[c] === 1) || (c >= 128 && c < 256))) break
+      if (c > 255 || disp[c] === 0) break
       j++
     }
     if (j < b && s.charCodeAt(j) === 60) {
@@ -81,9 +89,10 @@ export function parseNameAddr(s: string, what = 'name-addr', a = 0, b = s.length
     if (close < 0 || close >= b) throw bad(what, s, 'unterminated <')
     if (close === us) throw bad(what, s, 'empty URI')
     if (isLws(s.charCodeAt(us)) || isLws(s.charCodeAt(close - 1))) throw bad(what, s, 'white space inside <>')
+    const ub = URIBAD
     for (let k = us; k < close; k++) {
       const ch = s.charCodeAt(k)
-      if (ch <= 32 || ch === 60 || ch === 34 || ch >= 127) throw bad(what, s, 'invalid character in URI')
+      if (ch > 255 || ub[ch] === 1) throw bad(what, s, 'invalid character in URI')
     }
     if (!hasScheme(s, us, close)) throw bad(what, s, 'URI without scheme')
     uri = s.slice(us, close)

@@ -78,6 +78,31 @@ export function splitList(s: string, a = 0, b = s.length): number[] {
   return out
 }
 
+// Parameter names seen on every message, interned: a fresh string per name costs an
+// allocation plus hashing it again for the Map. Matching folds ASCII case (c | 0x20) on token
+// characters only, which gives exactly what s.slice(a, b).toLowerCase() would.
+const COMMON_PARAMS = ['branch', 'rport', 'received', 'maddr', 'ttl', 'tag', 'lr', 'transport', 'user', 'method',
+  'expires', 'q', 'reg-id', '+sip.instance', 'ob', 'comp', 'sigcomp-id', 'alias', 'keep', 'epid', 'gr', 'duration',
+  'reason', 'cause', 'text', 'handling', 'purpose', 'x']
+const PARAMS_BY_LEN: string[][] = []
+for (let l = 0; l <= 16; l++) PARAMS_BY_LEN.push([])
+for (const n of COMMON_PARAMS) PARAMS_BY_LEN[n.length]!.push(n)
+
+/** s.slice(a, b).toLowerCase() for a token s[a, b), without allocating for common names. */
+export function paramName(s: string, a: number, b: number): string {
+  const len = b - a
+  if (len <= 16) {
+    const cands = PARAMS_BY_LEN[len]!
+    for (let k = 0; k < cands.length; k++) {
+      const n = cands[k]!
+      let j = 0
+      while (j < len && (s.charCodeAt(a + j) | 0x20) === n.charCodeAt(j)) j++
+      if (j === len) return n
+    }
+  }
+  return s.slice(a, b).toLowerCase()
+}
+
 /** Span of one parameter: name (lower-case), index of its ';', index after its value. */
 export interface ParamSpan { name: string; semi: number; end: number }
 
@@ -89,6 +114,8 @@ export interface ParamSpan { name: string; semi: number; end: number }
 export function parseParams(
   s: string, i: number, n: number, params: Map<string, string | null>, spans: ParamSpan[] | null,
 ): number {
+  const token = TOKEN
+  const genvalue = GENVALUE
   for (;;) {
     i = skipLws(s, i, n)
     if (i >= n) return n
@@ -98,11 +125,11 @@ export function parseParams(
     const ns = i
     while (i < n) {
       const c = s.charCodeAt(i)
-      if (c > 255 || TOKEN[c] === 0) break
+      if (c > 255 || token[c] === 0) break
       i++
     }
     if (i === ns) return -1
-    const name = s.slice(ns, i).toLowerCase()
+    const name = paramName(s, ns, i)
     let j = skipLws(s, i, n)
     let value: string | null = null
     if (j < n && s.charCodeAt(j) === 61) {
@@ -116,7 +143,7 @@ export function parseParams(
         const vs = j
         while (j < n) {
           const c = s.charCodeAt(j)
-          if (c > 255 || GENVALUE[c] === 0) break
+          if (c > 255 || genvalue[c] === 0) break
           j++
         }
         if (j === vs) return -1
@@ -124,7 +151,7 @@ export function parseParams(
         i = j
       }
     }
-    if (!params.has(name)) params.set(name, value)
+    if (params.size === 0 || !params.has(name)) params.set(name, value)
     if (spans !== null) spans.push({ name, semi, end: i })
   }
 }

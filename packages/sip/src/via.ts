@@ -26,9 +26,10 @@ function bad(s: string, why: string): SipParseError {
 }
 
 function token(s: string, i: number, n: number): number {
+  const tok = TOKEN
   while (i < n) {
     const c = s.charCodeAt(i)
-    if (c > 255 || TOKEN[c] === 0) break
+    if (c > 255 || tok[c] === 0) break
     i++
   }
   return i
@@ -47,6 +48,32 @@ function smallInt(v: string | null | undefined, max: number, s: string, what: st
   return n
 }
 
+/** s[a, b) equals the upper-case ASCII word w, ignoring case? */
+function sameUpper(s: string, a: number, b: number, w: string): boolean {
+  if (b - a !== w.length) return false
+  for (let k = 0; k < w.length; k++) {
+    const c = s.charCodeAt(a + k)
+    // w holds letters and digits only; c is a token character
+    if ((c >= 97 && c <= 122 ? c - 32 : c) !== w.charCodeAt(k)) return false
+  }
+  return true
+}
+
+const TRANSPORTS = ['UDP', 'TCP', 'TLS', 'WS', 'WSS', 'SCTP']
+
+/** s.slice(a, b).toUpperCase(), interned for the usual transports. */
+function internTransport(s: string, a: number, b: number): string {
+  for (let k = 0; k < TRANSPORTS.length; k++) if (sameUpper(s, a, b, TRANSPORTS[k]!)) return TRANSPORTS[k]!
+  return s.slice(a, b).toUpperCase()
+}
+
+/** name.toUpperCase() + '/' + version, interned for SIP/2.0. */
+function protocolOf(s: string, p0: number, p1: number, v0: number, v1: number): string {
+  if (sameUpper(s, p0, p1, 'SIP') && v1 - v0 === 3 && s.charCodeAt(v0) === 50 && s.charCodeAt(v0 + 1) === 46 &&
+    s.charCodeAt(v0 + 2) === 48) return 'SIP/2.0'
+  return s.slice(p0, p1).toUpperCase() + '/' + s.slice(v0, v1)
+}
+
 /** Parse one via-parm in s[a, b). spans (optional) receives parameter positions for the editor. */
 export function parseVia(s: string, a = 0, b = s.length, spans: ParamSpan[] | null = null): Via {
   let i = skipLws(s, a, b)
@@ -56,21 +83,21 @@ export function parseVia(s: string, a = 0, b = s.length, spans: ParamSpan[] | nu
   const p0 = i
   i = token(s, i, b)
   if (i === p0) throw bad(s, 'missing protocol name')
-  const pname = s.slice(p0, i)
+  const p1 = i
   i = skipLws(s, i, b)
   if (s.charCodeAt(i) !== 47) throw bad(s, 'expected /')
   i = skipLws(s, i + 1, b)
   const v0 = i
   i = token(s, i, b)
   if (i === v0) throw bad(s, 'missing protocol version')
-  const pver = s.slice(v0, i)
+  const v1 = i
   i = skipLws(s, i, b)
   if (s.charCodeAt(i) !== 47) throw bad(s, 'expected /')
   i = skipLws(s, i + 1, b)
   const t0 = i
   i = token(s, i, b)
   if (i === t0) throw bad(s, 'missing transport')
-  const transport = s.slice(t0, i).toUpperCase()
+  const transport = internTransport(s, t0, i)
   const h0 = skipLws(s, i, b)
   if (h0 === i) throw bad(s, 'missing sent-by')
   i = h0
@@ -80,7 +107,8 @@ export function parseVia(s: string, a = 0, b = s.length, spans: ParamSpan[] | nu
     for (let k = i + 1; k < close; k++) if (IPV6CHAR[s.charCodeAt(k)] !== 1) throw bad(s, 'bad IPv6 reference')
     i = close + 1
   } else {
-    while (i < b && HOSTCHAR[s.charCodeAt(i)] === 1) i++
+    const hostchar = HOSTCHAR
+    while (i < b && hostchar[s.charCodeAt(i)] === 1) i++
     if (i === h0) throw bad(s, 'missing host')
   }
   const host = s.slice(h0, i)
@@ -90,8 +118,12 @@ export function parseVia(s: string, a = 0, b = s.length, spans: ParamSpan[] | nu
     i = skipLws(s, i + 1, b)
     const d0 = i
     while (i < b && DIGIT[s.charCodeAt(i)] === 1) i++
-    port = smallInt(s.slice(d0, i), 65535, s, 'port')
-    if (port === undefined) throw bad(s, 'bad port')
+    // smallInt(s.slice(d0, i), 65535, ...) without the slice: only digits were taken
+    if (i === d0 || i - d0 > 10) throw bad(s, 'bad port')
+    let n = 0
+    for (let k = d0; k < i; k++) n = n * 10 + s.charCodeAt(k) - 48
+    if (n > 65535) throw bad(s, 'port out of range')
+    port = n
   }
   const params = new Map<string, string | null>()
   if (parseParams(s, i, b, params, spans) < 0) throw bad(s, 'bad parameters')
@@ -101,7 +133,7 @@ export function parseVia(s: string, a = 0, b = s.length, spans: ParamSpan[] | nu
   const rp = params.get('rport')
   if (branch === null || received === null || maddr === null) throw bad(s, 'parameter without value')
   return {
-    protocol: pname.toUpperCase() + '/' + pver,
+    protocol: protocolOf(s, p0, p1, v0, v1),
     transport,
     host,
     port,
