@@ -6,7 +6,8 @@
 import { randomFillSync } from 'node:crypto'
 import { H_CALL_ID, H_CSEQ, H_FROM, H_ROUTE, H_TO, H_VIA, wireName } from './headers.js'
 import type { HeaderField, SipMessage } from './message.js'
-import { MAGIC_COOKIE } from './via.js'
+import { MAGIC_COOKIE, parseVia } from './via.js'
+import { splitList, type ParamSpan } from './params.js'
 
 /** Default reason phrases (RFC 3261 §21 and common extensions). */
 export const REASONS: Record<number, string> = {
@@ -182,8 +183,37 @@ function line(name: Uint8Array, msg: SipMessage, f: HeaderField): void {
   putBytes(B_CRLF)
 }
 
+/** The first Via line with received/rport filled in from the source (see BuildResponseOptions.source). */
+function topViaLine(req: SipMessage, f: HeaderField, src: { address: string; port: number }): void {
+  const s = req.rawValue(f)
+  const r = splitList(s)
+  const spans: ParamSpan[] = []
+  let host: string
+  try { host = parseVia(s, r[0], r[1], spans).host } catch { line(B_VIA, req, f); return }
+  const rport = spans.find(x => x.name === 'rport')
+  const sameHost = host.replace(/^\[|\]$/g, '').toLowerCase() === src.address.toLowerCase()
+  if (rport === undefined && sameHost) { line(B_VIA, req, f); return }
+  // Drop any received/rport already there, then append ours, keeping every other byte.
+  const drop = spans.filter(x => x.name === 'received' || x.name === 'rport').sort((a, b) => a.semi - b.semi)
+  let top = ''
+  let at = r[0]!
+  for (const d of drop) { top += s.slice(at, d.semi); at = d.end }
+  top += s.slice(at, r[1]!).trimEnd()
+  top += ';received=' + src.address
+  if (rport !== undefined) top += ';rport=' + src.port
+  putBytes(B_VIA)
+  putStr(top + s.slice(r[1]!))
+  putBytes(B_CRLF)
+}
+
 export interface BuildResponseOptions {
   toTag?: string
+  /**
+   * Where the request came from. RFC 3261 §18.2.1 / RFC 3581 §4: the response's top Via gets
+   * `received=` when the source address differs from sent-by, and when the request asked with
+   * `rport`, `rport=<source port>` plus `received=` (even if identical).
+   */
+  source?: { address: string; port: number }
   headers?: Array<[string, string]>
   body?: Buffer | string
   contentType?: string
@@ -216,10 +246,16 @@ function buildResponseInner(req: SipMessage, status: number, reason: string | un
   let to: HeaderField | undefined
   let callId: HeaderField | undefined
   let cseq: HeaderField | undefined
+  const source = opts?.source
+  let topVia = true
   for (let i = 0; i < hs.length; i++) {
     const f = hs[i]!
     const id = f.id
-    if (id === H_VIA) line(B_VIA, req, f)
+    if (id === H_VIA) {
+      if (topVia && source !== undefined) topViaLine(req, f, source)
+      else line(B_VIA, req, f)
+      topVia = false
+    }
     else if (id === H_FROM) { if (from === undefined) from = f }
     else if (id === H_TO) { if (to === undefined) to = f }
     else if (id === H_CALL_ID) { if (callId === undefined) callId = f }

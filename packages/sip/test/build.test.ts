@@ -49,3 +49,28 @@ t.test('random identifiers', async t => {
   t.equal(seen.size, 2000)
   t.match(randomTag(), /^[A-Za-z0-9]{12}$/)
 })
+
+t.test('source fills received/rport on the top Via (RFC 3581 §4, RFC 3261 §18.2.1)', async t => {
+  const req = (via: string): ReturnType<typeof parseMessage> => parseMessage(Buffer.from(
+    'OPTIONS sip:example.com SIP/2.0\r\n' +
+    `Via: ${via}\r\nVia: SIP/2.0/UDP 10.0.0.9:5060;branch=z9hG4bKlower\r\n` +
+    'Max-Forwards: 70\r\nTo: <sip:example.com>\r\nFrom: <sip:a@example.com>;tag=1\r\n' +
+    'Call-ID: rport@x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n'))
+  const topVia = (b: Buffer): string => parseMessage(b).headerValues('via')[0]!
+  const src = { address: '192.0.2.7', port: 40000 }
+  // rport without value: both params are set, even when the address is the same as sent-by.
+  let r = buildResponse(req('SIP/2.0/UDP 192.0.2.7:5060;branch=z9hG4bKa;rport'), 200, 'OK', { source: src })
+  t.equal(topVia(r), 'SIP/2.0/UDP 192.0.2.7:5060;branch=z9hG4bKa;received=192.0.2.7;rport=40000')
+  // No rport, sent-by differs from the source: received only.
+  r = buildResponse(req('SIP/2.0/UDP pc33.example.com;branch=z9hG4bKb'), 200, 'OK', { source: src })
+  t.equal(topVia(r), 'SIP/2.0/UDP pc33.example.com;branch=z9hG4bKb;received=192.0.2.7')
+  // No rport, same address: the Via is copied byte for byte.
+  r = buildResponse(req('SIP/2.0/UDP 192.0.2.7:5060;branch=z9hG4bKc'), 200, 'OK', { source: src })
+  t.equal(topVia(r), 'SIP/2.0/UDP 192.0.2.7:5060;branch=z9hG4bKc')
+  // A stale received/rport from the client is replaced, other params kept in place.
+  r = buildResponse(req('SIP/2.0/UDP h.example;rport=1;branch=z9hG4bKd;received=1.1.1.1;x=y'), 200, 'OK', { source: src })
+  t.equal(topVia(r), 'SIP/2.0/UDP h.example;branch=z9hG4bKd;x=y;received=192.0.2.7;rport=40000')
+  const m = parseMessage(r)
+  t.equal(m.vias.length, 2, 'lower Via untouched')
+  t.equal(m.vias[1]!.branch, 'z9hG4bKlower')
+})

@@ -58,11 +58,12 @@ abstract class ServerBase extends Transaction {
   respond(status: number, reason?: string, opts?: RespondOptions): boolean {
     if (!Number.isInteger(status) || status < 100 || status > 699) throw new TransactionError('ERR_TX_BAD_STATUS', `status must be 100-699, got ${status}`)
     if (!this.accepts(status)) return false
-    let o = opts
+    // The source fills received/rport on the copied top Via (RFC 3261 §18.2.1, RFC 3581 §4).
+    const o: RespondOptions & { source: Destination } = opts === undefined ? { source: this.dest } : { ...opts, source: this.dest }
     if (status > 100 && this.request.to.tag === undefined) {
-      const tag = o?.toTag ?? this.toTag ?? randomTag()
+      const tag = o.toTag ?? this.toTag ?? randomTag()
       this.toTag = tag
-      o = o === undefined ? { toTag: tag } : { ...o, toTag: tag }
+      o.toTag = tag
     }
     return this.sendResponse(buildResponse(this.request, status, reason, o), status)
   }
