@@ -2,6 +2,7 @@
 // default responder. The worker thread entry (worker.ts) and the in-process mode of the engine
 // (workers: 0) both load a module exporting `createHandler` and drive it the same way.
 import type { FrameMeta } from '@sipedge/ring'
+import type { WorkerMetrics } from '@sipedge/metrics'
 
 export type { FrameMeta }
 
@@ -35,6 +36,19 @@ export interface HandlerContext {
    * dispatcher destination that a probe found down. Never per SIP message. A no-op in-process.
    */
   postControl?(msg: { type: string; [k: string]: unknown }): void
+  /**
+   * This thread's metrics block (shared memory, read by the primary at scrape time). The worker
+   * entry already counts every request/response in and out; a handler adds what only it knows
+   * (transaction durations, the response direction via `forwardedNext`). Absent in-process.
+   */
+  metrics?: HandlerMetrics
+}
+
+/** The handler's view of the thread's metrics (see HandlerContext.metrics). */
+export interface HandlerMetrics {
+  readonly writer: WorkerMetrics
+  /** Set just before handing a relayed response to send(): counted as "forwarded", not "local". */
+  forwardedNext: boolean
 }
 
 export interface MessageHandler {
@@ -45,6 +59,14 @@ export interface MessageHandler {
   onFrame(meta: FrameMeta, payload: Uint8Array): void
   /** Control messages from the primary, msgpackr-decoded: `{ type: 'config', config }`, ... */
   onControl?(msg: { type: string; [k: string]: unknown }): void
+  /**
+   * A question from the primary (`{ type: 'query', id, what, args }`, docs/contracts.md): return
+   * (or resolve with) plain data; throw `{ code, message }` to answer an error. `what`: stats,
+   * dispatcher, dialogs, dialog ({ callId }), transactions.
+   */
+  onQuery?(what: string, args: unknown): unknown
+  /** Called about once a second by the worker's metrics sampler: publish gauges (transactions, ...). */
+  sample?(metrics: WorkerMetrics): void
   /** Finish in-flight work (SIGTERM drain); the worker exits afterwards. */
   close?(): Promise<void> | void
 }

@@ -1,25 +1,37 @@
 // Worker thread entry: drains the inbound ring into the message handler and gives the
 // handler's frames to the outbound ring, which the primary sends out. Control messages
-// (config, drain, ...) arrive msgpackr-encoded on the MessagePort.
-import { workerData, parentPort } from 'node:worker_threads'
+// (config, drain, query, trace, ...) arrive msgpackr-encoded on the MessagePort.
+//
+// Per message this file adds, besides the handler call: a start-line classification and two
+// float64 increments into this thread's metrics block (shared memory the primary reads when
+// Prometheus scrapes), and one boolean check for SIP tracing. No message, string or allocation.
+import { workerData, parentPort, type MessagePort } from 'node:worker_threads'
 import { setImmediate as setImmediateP } from 'node:timers/promises'
 import { Ring, type FrameView } from '@sipedge/ring'
+import { findCallId } from '@sipedge/sip'
+import { WorkerMetrics, ResponseDirection, transportIndex, type WorkerMetricsData } from '@sipedge/metrics'
+import { createPortLogging, Tracer, type LogLevel, type PortLogging } from '@sipedge/log'
 import { pack, unpack } from 'msgpackr'
 import { workerLogger } from './log.js'
-import type { CreateHandler, MessageHandler, FrameMeta } from './types.js'
+import { classify, RESPONSE_BASE } from './classify.js'
+import type { CreateHandler, MessageHandler, FrameMeta, HandlerLogger, HandlerMetrics } from './types.js'
 
-interface WorkerData {
+interface WorkerData extends Partial<WorkerMetricsData> {
   inbound: SharedArrayBuffer
   outbound: SharedArrayBuffer
   workerIndex: number
   config: unknown
   handlerUrl?: string
+  /** Lines of this thread's loggers go here (the primary's Logging.attachPort). */
+  logPort?: MessagePort
+  /** SIP trace filters in force when this thread starts (a replacement keeps tracing). */
+  traceFilters?: { callIds: string[]; sources: string[] }
 }
 
 const BATCH = 256
+const TRANSPORT_NAMES = ['', 'udp', 'tcp', 'tls', 'ws', 'wss']
 const data = workerData as WorkerData
 const port = parentPort!
-const log = workerLogger('worker', data.workerIndex)
 const inbound = new Ring(data.inbound)
 const outbound = new Ring(data.outbound)
 let outFull = 0
@@ -27,12 +39,79 @@ let handlerErrors = 0
 let lastErrorLog = 0
 let draining = false
 
+// ---------------------------------------------------------------- logging and tracing
+interface LoggingConfig { level?: LogLevel; modules?: Record<string, LogLevel> }
+const logCfg = (c: unknown): LoggingConfig => ((c as { logging?: LoggingConfig } | null | undefined)?.logging ?? {})
+let portLogging: PortLogging | null = null
+let tracer: Tracer | null = null
+let log: HandlerLogger
+if (data.logPort !== undefined) {
+  const lc = logCfg(data.config)
+  portLogging = createPortLogging(data.logPort, { level: lc.level ?? 'info', modules: lc.modules ?? {}, base: { worker: data.workerIndex } })
+  const l = portLogging.logger('worker')
+  // every line already carries `worker` (base field): drop a duplicate from the fields
+  const fields = (f: Record<string, unknown> | undefined): Record<string, unknown> => {
+    if (f === undefined) return {}
+    if (!('worker' in f)) return f
+    const { worker: _w, ...rest } = f
+    return rest
+  }
+  log = {
+    debug: (m, f) => l.debug(fields(f), m),
+    info: (m, f) => l.info(fields(f), m),
+    warn: (m, f) => l.warn(fields(f), m),
+    error: (m, f) => l.error(fields(f), m),
+  }
+  tracer = new Tracer(portLogging.logger('trace'))
+  if (data.traceFilters !== undefined) tracer.setFilters(data.traceFilters)
+} else {
+  log = workerLogger('worker', data.workerIndex)
+}
+
+function traceFrame(direction: 'in' | 'out', meta: FrameMeta, payload: Uint8Array | readonly Uint8Array[]): void {
+  const buf = payload instanceof Uint8Array ? payload : Buffer.concat(payload as Uint8Array[])
+  const at = findCallId(buf)
+  const callId = at < 0 ? '' : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength).toString('latin1', Math.floor(at / 0x10000), Math.floor(at / 0x10000) + (at % 0x10000))
+  const address = meta.address
+  if (!tracer!.matches(callId, address, meta.port)) return
+  tracer!.trace(direction, { callId, address, port: meta.port, transport: TRANSPORT_NAMES[meta.transport] ?? String(meta.transport) }, buf)
+}
+
+// ---------------------------------------------------------------- metrics
+const metrics: WorkerMetrics | null = data.metricsBuffer !== undefined && data.metricsBlock !== undefined
+  ? WorkerMetrics.attach({ metricsBuffer: data.metricsBuffer, metricsBlock: data.metricsBlock })
+  : null
+const hm: HandlerMetrics | undefined = metrics !== null ? { writer: metrics, forwardedNext: false } : undefined
+
+function countIn(meta: FrameMeta, payload: Uint8Array): void {
+  const c = classify(payload)
+  if (c < 0) return
+  if (c >= RESPONSE_BASE) metrics!.response(ResponseDirection.Received, c - RESPONSE_BASE)
+  else metrics!.requestReceived(c, transportIndex(meta.transport))
+}
+
+function countOut(meta: FrameMeta, payload: Uint8Array | readonly Uint8Array[]): void {
+  const c = classify(payload)
+  if (c >= RESPONSE_BASE) {
+    metrics!.response(hm!.forwardedNext ? ResponseDirection.Forwarded : ResponseDirection.Local, c - RESPONSE_BASE)
+  } else if (c >= 0) {
+    metrics!.requestSent(c, transportIndex(meta.transport))
+  }
+  hm!.forwardedNext = false
+}
+
+// ---------------------------------------------------------------- handler
 const mod = await import(data.handlerUrl ?? new URL('./handler.js', import.meta.url).href) as { createHandler: CreateHandler }
 const handler: MessageHandler = await mod.createHandler({
   workerIndex: data.workerIndex,
   config: data.config,
   send(meta: FrameMeta, payload: Uint8Array | readonly Uint8Array[]): boolean {
-    if (outbound.tryPush(meta, payload)) return true
+    if (tracer !== null && tracer.active) traceFrame('out', meta, payload)
+    if (outbound.tryPush(meta, payload)) {
+      if (metrics !== null) countOut(meta, payload)
+      return true
+    }
+    if (hm !== undefined) hm.forwardedNext = false
     outFull++ // the primary is behind: like a lost datagram, the peer retransmits
     return false
   },
@@ -42,9 +121,20 @@ const handler: MessageHandler = await mod.createHandler({
   postControl(msg: { type: string; [k: string]: unknown }): void {
     port.postMessage(pack({ type: 'broadcast', from: data.workerIndex, msg }))
   },
+  ...(hm !== undefined ? { metrics: hm } : {}),
 })
 
+if (metrics !== null) {
+  metrics.startSampler(1000)
+  const t = setInterval(() => {
+    try { handler.sample?.(metrics) } catch (err) { log.error('metrics sample failed', { err }) }
+  }, 1000)
+  t.unref()
+}
+
 const onFrame = (meta: FrameView, payload: Buffer): void => {
+  if (metrics !== null) countIn(meta, payload)
+  if (tracer !== null && tracer.active) traceFrame('in', meta, payload)
   try {
     handler.onFrame(meta, payload)
   } catch (err) {
@@ -53,6 +143,29 @@ const onFrame = (meta: FrameView, payload: Buffer): void => {
     const now = Date.now()
     if (now - lastErrorLog > 10_000) { lastErrorLog = now; log.error('handler threw', { err, handlerErrors }) }
   }
+}
+
+function reply(id: unknown, ok: boolean, payload: unknown): void {
+  let bytes: Uint8Array
+  try {
+    bytes = pack(ok ? { type: 'reply', id, ok: true, data: payload } : { type: 'reply', id, ok: false, error: payload })
+  } catch (err) {
+    bytes = pack({ type: 'reply', id, ok: false, error: { code: 'ERR_QUERY_ENCODE', message: (err as Error).message } })
+  }
+  port.postMessage(bytes)
+}
+
+function query(id: unknown, what: string, args: unknown): void {
+  new Promise<unknown>(resolve => {
+    if (handler.onQuery === undefined) throw Object.assign(new Error('this handler answers no queries'), { code: 'ERR_QUERY_UNSUPPORTED' })
+    resolve(handler.onQuery(what, args))
+  }).then(
+    v => reply(id, true, v === undefined ? null : v),
+    (err: unknown) => {
+      const e = err as { code?: unknown; message?: unknown } | null
+      reply(id, false, { code: typeof e?.code === 'string' ? e.code : 'ERR_QUERY_FAILED', message: typeof e?.message === 'string' ? e.message : String(err) })
+    },
+  )
 }
 
 port.on('message', (m: Uint8Array) => {
@@ -64,7 +177,17 @@ port.on('message', (m: Uint8Array) => {
     void finish()
   } else if (msg.type === 'stats') {
     port.postMessage(pack({ type: 'stats', workerIndex: data.workerIndex, outFull, handlerErrors }))
+  } else if (msg.type === 'query') {
+    query(msg['id'], String(msg['what']), msg['args'])
+  } else if (msg.type === 'trace') {
+    const f = (msg['filters'] ?? {}) as { callIds?: unknown; sources?: unknown }
+    const list = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [])
+    tracer?.setFilters({ callIds: list(f.callIds), sources: list(f.sources) })
   } else {
+    if (msg.type === 'config' && portLogging !== null) {
+      const lc = logCfg(msg['config'])
+      portLogging.configure(lc.level ?? 'info', lc.modules ?? {})
+    }
     handler.onControl?.(msg)
   }
 })
@@ -72,6 +195,7 @@ port.on('message', (m: Uint8Array) => {
 async function finish(): Promise<void> {
   while (inbound.drain(onFrame, BATCH) > 0) { /* the primary stopped producing: this ends */ }
   try { await handler.close?.() } catch (err) { log.error('handler close failed', { err }) }
+  portLogging?.flush()
   port.postMessage(pack({ type: 'drained', outFull, handlerErrors }))
 }
 
@@ -79,6 +203,7 @@ port.postMessage(pack({ type: 'ready' }))
 
 while (!draining) {
   const n = inbound.drain(onFrame, BATCH)
+  if (n > 0 && metrics !== null) metrics.messages(n)
   // A full batch: yield a macrotask so MessagePort messages (config, drain) get in.
   if (n >= BATCH) await setImmediateP()
   else if (!draining) await inbound.waitForData()

@@ -1,9 +1,18 @@
 #!/usr/bin/env node
 // The `sipedge` command: runs the proxy in the foreground, or checks a configuration file.
 import { readFileSync } from 'node:fs'
+import { MessageChannel, type MessagePort } from 'node:worker_threads'
 import { checkConfigFile, loadConfigFile, ConfigError, formatIssue, type FrozenConfig } from '@sipedge/config'
-import { Engine, createLogger, type Logger, type LogLevel } from '@sipedge/transport'
+import { Engine } from '@sipedge/transport'
+import { createLogging, type Logging, type LoggingOptions } from '@sipedge/log'
+import {
+  MetricsAggregator, DestinationSlots, createMetricsRegistry, startHttpServer, isLoopback,
+  type HttpServer, type ReloadResult, type DispatcherInfo, type SipedgeMetrics,
+} from '@sipedge/metrics'
+import type { Stores } from '@sipedge/store'
 import { engineOptionsFromConfig } from './options.js'
+import { engineLogger } from './log-adapter.js'
+import { createAdminBackend, destinationStatuses, TraceState } from './admin.js'
 
 const USAGE = `Usage:
   sipedge --config FILE          run the proxy in the foreground (SIGTERM drains and exits 0,
@@ -20,10 +29,6 @@ Options:
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
   return pkg.version
-}
-
-function logLevel(l: string): LogLevel {
-  return l === 'trace' ? 'debug' : (l as LogLevel)
 }
 
 function printConfigError(err: unknown): void {
@@ -49,6 +54,31 @@ export async function checkConfig(file: string): Promise<number> {
   return 1
 }
 
+function loggingOptions(c: FrozenConfig): LoggingOptions {
+  const r = c.logging.rotate
+  return {
+    level: c.logging.level,
+    modules: c.logging.modules,
+    file: c.logging.file,
+    rotate: { size: r.size > 0 ? r.size : false, interval: r.interval > 0 ? r.interval : false, keep: r.keep },
+  }
+}
+
+const sameAddr = (a: { address: string; port: number } | null, b: { address: string; port: number } | null): boolean =>
+  a !== null && b !== null && a.address === b.address && a.port === b.port
+
+/** Keys whose change needs a restart (logged in restartNeededFor). */
+function restartKeys(prev: FrozenConfig, next: FrozenConfig): string[] {
+  const out: string[] = []
+  const diff = (k: keyof FrozenConfig): void => { if (JSON.stringify(next[k]) !== JSON.stringify(prev[k])) out.push(k) }
+  diff('listen')
+  if (next.workers !== prev.workers) out.push('workers')
+  diff('limits')
+  diff('metrics')
+  if (JSON.stringify(next.admin) !== JSON.stringify(prev.admin)) out.push('admin')
+  return out
+}
+
 export async function run(file: string): Promise<void> {
   let config: FrozenConfig
   try {
@@ -58,52 +88,184 @@ export async function run(file: string): Promise<void> {
     process.exitCode = 1
     return
   }
-  const log: Logger = createLogger({ level: logLevel(config.logging.level), module: 'sipedge', ...(config.logging.file !== null ? { file: config.logging.file } : {}) })
-  const engine = new Engine(engineOptionsFromConfig(config, log.child('engine')))
+  const startedAt = Date.now()
+  let generation = 1
+  // One log thread for the process (pino transport); workers post their lines to it.
+  const logging: Logging = createLogging(loggingOptions(config))
+  const log = logging.logger('sipedge')
+  const exit = async (code: number): Promise<never> => {
+    // the last lines (stopped, exit) must reach the file before the process ends
+    await logging.close().catch(() => {})
+    process.exit(code)
+  }
+
+  // ------------------------------------------------------------ metrics blocks and workers
+  let agg: MetricsAggregator | null = null
+  const trace = new TraceState()
+  const logPorts = new Map<number, MessagePort>()
+  const opts = engineOptionsFromConfig(config, engineLogger(logging, 'engine'))
+  opts.workerData = (index: number) => {
+    const ch = new MessageChannel()
+    logging.attachPort(ch.port1)
+    ch.port1.unref()
+    logPorts.set(index, ch.port1)
+    return { ...(agg !== null ? agg.workerData(index) : {}), logPort: ch.port2, traceFilters: trace.filters }
+  }
+  opts.onWorkerExit = (index: number) => {
+    // no thread writes the block any more: fold its counters into the retired totals
+    agg?.retireWorker(index)
+    // lines the thread posted just before it ended are still in flight on its port: close later
+    const p = logPorts.get(index)
+    logPorts.delete(index)
+    if (p !== undefined) setTimeout(() => p.close(), 1_000).unref()
+  }
+  const engine = new Engine(opts)
+  agg = MetricsAggregator.create({ workers: Math.max(1, engine.workerCount) })
+  agg.setDestinations(new DestinationSlots(config.dispatcher.sets))
+  agg.main().startSampler()
+
+  // ------------------------------------------------------------ stores (opened on first use)
+  let storesP: Promise<Stores | null> | null = null
+  const stores = (): Promise<Stores | null> => {
+    if (storesP === null) {
+      const url = config.registrar.store
+      storesP = url.startsWith('memory:')
+        ? Promise.resolve(null)
+        // imported on first use: lmdb/redis clients cost start-up time a node without admin traffic never needs
+        : import('@sipedge/store').then(m => m.openStores(url, { sweepIntervalMs: 0 })).catch((err: unknown) => {
+          storesP = null // retry on the next use
+          throw err
+        })
+    }
+    return storesP
+  }
+
+  // ------------------------------------------------------------ metrics registry
+  const dispatcherState = async (): Promise<DispatcherInfo> => (await engine.query(0, 'dispatcher')) as DispatcherInfo
+  const registry: SipedgeMetrics = createMetricsRegistry({
+    aggregator: agg,
+    version: version(),
+    sources: {
+      engineCounters: () => engine.counters as unknown as Record<string, number>,
+      rings: () => engine.ringStats(),
+      connections: () => engine.connectionsByTransport(),
+      workersAlive: () => engine.workersAlive,
+      registrations: async () => {
+        const s = await stores()
+        if (s === null) throw Object.assign(new Error('no store in the primary'), { code: 'ERR_ADMIN_NOT_AVAILABLE' })
+        return s.location.count()
+      },
+      dispatcher: async () => destinationStatuses(await dispatcherState()),
+      bansActive: async () => {
+        const s = await stores()
+        if (s === null) throw Object.assign(new Error('no store in the primary'), { code: 'ERR_ADMIN_NOT_AVAILABLE' })
+        return (await s.bans.list(100_000)).length
+      },
+    },
+  })
+  registry.setConfigGeneration(generation)
+
+  // ------------------------------------------------------------ reload (SIGHUP and POST /api/reload)
+  const reload = async (source: string): Promise<ReloadResult> => {
+    const r = checkConfigFile(file)
+    if (!r.ok) {
+      const issues = r.error.issues.map(i => formatIssue(r.error.file, i))
+      log.error({ file, source, generation, code: r.error.code, issues }, 'configuration reload rejected; keeping the running configuration')
+      registry.configReloaded(false)
+      return {
+        ok: false, generation,
+        errors: r.error.issues.length > 0
+          ? r.error.issues.map(i => ({ code: i.code, message: formatIssue(r.error.file, i), path: i.path }))
+          : [{ code: r.error.code, message: r.error.message }],
+      }
+    }
+    const next = r.config as FrozenConfig
+    const restartNeeded = restartKeys(config, next)
+    config = next
+    generation++
+    engine.updateConfig(next, generation)
+    logging.configure(next.logging.level, next.logging.modules)
+    agg!.setDestinations(new DestinationSlots(next.dispatcher.sets))
+    const tlsOk = engine.reloadTls()
+    registry.setConfigGeneration(generation)
+    registry.configReloaded(true)
+    log.info({ file, source, generation, tlsReloaded: tlsOk, ...(restartNeeded.length > 0 ? { restartNeededFor: restartNeeded } : {}) }, 'configuration reloaded')
+    return { ok: true, generation, ...(restartNeeded.length > 0 ? { restartNeededFor: restartNeeded } : {}) }
+  }
+  const reopenLogs = async (source: string): Promise<void> => {
+    await logging.reopen()
+    log.info({ source, file: config.logging.file }, 'log file reopened')
+  }
+
+  // ------------------------------------------------------------ signals
   let stopping = false
+  const servers: HttpServer[] = []
   const stop = (signal: string): void => {
     // A repeated signal is ignored: pnpm and other runners forward the signal that the process
     // group already got (systemd, Ctrl-C), and the drain is bounded anyway.
     if (stopping) return
     stopping = true
-    log.info('shutting down', { signal })
+    registry.setReady(false)
+    log.info({ signal }, 'shutting down')
     engine.stop().then(
-      () => { log.info('exit', { code: 0 }); process.exit(0) },
-      err => { log.error('shutdown failed', { err }); process.exit(1) },
+      () => {
+        for (const s of servers) s.close()
+        log.info({ code: 0 }, 'exit')
+        return exit(0)
+      },
+      err => { log.error({ err }, 'shutdown failed'); return exit(1) },
     )
   }
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
+  // SIGHUP: reopen the log file first (logrotate moved it), then reload; one at a time.
+  let hup: Promise<void> = Promise.resolve()
   process.on('SIGHUP', () => {
-    log.reopen()
-    const r = checkConfigFile(file)
-    if (!r.ok) {
-      log.error('configuration reload rejected; keeping the running configuration', {
-        file, code: r.error.code, issues: r.error.issues.map(i => formatIssue(r.error.file, i)),
-      })
-      return
-    }
-    const next = r.config as FrozenConfig
-    const restartNeeded: string[] = []
-    if (JSON.stringify(next.listen) !== JSON.stringify(config.listen)) restartNeeded.push('listen')
-    if (next.workers !== config.workers) restartNeeded.push('workers')
-    if (JSON.stringify(next.limits) !== JSON.stringify(config.limits)) restartNeeded.push('limits')
-    config = next
-    engine.updateConfig(next)
-    const tlsOk = engine.reloadTls()
-    log.info('configuration reloaded', { file, tlsReloaded: tlsOk, ...(restartNeeded.length > 0 ? { restartNeededFor: restartNeeded } : {}) })
+    hup = hup.then(async () => {
+      try { await reopenLogs('SIGHUP') } catch (err) { log.error({ err }, 'log file reopen failed') }
+      await reload('SIGHUP')
+    })
   })
+
+  // ------------------------------------------------------------ start
   try {
-    await engine.start()
+    // the log thread boots while the workers do; lines logged meanwhile wait in its stream
+    await Promise.all([logging.ready(), engine.start()])
+    const backend = createAdminBackend({
+      engine, config: () => config, generation: () => generation, stores,
+      reload: () => reload('api'), reopenLogs: () => reopenLogs('api'),
+      stopping: () => stopping, log: logging.logger('admin'), startedAt,
+    }, trace)
+    const m = config.metrics
+    const a = config.admin
+    // admin.listen null: the admin API shares the metrics listener. Off on a public address
+    // unless admin.enabled (the config check demands a token then).
+    const adminListen = a.listen ?? m.listen
+    const adminOn = adminListen !== null && (a.enabled || isLoopback(adminListen.address))
+    if (adminOn && a.listen === null && a.enabled && a.token === null && !isLoopback(adminListen.address))
+      throw Object.assign(new Error('admin.token: the admin API on a non-loopback address (metrics.listen) needs a token'), { code: 'ERR_CONFIG_CONFLICT' })
+    const metricsPart = m.listen !== null ? { registry, path: m.path } : null
+    const adminPart = adminOn ? { backend, token: a.token, enabled: a.enabled } : null
+    if (metricsPart !== null && adminPart !== null && sameAddr(m.listen, adminListen)) {
+      servers.push(await startHttpServer({ listen: adminListen!, metrics: metricsPart, admin: adminPart }))
+    } else {
+      if (metricsPart !== null) servers.push(await startHttpServer({ listen: m.listen!, metrics: metricsPart }))
+      if (adminPart !== null) servers.push(await startHttpServer({ listen: adminListen!, admin: adminPart }))
+    }
   } catch (err) {
-    log.fatal('startup failed', { err })
+    log.fatal({ err }, 'startup failed')
+    for (const s of servers) s.close()
+    await engine.stop().catch(() => {})
+    await logging.close().catch(() => {})
     process.exitCode = 1
     return
   }
-  log.info('ready', {
-    pid: process.pid, workers: engine.workerCount,
+  registry.setReady(true)
+  log.info({
+    pid: process.pid, workers: engine.workerCount, generation,
     listen: engine.listeners.map(l => `${l.transport}:${l.address.includes(':') ? `[${l.address}]` : l.address}:${l.port}`),
-  })
+    http: servers.map(s => `${s.address}:${s.port}`),
+  }, 'ready')
 }
 
 export async function main(argv: string[]): Promise<number | undefined> {

@@ -301,7 +301,7 @@ const destinationObject = obj({
   weight: int(0, 1000).def(1).desc('Share of traffic for `weighted` (0: only when all others are down).'),
   priority: int(0, 1000).def(0).desc('Lower is preferred: destinations of a higher priority value are used only when all lower ones are down.'),
   attrs: mapOf(str('value').numeric(), 'attribute').def({}).desc('Free-form attributes (strings), shown in the admin API and available to routing.'),
-  state: oneOf(['active', 'inactive', 'draining']).def('active').desc('`inactive`: never used; `draining`: keeps its dialogs, gets no new ones (zero-downtime maintenance).'),
+  state: oneOf(['active', 'disabled', 'draining', 'inactive']).def('active').desc('Operator state: `active`; `draining`: keeps its dialogs, gets no new ones (zero-downtime maintenance); `disabled` (or the older name `inactive`): gets no new requests and is not probed. A reload resets run-time admin changes (admin API) to this value. Probing separately marks an active destination down/up.'),
 })
 const destination = alt<Destination>({
   string: xform(sipUri(), (uri): Destination => ({ uri, weight: 1, priority: 0, attrs: {}, state: 'active' })),
@@ -403,8 +403,11 @@ const dispatcher = obj({
 const dialog = obj({
   timeout: duration(MINUTE, 7 * DAY).def(12 * HOUR).desc('A dialog without in-dialog traffic for this long is forgotten.'),
   send_bye_on_timeout: bool().def(false).desc('Send BYE to both sides when a dialog times out.'),
-  secret: str('string').check(v => (v.length >= 16 ? undefined : 'secret must be at least 16 characters')).nullable().def(null, 'random per start')
-    .desc('Key that signs the Record-Route parameters; set the same value on all nodes of an HA pair so either can route in-dialog requests.'),
+  secret: str('string').check(v => (v.length >= 16 ? undefined : 'secret must be at least 16 characters')).nullable().def(null, 'derived per host')
+    .desc('Key that signs the Record-Route parameters (HMAC-SHA256). Unset: a key derived from this host (/etc/machine-id and host name), the same for every worker and restart of this host but different on other hosts: set the same value on all nodes of an HA pair so either can route in-dialog requests.'),
+  enabled: bool().def(true).desc('Track dialogs sent to dispatcher sets (sticky sessions, per-destination counts for `least-dialogs`, timeouts). Off: in-dialog requests still reach their destination through the signed Record-Route parameter.'),
+  store: storeUrl().nullable().def(null, 'value of `store`').desc('Where dialogs are mirrored (asynchronously, off the message path) so another node or a restarted worker can continue them: `lmdb:PATH` or `redis://HOST:PORT/DB` (shared by an HA pair).'),
+  mirror: bool().def(true).desc('Mirror dialogs to `dialog.store`; off: dialogs live only in the memory of the worker that owns the Call-ID (the Record-Route parameter still keeps them sticky).'),
 }).desc('Dialog tracking for sticky sessions.')
 
 const nat = obj({
@@ -440,10 +443,11 @@ const metrics = obj({
 
 const admin = obj({
   enabled: bool().def(false).desc('Serve the admin HTTP API (drain, reload, inspect).'),
-  listen: addrPort().def({ address: '127.0.0.1', port: 9091 }, '`127.0.0.1:9091`').desc('HTTP address of the admin API.'),
+  listen: addrPort().nullable().def(null, '`null` (the metrics listener)').desc('HTTP address of the admin API; `null` serves it on `metrics.listen`, next to `/metrics`.'),
   token: str('string').check(v => (v.length >= 16 ? undefined : 'token must be at least 16 characters')).nullable().def(null).desc('Bearer token required on every admin request; mandatory when `listen` is not a loopback address.'),
 }).finish((o, path, ctx) => {
-  const l = o['listen'] as AddrPort
+  const l = o['listen'] as AddrPort | null
+  if (l === null) return // shares metrics.listen: checked where both are known (the command)
   const loopback = l.address.startsWith('127.') || l.address === '::1'
   if (o['enabled'] === true && !loopback && o['token'] === null)
     ctx.issue('ERR_CONFIG_CONFLICT', join(path, 'token'), ctx.posOf(join(path, 'listen')), 'admin API on a non-loopback address needs a token')
@@ -500,6 +504,8 @@ function finishRoot(o: Record<string, unknown>, _path: string, ctx: Ctx): void {
   if (o['workers'] === null) o['workers'] = availableParallelism()
   const reg = o['registrar'] as Record<string, unknown>
   if (reg['store'] === null) reg['store'] = o['store']
+  const dlg = o['dialog'] as Record<string, unknown>
+  if (dlg['store'] === null) dlg['store'] = o['store']
 
   const sets = (o['dispatcher'] as { sets: Record<string, Record<string, unknown>> }).sets
   for (const [name, set] of Object.entries(sets)) {

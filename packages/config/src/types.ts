@@ -5,7 +5,7 @@
 export type Proto = 'udp' | 'tcp' | 'tls' | 'ws' | 'wss'
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent'
 export type Algorithm = 'hash-callid' | 'hash-from-user' | 'hash-to-user' | 'round-robin' | 'weighted' | 'least-dialogs'
-export type DestinationState = 'active' | 'inactive' | 'draining'
+export type DestinationState = 'active' | 'disabled' | 'draining' | 'inactive'
 export type DigestAlgorithm = 'MD5' | 'SHA-256'
 
 export interface HostPort { host: string; port: number | null }
@@ -127,9 +127,9 @@ export interface RouteRule {
   add_headers: AddHeader[]
 }
 
-export interface DialogConfig { timeout: number; send_bye_on_timeout: boolean; secret: string | null }
+export interface DialogConfig { timeout: number; send_bye_on_timeout: boolean; secret: string | null; enabled: boolean; store: string; mirror: boolean }
 export interface MetricsConfig { listen: AddrPort | null; path: string }
-export interface AdminConfig { enabled: boolean; listen: AddrPort; token: string | null }
+export interface AdminConfig { enabled: boolean; listen: AddrPort | null; token: string | null }
 export interface LogRotate { size: number; interval: number; keep: number }
 export interface LoggingConfig { level: LogLevel; modules: Record<string, LogLevel>; file: string | null; rotate: LogRotate }
 export interface PikeLimits { enabled: boolean; window: number; max_requests: number; ban_time: number }

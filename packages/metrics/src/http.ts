@@ -7,6 +7,11 @@
 import { timingSafeEqual } from 'node:crypto'
 import { AdminError, type AdminBackend, type DestinationAction, type TraceFilters } from './admin.js'
 import type { SipedgeMetrics } from './registry.js'
+
+/** uSockets LIBUS_LISTEN_EXCLUSIVE_PORT: no SO_REUSEPORT. */
+const LIBUS_LISTEN_EXCLUSIVE_PORT = 1
+/** The (host, port, options, cb) overload uWS has at run time but not in its typings. */
+interface ExclusiveListen<S> { listen(host: string, port: number, options: number, cb: (s: S | false) => void): void }
 import { loadUwsForHttp, type UwsModule } from './uws.js'
 
 type HttpResponse = import('uWebSockets.js').HttpResponse
@@ -308,7 +313,8 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
   })
 
   const listenSocket = await new Promise<ListenSocket>((resolve, reject) => {
-    app.listen(opts.listen.address, opts.listen.port, s => {
+    // Exclusive: a second process on the same port is an error, not a silent SO_REUSEPORT share.
+    ;(app as unknown as ExclusiveListen<ListenSocket>).listen(opts.listen.address, opts.listen.port, LIBUS_LISTEN_EXCLUSIVE_PORT, s => {
       if (s === false) reject(new HttpServerError('ERR_METRICS_LISTEN', `cannot listen on ${opts.listen.address}:${opts.listen.port}`))
       else resolve(s)
     })

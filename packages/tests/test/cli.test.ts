@@ -18,7 +18,8 @@ function config(extra = '', workers = 1): { file: string; port: number } {
   const port = nextPort
   nextPort += 2
   const file = join(tmp.dir, `c${port}.yaml`)
-  writeFileSync(file, `workers: ${workers}\nlisten:\n  - udp:127.0.0.1:${port}\n  - tcp:127.0.0.1:${port}\n${extra}`)
+  // HTTP on the odd port next to SIP's: the default 9090 would collide with a test run in parallel.
+  writeFileSync(file, `workers: ${workers}\nlisten:\n  - udp:127.0.0.1:${port}\n  - tcp:127.0.0.1:${port}\nmetrics: { listen: 127.0.0.1:${port + 1} }\n${extra}`)
   return { file, port }
 }
 
@@ -110,4 +111,21 @@ t.test('`pnpm sipedge --config F`: SIGTERM to the whole process group exits 0', 
   const { code, signal } = await waitForExit(child, 15_000)
   t.equal(signal, null)
   t.equal(code, 0)
+})
+
+t.test('an HTTP port already taken by another node is a startup error, not a silent share', async t => {
+  const first = config('', 1)
+  const a = spawn(process.execPath, [main, '--config', first.file], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => killHard(a))
+  await waitForOutput(a, /"msg":"ready"/)
+  // Different SIP ports, the same metrics listener as the first node.
+  const second = config('', 1)
+  writeFileSync(second.file, `workers: 1\nlisten:\n  - udp:127.0.0.1:${second.port}\nmetrics: { listen: 127.0.0.1:${first.port + 1} }\n`)
+  const b = spawn(process.execPath, [main, '--config', second.file], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => killHard(b))
+  const failed = await waitForOutput(b, /startup failed/)
+  t.match(failed, /ERR_METRICS_LISTEN|cannot listen/)
+  t.equal((await waitForExit(b, 10_000)).code, 1)
+  a.kill('SIGTERM')
+  t.equal((await waitForExit(a)).code, 0)
 })

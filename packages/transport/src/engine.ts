@@ -9,7 +9,7 @@
 import { createSocket, type Socket as UdpSocket, type RemoteInfo } from 'node:dgram'
 import { createServer as createTcpServer, connect as tcpConnect, isIPv6, isIP, type Server as NetServer, type Socket } from 'node:net'
 import { createServer as createTlsServer, connect as tlsConnect, type Server as TlsServer, type TLSSocket } from 'node:tls'
-import { Worker } from 'node:worker_threads'
+import { Worker, MessagePort, type Transferable } from 'node:worker_threads'
 import { availableParallelism } from 'node:os'
 import { readFileSync } from 'node:fs'
 import { setImmediate as setImmediateP, setTimeout as sleep } from 'node:timers/promises'
@@ -19,7 +19,7 @@ import { Counters } from './counters.js'
 import { ConnectionTable, StreamConn, type WsConnectionLike } from './connections.js'
 import { createLogger, RateLimitedLog, type Logger } from './log.js'
 import { TlsContextSet, type TlsOptions } from './tls-contexts.js'
-import { callIdHash, StreamFramer, KEEPALIVE_PING, KEEPALIVE_PONG, SipParseError, answerFor } from './sip-glue.js'
+import { callIdHash, callIdHashOf, StreamFramer, KEEPALIVE_PING, KEEPALIVE_PONG, SipParseError, answerFor } from './sip-glue.js'
 import { UDP, TCP, TLS, WS, WSS, KIND_BY_NAME, NAME_BY_KIND, FLAG_CLOSE_AFTER_SEND, FLAG_OPEN_CONNECTION, type FrameMeta, type TransportName } from './kinds.js'
 
 export interface ListenerOptions {
@@ -55,7 +55,31 @@ export interface HandlerContext {
 export interface MessageHandler {
   onFrame(meta: FrameMeta, payload: Uint8Array): void
   onControl?(msg: unknown): void
+  /** Request/response control (`engine.query`): stats, dispatcher, dialogs, dialog, transactions. */
+  onQuery?(what: string, args: unknown): unknown
   close?(): Promise<void> | void
+}
+
+/** Ring statistics of one worker and direction (in: primary -> worker, out: worker -> primary). */
+export interface EngineRingStat {
+  worker: number
+  direction: 'in' | 'out'
+  used: number
+  capacity: number
+  pushed: number
+  refused: number
+  drained: number
+  wakeups: number
+}
+
+/** A query a worker could not answer (or did not answer in time). */
+export class QueryError extends Error {
+  readonly code: string
+  constructor(code: string, message: string) {
+    super(message)
+    this.name = 'QueryError'
+    this.code = code
+  }
 }
 
 export interface EngineOptions {
@@ -82,6 +106,15 @@ export interface EngineOptions {
   workerEnv?: NodeJS.ProcessEnv
   /** Node options for worker threads (default: none; the process's --import loaders are not inherited). */
   workerExecArgv?: string[]
+  /**
+   * Extra workerData for worker `index`, merged into what the engine puts there. Called for every
+   * worker thread started, replacements included. MessagePort values are transferred.
+   */
+  workerData?: (index: number) => Record<string, unknown>
+  /** A worker thread has exited (crash or stop), before any replacement starts. */
+  onWorkerExit?: (index: number, code: number) => void
+  /** Bound on engine.query answers (default 2000 ms). */
+  queryTimeoutMs?: number
 }
 
 export interface ListenerInfo { transport: TransportName; address: string; port: number; socketId: number }
@@ -121,6 +154,8 @@ class WorkerSlot {
   ready: (() => void) | null = null
   drained: (() => void) | null = null
   stopping = false
+  /** Queries sent to the current worker thread and not answered yet (id -> settle). */
+  readonly queries = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>()
   constructor(index: number) { this.index = index }
 }
 
@@ -152,6 +187,7 @@ export class Engine {
   readonly #listenerInfo: ListenerInfo[] = []
   readonly #slots: WorkerSlot[] = []
   #inproc: MessageHandler | null = null
+  #queryId = 0
   readonly #scratch: FrameMeta = { transport: 0, socketId: 0, connId: 0, family: 4, address: '', port: 0, recvTime: 0, flags: 0 }
   readonly #partial = new Set<StreamConn>()
   #partialTimer: NodeJS.Timeout | null = null
@@ -291,10 +327,10 @@ export class Engine {
     await Promise.allSettled(exits)
   }
 
-  /** New configuration for the handlers (SIGHUP). Kept for workers started later. */
-  updateConfig(config: unknown): void {
+  /** New configuration for the handlers (SIGHUP); `generation` travels with it. Kept for workers started later. */
+  updateConfig(config: unknown, generation?: number): void {
     this.#config = config
-    const msg = { type: 'config', config }
+    const msg = generation === undefined ? { type: 'config', config } : { type: 'config', config, generation }
     if (this.#inproc !== null) this.#inproc.onControl?.(msg)
     const bytes = pack(msg)
     for (const slot of this.#slots) slot.worker?.postMessage(bytes)
@@ -305,6 +341,91 @@ export class Engine {
     if (this.#inproc !== null) this.#inproc.onControl?.(msg)
     const bytes = pack(msg)
     for (const slot of this.#slots) slot.worker?.postMessage(bytes)
+  }
+
+  /**
+   * Asks one worker (`index`) or every worker (`'all'`, answers in worker order) a question
+   * (docs/contracts.md "Control messages": `{ type: 'query', id, what, args }`), answered by the
+   * handler's onQuery. Rejects with QueryError: ERR_QUERY_TIMEOUT (no answer within
+   * queryTimeoutMs), ERR_QUERY_NO_WORKER (not running), or the worker's own {code, message}.
+   * Control traffic only: never per SIP message.
+   */
+  query(target: number, what: string, args?: unknown): Promise<unknown>
+  query(target: 'all', what: string, args?: unknown): Promise<unknown[]>
+  query(target: number | 'all', what: string, args?: unknown): Promise<unknown> {
+    if (target === 'all') {
+      if (this.#inproc !== null) return this.#queryInproc(what, args).then(v => [v])
+      return Promise.all(this.#slots.map(s => this.#querySlot(s, what, args)))
+    }
+    if (this.#inproc !== null) return this.#queryInproc(what, args)
+    const slot = this.#slots[target]
+    if (slot === undefined) return Promise.reject(new QueryError('ERR_QUERY_NO_WORKER', `no worker ${target}`))
+    return this.#querySlot(slot, what, args)
+  }
+
+  /** The worker that handles a Call-ID (the same hash % N as the inbound sharding). */
+  workerForCallId(callId: string): number {
+    return this.#nWorkers === 0 ? 0 : (callIdHashOf(callId) >>> 0) % this.#nWorkers
+  }
+
+  async #queryInproc(what: string, args: unknown): Promise<unknown> {
+    const h = this.#inproc!
+    if (h.onQuery === undefined) throw new QueryError('ERR_QUERY_UNSUPPORTED', 'the handler answers no queries')
+    return await h.onQuery(what, args)
+  }
+
+  #querySlot(slot: WorkerSlot, what: string, args: unknown): Promise<unknown> {
+    const w = slot.worker
+    if (w === null || slot.ready !== null) return Promise.reject(new QueryError('ERR_QUERY_NO_WORKER', `worker ${slot.index} is not running`))
+    const id = ++this.#queryId
+    const ms = this.#opts.queryTimeoutMs ?? 2_000
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        slot.queries.delete(id)
+        reject(new QueryError('ERR_QUERY_TIMEOUT', `worker ${slot.index} did not answer "${what}" within ${ms} ms`))
+      }, ms)
+      slot.queries.set(id, { resolve, reject, timer })
+      w.postMessage(pack({ type: 'query', id, what, args: args ?? null }))
+    })
+  }
+
+  #failQueries(slot: WorkerSlot, why: string): void {
+    for (const [id, q] of slot.queries) {
+      clearTimeout(q.timer)
+      slot.queries.delete(id)
+      q.reject(new QueryError('ERR_QUERY_NO_WORKER', `worker ${slot.index} ${why}`))
+    }
+  }
+
+  /** Ring.stats() of every worker's inbound and outbound ring. */
+  ringStats(): EngineRingStat[] {
+    const out: EngineRingStat[] = []
+    for (const s of this.#slots) {
+      for (const [direction, ring] of [['in', s.inbound], ['out', s.outbound]] as const) {
+        if (ring === null) continue
+        const r = ring.stats()
+        out.push({ worker: s.index, direction, used: r.used, capacity: r.capacity, pushed: r.pushed, refused: r.refused, drained: r.drained, wakeups: r.wakeups })
+      }
+    }
+    return out
+  }
+
+  /** Open stream connections by transport name (udp: 0). Walks the table: scrape time only. */
+  connectionsByTransport(): Record<TransportName, number> {
+    const out: Record<TransportName, number> = { udp: 0, tcp: 0, tls: 0, ws: 0, wss: 0 }
+    for (const c of this.table.values()) {
+      const n = NAME_BY_KIND[c.kind]
+      if (n !== undefined && n !== '') out[n]++
+    }
+    return out
+  }
+
+  /** Worker threads running (started and ready); 1 in-process once started. */
+  get workersAlive(): number {
+    if (this.#inproc !== null) return 1
+    let n = 0
+    for (const s of this.#slots) if (s.worker !== null && s.ready === null) n++
+    return n
   }
 
   /** Re-reads every TLS certificate file (SIGHUP); false when any set failed (old kept). */
@@ -342,11 +463,16 @@ export class Engine {
 
   #startWorker(slot: WorkerSlot): Promise<void> {
     return new Promise<void>((resolve, reject) => {
+      const extra = this.#opts.workerData?.(slot.index) ?? {}
+      const transferList: Transferable[] = []
+      for (const v of Object.values(extra)) if (v instanceof MessagePort) transferList.push(v)
       const w = new Worker(new URL(String(this.#opts.workerUrl)), {
         workerData: {
+          ...extra,
           inbound: slot.inSab, outbound: slot.outSab, workerIndex: slot.index,
           config: this.#config, handlerUrl: String(this.#opts.handlerUrl),
         },
+        transferList,
         env: this.#opts.workerEnv ?? process.env,
         // Workers run built JS: do not inherit loaders (--import of a TS loader under a test
         // runner costs seconds per worker).
@@ -371,6 +497,18 @@ export class Engine {
     switch (msg.type) {
       case 'ready': slot.ready?.(); break
       case 'drained': slot.drained?.(); slot.drained = null; break
+      case 'reply': {
+        const q = slot.queries.get(msg['id'] as number)
+        if (q === undefined) break // timed out already
+        slot.queries.delete(msg['id'] as number)
+        clearTimeout(q.timer)
+        if (msg['ok'] === true) q.resolve(msg['data'])
+        else {
+          const e = (msg['error'] ?? {}) as { code?: unknown; message?: unknown }
+          q.reject(new QueryError(typeof e.code === 'string' ? e.code : 'ERR_QUERY_FAILED', typeof e.message === 'string' ? e.message : 'query failed'))
+        }
+        break
+      }
       case 'broadcast': {
         // One worker's news for all the others (e.g. a dispatcher probe verdict): relay as is.
         const inner = msg['msg']
@@ -386,6 +524,8 @@ export class Engine {
   #onWorkerExit(slot: WorkerSlot, w: Worker, code: number): void {
     if (slot.worker !== w) return
     slot.worker = null
+    this.#failQueries(slot, 'exited')
+    try { this.#opts.onWorkerExit?.(slot.index, code) } catch (err) { this.log.error('onWorkerExit failed', { worker: slot.index, err }) }
     if (slot.stopping || this.#state === 'stopped') { slot.drained?.(); slot.drained = null; return }
     // A crash: responses already pushed are still good; what the worker had not drained is lost.
     this.counters.workerCrashes++

@@ -1,6 +1,6 @@
 // @sipedge/transport — the primary thread: sockets, connection table, sharding, worker lifecycle.
-export { Engine, DEFAULT_LIMITS } from './engine.js'
-export type { EngineOptions, EngineLimits, ListenerOptions, ListenerInfo, HandlerContext, MessageHandler } from './engine.js'
+export { Engine, DEFAULT_LIMITS, QueryError } from './engine.js'
+export type { EngineOptions, EngineLimits, ListenerOptions, ListenerInfo, HandlerContext, MessageHandler, EngineRingStat } from './engine.js'
 export { ConnectionTable, StreamConn, connKey } from './connections.js'
 export type { WsConnectionLike } from './connections.js'
 export { Counters } from './counters.js'

@@ -1,9 +1,9 @@
 // Everything the primary needs from @sipedge/sip, in one place: the Call-ID scan, stream
 // framing, and the few responses the primary itself sends (400 without Call-ID, 503 on a full
 // ring). The primary never parses a message it forwards; it parses only to build these answers.
-import { callIdHash, StreamFramer, KEEPALIVE_PING, KEEPALIVE_PONG, tryParseMessage, buildResponse, SipParseError } from '@sipedge/sip'
+import { callIdHash, callIdHashOf, StreamFramer, KEEPALIVE_PING, KEEPALIVE_PONG, tryParseMessage, buildResponse, SipParseError } from '@sipedge/sip'
 
-export { callIdHash, StreamFramer, KEEPALIVE_PING, KEEPALIVE_PONG, SipParseError }
+export { callIdHash, callIdHashOf, StreamFramer, KEEPALIVE_PING, KEEPALIVE_PONG, SipParseError }
 
 /**
  * Builds a response to `buf` if it is a parseable request other than ACK (RFC 3261 §17.2.1:

@@ -23,6 +23,11 @@ import type {
 } from 'uWebSockets.js'
 import { loadUws } from './uws.js'
 import type { UwsModule } from './uws.js'
+
+/** uSockets LIBUS_LISTEN_EXCLUSIVE_PORT: no SO_REUSEPORT. */
+const LIBUS_LISTEN_EXCLUSIVE_PORT = 1
+/** The (host, port, options, cb) overload uWS has at run time but not in its typings. */
+interface ExclusiveListen<S> { listen(host: string, port: number, options: number, cb: (s: S | false) => void): void }
 import type { WsConnection, WsListener, WsListenerOptions, WsListenerStats, WsSink } from './ws-types.js'
 
 export type { WsConnection, WsListener, WsListenerOptions, WsListenerStats, WsSink } from './ws-types.js'
@@ -428,7 +433,8 @@ export async function startWsListener(opts: WsListenerOptions): Promise<WsListen
   app.any('/*', (res, req) => listener.other(res, req, path))
 
   const listenSocket = await new Promise<us_listen_socket | false>(resolve => {
-    app.listen(opts.address, opts.port, ls => resolve(ls))
+    // Exclusive: a second process on the same port is an error, not a silent SO_REUSEPORT share.
+    ;(app as unknown as ExclusiveListen<us_listen_socket>).listen(opts.address, opts.port, LIBUS_LISTEN_EXCLUSIVE_PORT, ls => resolve(ls))
   })
   if (listenSocket === false) {
     listener.close()

@@ -1,0 +1,134 @@
+// The proxy's metrics sink in a worker thread, and the scrape-time views the worker answers
+// queries with. The sink's calls are per response: a few comparisons and array writes into the
+// thread's shared metrics block, no allocation. Everything else here runs once a second (gauges)
+// or per admin query.
+import type { FrozenConfig } from '@sipedge/config'
+import type { Proxy, ProxyMetrics } from '@sipedge/proxy'
+import { DestinationSlots, DropReason, TransactionKind, METRICS_LAYOUT, type WorkerMetrics } from '@sipedge/metrics'
+import type { HandlerMetrics } from './types.js'
+
+const O = METRICS_LAYOUT.offsets
+
+export class ProxyMetricsSink implements ProxyMetrics {
+  private readonly hm: HandlerMetrics
+  private readonly w: WorkerMetrics
+  dest: DestinationSlots
+
+  constructor(hm: HandlerMetrics, config: FrozenConfig) {
+    this.hm = hm
+    this.w = hm.writer
+    this.dest = new DestinationSlots(config.dispatcher.sets)
+  }
+
+  setConfig(config: FrozenConfig): void {
+    this.dest = new DestinationSlots(config.dispatcher.sets)
+  }
+
+  serverResponse(method: string, recvTime: number, prevStatus: number, status: number, forwarded: boolean): void {
+    // The worker entry counts the response when it goes out; this says which direction it was.
+    if (forwarded) this.hm.forwardedNext = true
+    if (recvTime <= 0) return
+    if (method === 'INVITE') {
+      if (status > 100 && status < 200) {
+        if (prevStatus <= 100) this.w.inviteProvisional(elapsed(recvTime))
+      } else if (status >= 200 && prevStatus < 200) {
+        this.w.inviteFinal(elapsed(recvTime))
+      }
+    } else if (status >= 200 && prevStatus < 200) {
+      this.w.nonInviteFinal(elapsed(recvTime))
+    }
+  }
+
+  probe(set: string, uri: string, result: number): void {
+    this.w.probe(this.dest.slot(set, uri), result)
+  }
+}
+
+function elapsed(recvTime: number): number {
+  return Math.max(0, performance.timeOrigin + performance.now() - recvTime) / 1000
+}
+
+/** Duck-typed view of a dispatcher destination (the dispatcher is being extended in parallel). */
+interface DestLike {
+  uri: string
+  weight: number
+  priority: number
+  configState: string
+  adminState?: string | null
+  probeState: string
+  suspectUntil: number
+  dialogs?: number
+  lastProbeStatus?: number
+  lastProbeAt?: number
+}
+
+function stateOf(d: DestLike): string {
+  const admin = d.adminState ?? d.configState
+  if (admin !== 'active') return admin
+  return d.probeState === 'inactive' ? 'inactive' : 'active'
+}
+
+/** `dispatcher` query answered from the dispatcher's objects (when the proxy has no query of its own). */
+export function dispatcherInfo(proxy: Proxy): { sets: Array<{ name: string; algorithm: string; destinations: Array<Record<string, unknown>> }> } {
+  const sets: Array<{ name: string; algorithm: string; destinations: Array<Record<string, unknown>> }> = []
+  for (const s of proxy.dispatcher.sets.values()) {
+    sets.push({
+      name: s.name,
+      algorithm: s.algorithm,
+      destinations: (s.destinations as unknown as readonly DestLike[]).map(d => ({
+        uri: d.uri, state: stateOf(d), weight: d.weight, priority: d.priority,
+        ...(typeof d.dialogs === 'number' ? { activeDialogs: d.dialogs } : {}),
+      })),
+    })
+  }
+  return { sets }
+}
+
+const ACTION_STATE: Readonly<Record<string, string>> = { drain: 'draining', enable: 'active', disable: 'disabled' }
+
+/**
+ * `{ type: 'dispatcher-admin', set, uri, action }`: sets the operator state on this worker's
+ * destination object. Idempotent, so harmless where the proxy applies the message itself.
+ */
+export function applyDestinationAction(proxy: Proxy, msg: { [k: string]: unknown }): void {
+  const set = proxy.dispatcher.get(String(msg['set']))
+  const d = set?.destinations.find(x => x.uri === msg['uri']) as unknown as DestLike | undefined
+  const state = ACTION_STATE[String(msg['action'])]
+  if (d === undefined || state === undefined) return
+  if ('adminState' in d) {
+    d.adminState = state === d.configState ? null : state
+  } else {
+    // older dispatcher without operator overrides: 'inactive' is its "off"
+    d.configState = state === 'disabled' ? 'inactive' : state
+  }
+}
+
+/** Once a second: gauges and policy counters the proxy keeps as plain numbers. */
+export function publishProxyGauges(proxy: Proxy, m: WorkerMetrics, sink: ProxyMetricsSink | null): void {
+  const a = proxy.layer.stats().active
+  m.setTransactions(TransactionKind.ServerInvite, a.ist)
+  m.setTransactions(TransactionKind.ServerNonInvite, a.nist)
+  m.setTransactions(TransactionKind.ClientInvite, a.ict)
+  m.setTransactions(TransactionKind.ClientNonInvite, a.nict)
+  // Drops: the proxy's counters live as long as this thread, so the slots hold their values
+  // (the primary folds a dead worker's block into the retired totals).
+  const c = proxy.counters
+  const f = m.f
+  f[O.drops + DropReason.ParseError] = c.parseErrors
+  f[O.drops + DropReason.MaxForwards] = c.tooManyHops
+  f[O.drops + DropReason.Loop] = c.loops
+  f[O.drops + DropReason.NoRoute] = c.noRoute
+  f[O.drops + DropReason.StrayResponse] = c.strayDropped
+  f[O.drops + DropReason.Other] = c.rejected + c.acksDropped + c.drainRefused
+  // Dialogs per destination, when the dispatcher keeps them.
+  if (sink !== null) {
+    const slots = sink.dest
+    for (const s of proxy.dispatcher.sets.values()) {
+      for (const d of s.destinations as unknown as readonly DestLike[]) {
+        if (typeof d.dialogs !== 'number') continue
+        const slot = slots.slot(s.name, d.uri)
+        if (slot > 0) m.setDialogs(slot, d.dialogs)
+      }
+    }
+  }
+}
