@@ -6,8 +6,10 @@
 // transaction keeps it, and handles ACKs and responses synchronously on the view.
 import { FLAG_OPEN_CONNECTION } from '@sipedge/ring'
 import { defaultConfig, type FrozenConfig } from '@sipedge/config'
-import { createProxy, type Proxy, type Destination, type Source, type TransportName, type ControlMessage } from '@sipedge/proxy'
+import { createProxy, openRegistrar, attachDialogStore, type Proxy, type Destination, type Registrar, type Source, type TransportName, type ControlMessage } from '@sipedge/proxy'
+import type { WorkerMetrics } from '@sipedge/metrics'
 import type { CreateHandler, HandlerContext, MessageHandler, FrameMeta } from './types.js'
+import { ProxyMetricsSink, dispatcherInfo, applyDestinationAction, publishProxyGauges } from './proxy-metrics.js'
 
 /** FrameMeta.transport numbers (@sipedge/ring TransportKind) <-> names. */
 const NAME_BY_KIND: readonly (TransportName | undefined)[] = [undefined, 'udp', 'tcp', 'tls', 'ws', 'wss']
@@ -20,12 +22,14 @@ export class ProxyHandler implements MessageHandler {
   private readonly out: FrameMeta
   sendFailures = 0
   badFrames = 0
+  private readonly sink: ProxyMetricsSink | null
 
-  constructor(ctx: HandlerContext) {
+  constructor(ctx: HandlerContext, registrar?: Registrar) {
     this.ctx = ctx
     this.out = { transport: 0, socketId: 0, connId: 0, family: 4, address: '', port: 0, recvTime: 0, flags: 0 }
     const config = (ctx.config ?? defaultConfig()) as FrozenConfig
     const post = (ctx as HandlerContext & { postControl?: (m: ControlMessage) => void }).postControl
+    this.sink = ctx.metrics !== undefined ? new ProxyMetricsSink(ctx.metrics, config) : null
     this.proxy = createProxy({
       config,
       workerIndex: ctx.workerIndex,
@@ -34,7 +38,12 @@ export class ProxyHandler implements MessageHandler {
       now: ctx.now,
       log: ctx.log,
       ...(post !== undefined ? { postControl: (m: ControlMessage) => post.call(ctx, m) } : {}),
+      ...(this.sink !== null ? { metrics: this.sink } : {}),
+      ...(registrar !== undefined ? { registrar } : {}),
     })
+    // Dialog mirror (dialog.store, docs/dispatcher.md): opened in the background, never awaited per message.
+    attachDialogStore(this.proxy.dialogs, config, ctx.workerIndex).catch((err: unknown) =>
+      ctx.log.warn('dialog store unavailable: dialogs kept in this worker only', { err: String(err) }))
   }
 
   onFrame(meta: FrameMeta, payload: Uint8Array): void {
@@ -71,7 +80,30 @@ export class ProxyHandler implements MessageHandler {
 
   onControl(msg: { type: string; [k: string]: unknown }): void {
     this.proxy.onControl(msg as ControlMessage)
+    if (msg.type === 'config') this.sink?.setConfig(msg['config'] as FrozenConfig)
+    // Operator drain/enable/disable: applied here too until the proxy handles it itself (idempotent).
+    if (msg.type === 'dispatcher-admin') applyDestinationAction(this.proxy, msg)
     if (msg.type === 'config') this.ctx.log.info('configuration updated', { worker: this.ctx.workerIndex })
+  }
+
+  /** docs/contracts.md "Control messages": stats, dispatcher, dialogs, dialog, transactions. */
+  onQuery(what: string, args: unknown): unknown {
+    // The proxy answers what it knows (dispatcher, dialogs, ...); the rest is answered here.
+    const q = (this.proxy as Proxy & { query?: (what: string, args: unknown) => unknown }).query
+    if (typeof q === 'function' && what !== 'stats') {
+      const r = q.call(this.proxy, what, args)
+      if (r !== undefined) return r
+    }
+    switch (what) {
+      case 'stats': return { worker: this.ctx.workerIndex, ...this.proxy.stats(), sendFailures: this.sendFailures, badFrames: this.badFrames }
+      case 'transactions': return this.proxy.layer.stats()
+      case 'dispatcher': return dispatcherInfo(this.proxy)
+      default: throw Object.assign(new Error(`unknown query "${what}"`), { code: 'ERR_QUERY_UNKNOWN' })
+    }
+  }
+
+  sample(m: WorkerMetrics): void {
+    publishProxyGauges(this.proxy, m, this.sink)
   }
 
   close(): Promise<void> {
@@ -79,4 +111,19 @@ export class ProxyHandler implements MessageHandler {
   }
 }
 
-export const createHandler: CreateHandler = ctx => new ProxyHandler(ctx)
+/** True when a route sends requests to the registrar (register) or the location service (lookup). */
+function usesLocation(config: FrozenConfig): boolean {
+  return config.routes.some(r => r.action.type === 'register' || r.action.type === 'lookup')
+}
+
+/**
+ * Each worker opens the location store itself (lmdb: one environment shared by the threads of
+ * the process; redis: a client per worker); worker 0 runs the expiry sweep.
+ */
+export const createHandler: CreateHandler = async ctx => {
+  const config = (ctx.config ?? defaultConfig()) as FrozenConfig
+  const registrar = usesLocation(config)
+    ? await openRegistrar({ config, workerIndex: ctx.workerIndex, log: ctx.log })
+    : undefined
+  return new ProxyHandler(ctx, registrar)
+}

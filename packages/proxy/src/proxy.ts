@@ -23,6 +23,7 @@ import { Dispatcher, DispatchDestination, type DispatchSet, type DestState } fro
 import { Resolver, hopOf, type Hop } from './resolver.js'
 import { UnconfiguredRegistrar, isLookupFailure, type LookupFailure, type Registrar } from './registrar-api.js'
 import { H_ROUTE_ID } from './sipids.js'
+import { DialogTracker, DialogTokens, tokenOf, TOKEN_PARAM, type DialogRecord } from './dialog/index.js'
 import type { ControlMessage, Destination, ProxyLogger, Source, Target, TransportName } from './types.js'
 
 export interface ProxyOptions {
@@ -44,6 +45,23 @@ export interface ProxyOptions {
   /** Tests: no OPTIONS probing even when configured. */
   probing?: boolean
   resolver?: Resolver
+  /** Optional metrics sink (the worker thread's shared-memory counters); absent: no metrics cost. */
+  metrics?: ProxyMetrics
+}
+
+/**
+ * What the proxy reports to a metrics sink beyond what the worker counts on the wire. One
+ * guarded call per response and per probe; no allocation.
+ */
+export interface ProxyMetrics {
+  /**
+   * A response is being handed to a server transaction: `forwarded` (relayed from a backend) or
+   * generated here. `prevStatus` is the transaction's last status before it (0: none), so the
+   * sink can time the first provisional and the final. `recvTime`: Source.recvTime of the request.
+   */
+  serverResponse(method: string, recvTime: number, prevStatus: number, status: number, forwarded: boolean): void
+  /** A dispatcher probe ended: result 0 ok, 1 unexpected code, 2 timeout. */
+  probe(set: string, uri: string, result: number): void
 }
 
 /** Metrics of one proxy instance (monotonic). */
@@ -73,6 +91,12 @@ export class ProxyCounters {
   dnsWaits = 0
   probesSent = 0
   probeFailures = 0
+  /** In-dialog requests whose Record-Route dialog parameter failed its HMAC check (403 / ACK dropped). */
+  dialogTokenInvalid = 0
+  /** In-dialog requests sent to their dialog's destination (sticky), and of those routed by the RR parameter alone. */
+  dialogSticky = 0
+  dialogByToken = 0
+  byeOnTimeout = 0
 }
 
 const RR_METHODS = new Set(['INVITE', 'SUBSCRIBE', 'REFER', 'NOTIFY'])
@@ -131,6 +155,8 @@ class RequestContext {
   bestStatus: number
   cancelled: boolean
   done: boolean
+  /** The dialog this dialog-creating request opens (dispatched + record-routed), or null. */
+  dialog: DialogRecord | null
 
   constructor(server: ServerTransaction, req: SipMessage, source: Source, inListener: Listener | undefined) {
     this.server = server
@@ -153,6 +179,7 @@ class RequestContext {
     this.bestStatus = 0
     this.cancelled = false
     this.done = false
+    this.dialog = null
   }
 }
 
@@ -187,6 +214,10 @@ export class Proxy {
   local: LocalIdentity
   routes: RouteTable
   dispatcher: Dispatcher
+  /** Dialog table (docs/dispatcher.md "Dialog tracking") and the Record-Route token signer. */
+  readonly dialogs: DialogTracker
+  readonly tokens: DialogTokens
+  private readonly testHooks: boolean
   readonly resolver: Resolver
   registrar: Registrar
   private readonly opts: ProxyOptions
@@ -199,6 +230,7 @@ export class Proxy {
   private optionsHeaders: Array<[string, string]>
   private readonly maxSize: number
   private readonly workers: number
+  private readonly metrics: ProxyMetrics | undefined
   // Bound once: transaction callbacks carry the per-request state in tx.context, no closure per message.
   private readonly onClientResponse: (msg: SipMessage, tx: ClientTransaction) => void
   private readonly onClientTimeout: (tx: ClientTransaction, reason: TimeoutReason) => void
@@ -220,6 +252,7 @@ export class Proxy {
     this.registrar = opts.registrar ?? new UnconfiguredRegistrar()
     this.maxSize = opts.config.limits.max_message_size
     this.workers = Math.max(1, opts.workers ?? opts.config.workers)
+    this.metrics = opts.metrics
     const t = opts.config.timers
     this.layer = new TransactionLayer({
       send: opts.send,
@@ -232,16 +265,24 @@ export class Proxy {
     this.onClientTimeout = (tx, reason) => this.clientTimeout(tx, reason)
     this.onProbeResponse = (msg, tx) => {
       const p = tx.context as ProbeContext
+      if (msg.status >= 200 && this.metrics !== undefined) this.metrics.probe(p.set.name, p.dest.uri, p.set.okCodes.has(msg.status) ? 0 : 1)
       if (msg.status >= 200) this.dispatcher.probeResult(p.set, p.dest, p.seq, msg.status)
     }
     this.onProbeTimeout = tx => {
       const p = tx.context as ProbeContext
       this.counters.probeFailures++
+      if (this.metrics !== undefined) this.metrics.probe(p.set.name, p.dest.uri, 2)
       this.dispatcher.probeResult(p.set, p.dest, p.seq, 0)
     }
     this.sendProbe = (set, d, seq) => this.probe(set, d, seq)
     this.local = new LocalIdentity(opts.config)
     this.dispatcher = this.makeDispatcher(opts.config)
+    this.tokens = new DialogTokens(opts.config.dialog.secret)
+    this.testHooks = process.env['SIPEDGE_TEST_HOOKS'] === '1'
+    this.dialogs = new DialogTracker({
+      workerIndex: opts.workerIndex, timeoutMs: opts.config.dialog.timeout, now: opts.now, log: opts.log,
+      onTimeout: rec => this.byeOnTimeout(rec), manualTimers: opts.manualTimers ?? false,
+    })
     this.routes = compileRoutes(opts.config, this.dispatcher)
     this.localHeaders = []
     this.optionsHeaders = []
@@ -406,6 +447,25 @@ export class Proxy {
     // In-dialog requests that come through our Record-Route follow their route set (§16.4, §16.5).
     const inDialog = msg.to.tag !== undefined
     if (inDialog && (ours > 0 || ctx.dropLastRoute)) {
+      // Sticky dialogs (docs/dispatcher.md): requests from the caller go to the dialog's
+      // destination (table, else the signed Record-Route parameter); the other direction follows
+      // the Request-URI as usual. A parameter that fails its HMAC: 403, never routed.
+      const sd = this.dialogOf(msg, routes, ours)
+      if (sd === FORGED) {
+        this.counters.dialogTokenInvalid++
+        this.reply(ctx, 403, 'Invalid Dialog Route')
+        return
+      }
+      if (sd !== null) {
+        const fromCaller = sd.fromTag === msg.from.tag
+        this.dialogs.request(sd, msg, fromCaller)
+        if (fromCaller) {
+          this.counters.dialogSticky++
+          ctx.hops.push(this.stickyHop(sd))
+          this.forward(ctx)
+          return
+        }
+      }
       if (remaining > 0) {
         ctx.hops.push(this.routeHop(routes[ours]!))
       } else if (ruri.user === undefined && this.isOurUri(ruri)) {
@@ -423,6 +483,25 @@ export class Proxy {
       return
     }
 
+    // Digest authentication of requests from phones (auth.methods; REGISTER is the registrar's
+    // own 401 flow). The registrar decides who must authenticate: application servers are trusted.
+    if (method !== 'REGISTER' && this.registrar.authorize !== undefined) {
+      const a = this.registrar.authorize(msg, source)
+      if (a instanceof Promise) {
+        a.then(v => {
+          if (ctx.done) return
+          if (v === null) this.routeNew(ctx, tx, msg, ruri, source, method, inDialog)
+          else this.reply(ctx, v.status, v.reason, [...v.headers, ...this.localHeaders])
+        }, () => { if (!ctx.done) this.reply(ctx, 500, 'Authentication Unavailable') })
+        return
+      }
+      if (a !== null) { this.reply(ctx, a.status, a.reason, [...a.headers, ...this.localHeaders]); return }
+    }
+    this.routeNew(ctx, tx, msg, ruri, source, method, inDialog)
+  }
+
+  /** Rule matching and the rule's action for a request that is not following our Route set. */
+  private routeNew(ctx: RequestContext, tx: ServerTransaction, msg: SipMessage, ruri: SipUri, source: Source, method: string, inDialog: boolean): void {
     // Out of dialog (or in-dialog without our Route: not a dialog we record-routed): a rule must
     // match. Never an open relay: foreign pre-loaded Routes alone do not get a request anywhere;
     // the rule's target wins and they stay in the message for that next hop.
@@ -595,8 +674,21 @@ export class Proxy {
     // (transport or interface), the lower one facing the side it came from.
     if (ctx.recordRoute) {
       const inL = ctx.inListener
-      if (inL !== undefined && inL !== out) ed.prependRecordRoute(inL.recordRoute)
-      ed.prependRecordRoute(out.recordRoute)
+      if (ctx.set !== null && h instanceof DispatchDestination) {
+        // Sticky dialogs: our Record-Route carries the destination, signed (dialog/token.ts).
+        const token = this.tokens.sign(ctx.set.name, h.uri, req.callId, req.from.tag ?? '')
+        const m = req.method
+        if (this.config.dialog.enabled && (m === 'INVITE' || m === 'SUBSCRIBE' || m === 'REFER')) {
+          if (ctx.dialog === null) ctx.dialog = this.dialogs.begin(m === 'INVITE' ? 'invite' : 'subscribe', req, ctx.set.name, h, token, ctx.source)
+          else this.dialogs.retarget(ctx.dialog, h, token)
+        }
+        const p = ';' + TOKEN_PARAM + '=' + token + '>'
+        if (inL !== undefined && inL !== out) ed.prependRecordRoute(inL.recordRoute.slice(0, -1) + p)
+        ed.prependRecordRoute(out.recordRoute.slice(0, -1) + p)
+      } else {
+        if (inL !== undefined && inL !== out) ed.prependRecordRoute(inL.recordRoute)
+        ed.prependRecordRoute(out.recordRoute)
+      }
     }
 
     // §16.6 step 8: our Via, its branch carrying the loop hash.
@@ -634,6 +726,7 @@ export class Proxy {
       // §16.7 step 5 / RFC 6026: every 2xx is forwarded at once, retransmissions and 2xx of an
       // earlier attempt included (a dialog the UAC must ACK).
       if (ctx.currentHop instanceof DispatchDestination && tx === ctx.current) this.dispatcher.markAlive(ctx.currentHop)
+      if (ctx.dialog !== null) this.dialogs.confirm(ctx.dialog, resp)
       this.forwardResponse(ctx, resp)
       this.settle(ctx)
       return
@@ -643,6 +736,7 @@ export class Proxy {
     if (status < 200) {
       // §16.7 step 5: provisional responses other than 100 are forwarded immediately.
       if (hop instanceof DispatchDestination) this.dispatcher.markAlive(hop)
+      if (ctx.dialog !== null && status > 100) this.dialogs.provisional(ctx.dialog, resp)
       if (status > 100) this.forwardResponse(ctx, resp)
       return
     }
@@ -720,17 +814,21 @@ export class Proxy {
     ed.removeTopVia()
     if (ctx.server.reliable) ed.ensureContentLength()
     this.counters.forwardedResponses++
+    if (this.metrics !== undefined) this.metrics.serverResponse(ctx.req.method, ctx.source.recvTime, ctx.server.lastStatus, resp.status, true)
     // toBuffer copies: the server transaction keeps the bytes for retransmission.
     ctx.server.sendResponse(ed.toBuffer(), resp.status)
   }
 
   private settle(ctx: RequestContext): void {
+    // A dialog-creating request that ended without a 2xx opened no dialog.
+    if (ctx.dialog !== null && ctx.dialog.state === 'early') this.dialogs.fail(ctx.dialog)
     if (!ctx.done) { ctx.done = true; this.inflight-- }
   }
 
   /** A local final (or provisional) response through the server transaction; finals settle the request. */
   private reply(ctx: RequestContext, status: number, reason?: string, headers?: Array<[string, string]>): void {
     this.counters.localReplies++
+    if (this.metrics !== undefined) this.metrics.serverResponse(ctx.req.method, ctx.source.recvTime, ctx.server.lastStatus, status, false)
     const h = headers ?? this.localHeaders
     ctx.server.respond(status, reason, h.length > 0 ? { headers: h } : undefined)
     if (status >= 200) this.settle(ctx)
@@ -741,7 +839,7 @@ export class Proxy {
     let bytes: Buffer
     let dest: Destination
     try {
-      bytes = buildResponse(msg, status, reason, { headers: extra !== undefined ? [...extra, ...this.localHeaders] : this.localHeaders })
+      bytes = buildResponse(msg, status, reason, { headers: extra !== undefined ? [...extra, ...this.localHeaders] : this.localHeaders, source })
       dest = responseDestination(msg, source, this.layer.isReliable(source.transport))
     } catch {
       return
@@ -783,6 +881,14 @@ export class Proxy {
     while (ours < routes.length && this.isOurUri(parseRouteUri(routes[ours]!))) ours++
     // Only ACKs of dialogs we record-routed (our Route on top); anything else is not ours to relay.
     if (ours === 0) { this.counters.acksDropped++; return }
+    const sd = this.dialogOf(msg, routes, ours)
+    if (sd === FORGED) { this.counters.dialogTokenInvalid++; this.counters.acksDropped++; return }
+    let sticky: HopLike | null = null
+    if (sd !== null && sd.fromTag === msg.from.tag) {
+      this.dialogs.request(sd, msg, true)
+      sticky = this.stickyHop(sd)
+      this.counters.dialogSticky++
+    }
     let hop: Hop
     let strict = false
     let nextUri = ''
@@ -796,6 +902,7 @@ export class Proxy {
       if (u.user === undefined && this.isOurUri(u)) { this.counters.acksDropped++; return }
       hop = hopOf(u)
     }
+    if (sticky !== null) hop = sticky.hop
     const address = this.resolver.peek(hop.host)
     if (address === undefined || address === null) {
       // Not resolved yet: warm the cache; the UAC retransmits its ACK with the next 2xx.
@@ -910,6 +1017,114 @@ export class Proxy {
     } else if (msg.type === 'dispatcher-state') {
       const m = msg as { set: string; uri: string; state: DestState; workerIndex?: number }
       if (m.workerIndex !== this.workerIndex) this.dispatcher.applyRemoteState(m.set, m.uri, m.state)
+    } else if (msg.type === 'dispatcher-admin') {
+      // Operator drain / enable / disable (admin API -> every worker); until the next reload.
+      const m = msg as { set?: unknown; uri?: unknown; action?: unknown }
+      const action = m.action
+      if (typeof m.set === 'string' && typeof m.uri === 'string' && (action === 'drain' || action === 'enable' || action === 'disable')) {
+        const n = this.dispatcher.admin(m.set, m.uri, action)
+        this.log.info('dispatcher admin action', { worker: this.workerIndex, set: m.set, uri: m.uri, action, changed: n })
+      }
+    } else if (msg.type === 'dialog-admin') {
+      // Test hook only (SIPEDGE_TEST_HOOKS=1): a forced loss of the dialog table.
+      if (this.testHooks && (msg as { action?: unknown }).action === 'clear') {
+        const n = this.dialogs.clear()
+        this.log.warn('dialog table cleared (test hook)', { worker: this.workerIndex, dialogs: n })
+      }
+    }
+  }
+
+  /**
+   * Admin/inspection queries (docs/contracts.md "Query results"): `dispatcher`, `dialogs`,
+   * `dialog` ({ callId }). Synchronous plain data; undefined for a `what` the proxy does not know.
+   */
+  query(what: string, args: unknown): unknown {
+    switch (what) {
+      case 'dispatcher': return this.dispatcher.snapshot()
+      case 'dialogs': return this.dialogs.counts()
+      case 'dialog': {
+        const callId = (args as { callId?: unknown } | null | undefined)?.callId
+        if (typeof callId !== 'string' || callId === '') {
+          throw Object.assign(new Error('query dialog needs args.callId (a string)'), { code: 'ERR_QUERY_BAD_ARGS' })
+        }
+        const all = this.dialogs.byCallId(callId)
+        if (all.length === 0) return null
+        return { ...all[0]!.toJSON(), workerIndex: this.workerIndex, others: all.slice(1).map(r => r.toJSON()) }
+      }
+      default: return undefined
+    }
+  }
+
+  // ================================================================================ dialogs
+
+  /**
+   * The dialog of an in-dialog request that came through our Route: the table entry, else one
+   * rebuilt from our signed Record-Route parameter; null when neither exists; FORGED when a
+   * parameter is present and fails its check (also when the table knows the dialog).
+   */
+  private dialogOf(msg: SipMessage, routes: NameAddr[], ours: number): DialogRecord | null | typeof FORGED {
+    let token: string | null = null
+    for (let i = 0; i < ours && token === null; i++) token = tokenOf(routes[i]!.uri)
+    const callId = msg.callId
+    const ft = msg.from.tag
+    const tt = msg.to.tag
+    const rec = this.dialogs.find(callId, ft, tt)
+    if (rec !== undefined && (token === null || token === rec.token)) return rec
+    if (token === null) return null
+    const claim = this.tokens.verify(token, callId, ft, tt)
+    if (claim === null) return FORGED
+    if (rec !== undefined) return rec
+    this.counters.dialogByToken++
+    const m = msg.method
+    const insert = this.config.dialog.enabled && m !== 'BYE' && m !== 'ACK' && m !== 'CANCEL'
+    const other = claim.ftag === ft ? tt ?? '' : ft ?? ''
+    return this.dialogs.recover(callId, claim.ftag, other, claim.set, claim.uri, this.dispatcher.find(claim.set, claim.uri) ?? null, token, insert)
+  }
+
+  /** Where requests from the caller of `rec` go: its destination (also when no longer configured). */
+  private stickyHop(rec: DialogRecord): HopLike {
+    const d = rec.dest ?? this.dispatcher.find(rec.setName, rec.destUri)
+    if (d !== undefined && d !== null) return d
+    return this.uriHop(rec.destUri, parseUri(rec.destUri))
+  }
+
+  /** dialog.send_bye_on_timeout: BYE to both sides of a confirmed INVITE dialog that timed out. */
+  private byeOnTimeout(rec: DialogRecord): void {
+    if (!this.config.dialog.send_bye_on_timeout || rec.kind !== 'invite' || rec.state !== 'confirmed' || rec.recovered) return
+    const h = this.stickyHop(rec)
+    const address = h.address ?? this.resolver.peek(h.hop.host) ?? null
+    const outB = this.local.listenerFor(h.hop.transport)
+    if (rec.calleeContact !== '' && rec.calleeTo !== '' && address !== null && outB !== undefined) {
+      this.originateBye(rec, rec.calleeContact, rec.callerFrom, rec.calleeTo, rec.callerCseq + 1, outB,
+        { transport: h.hop.transport, address, port: h.hop.port, socketId: outB.socketId })
+    }
+    const src = rec.callerSource
+    if (rec.callerContact !== '' && rec.calleeTo !== '' && src !== null) {
+      const outA = this.local.listenerOf(src.socketId, src.transport)
+      if (outA !== undefined) {
+        this.originateBye(rec, rec.callerContact, rec.calleeTo, rec.callerFrom, Math.max(1, rec.calleeCseq + 1), outA,
+          { transport: src.transport, address: src.address, port: src.port, socketId: outA.socketId, ...(src.connId !== undefined ? { connId: src.connId } : {}) })
+      }
+    }
+  }
+
+  private originateBye(rec: DialogRecord, ruri: string, from: string, to: string, cseq: number, out: Listener, dest: Destination): void {
+    const branch = this.branches.next('00000000')
+    const text = 'BYE ' + ruri + ' SIP/2.0\r\n' +
+      'Via: ' + out.viaPrefix + branch + '\r\n' +
+      'Max-Forwards: 70\r\n' +
+      'From: ' + from + '\r\n' +
+      'To: ' + to + '\r\n' +
+      'Call-ID: ' + rec.callId + '\r\n' +
+      'CSeq: ' + cseq + ' BYE\r\n' +
+      'Reason: SIP;cause=408;text="Dialog timeout"\r\n' +
+      'User-Agent: ' + this.config.proxy.user_agent + '\r\n' +
+      'Content-Length: 0\r\n\r\n'
+    this.counters.byeOnTimeout++
+    try {
+      this.layer.createClient({ request: Buffer.from(text, 'utf8'), method: 'BYE', branch, dest, onResponse: NOOP, onTimeout: NOOP, context: null })
+    } catch (err) {
+      this.log.warn('BYE on dialog timeout not sent', { err: String(err), callId: rec.callId })
     }
   }
 
@@ -919,19 +1134,17 @@ export class Proxy {
    */
   applyConfig(config: FrozenConfig): void {
     this.config = config
+    this.registrar.applyConfig?.(config)
     this.local = new LocalIdentity(config)
     const old = this.dispatcher
     this.dispatcher = this.makeDispatcher(config)
-    // keep what passive detection and probes learned about destinations that still exist
-    for (const s of this.dispatcher.sets.values()) {
-      const os = old.get(s.name)
-      if (os === undefined) continue
-      for (const d of s.destinations) {
-        const od = os.destinations.find(x => x.uri === d.uri)
-        if (od !== undefined) { d.probeState = od.probeState; d.suspectUntil = od.suspectUntil }
-      }
-    }
+    // Keep what passive detection and probes learned about destinations that still exist; the
+    // file's operator states win (admin overrides end here: docs/dispatcher.md "Reload semantics").
+    this.dispatcher.inherit(old)
     old.close()
+    this.dialogs.relink(this.dispatcher)
+    this.dialogs.setTimeout(config.dialog.timeout)
+    this.tokens.rekey(config.dialog.secret)
     this.routes = compileRoutes(config, this.dispatcher)
     this.setLocalHeaders(config)
     if (this.opts.probing !== false) this.dispatcher.startProbing(this.sendProbe)
@@ -958,6 +1171,7 @@ export class Proxy {
       await new Promise<void>(r => setTimeout(r, 20))
     }
     this.layer.close()
+    await this.dialogs.close()
     await this.registrar.close?.()
   }
 
@@ -976,6 +1190,8 @@ export class Proxy {
 }
 
 const EMPTY_ROUTES: NameAddr[] = []
+const FORGED = Symbol('forged dialog token')
+const NOOP = (): void => {}
 const LOOKUP_ERROR: LookupFailure = Object.freeze({ status: 500, reason: 'Location Lookup Failed' })
 
 function parseRouteUri(r: NameAddr): SipUri {

@@ -1,6 +1,13 @@
 // Routing rules (config `routes`) compiled ONCE into plain predicate functions: nothing in a
 // rule is interpreted per message. Each rule becomes an array of small tests; a request is
 // checked rule by rule, first match wins (docs/configuration.md "routes").
+//
+// User prefixes (docs/dispatcher.md "Router semantics"): a run of CONSECUTIVE rules that each
+// have a `user_prefix` condition is compiled into one character trie over all their prefixes.
+// Inside the run the rule with the LONGEST matching prefix wins (equal prefixes: the earlier
+// rule); if that rule's other conditions fail, the next-longest matching prefix is tried. Between
+// runs and the other rules, first match wins. So 10,000 prefix rules cost one walk over the
+// user part (plus the few candidate rules whose prefix matched), not 10,000 checks.
 import { BlockList, isIP } from 'node:net'
 import { canonicalName, parseUri, type SipMessage, type SipUri } from '@sipedge/sip'
 import type { FrozenConfig, RouteRule } from '@sipedge/config'
@@ -25,23 +32,102 @@ export interface CompiledRule {
   readonly rewriteHost: { host: string; port: number | null } | null
   readonly addHeaders: ReadonlyArray<readonly [string, string]>
   readonly tests: readonly RoutePredicate[]
+  /** The user_prefix condition's prefixes (null: none), and the tests other than it. */
+  readonly prefixes: readonly string[] | null
+  readonly restTests: readonly RoutePredicate[]
   /** Times this rule decided (metrics). */
   hits: number
 }
 
+function allHold(tests: readonly RoutePredicate[], req: SipMessage, ruri: SipUri, source: Destination): boolean {
+  for (let k = 0; k < tests.length; k++) if (!tests[k]!(req, ruri, source)) return false
+  return true
+}
+
+/** A run of consecutive user_prefix rules: one trie, longest matching prefix first. */
+export class PrefixGroup {
+  readonly rules: readonly CompiledRule[]
+  private readonly root: GroupNode
+  /** Terminal nodes met on the walk (reused; match() is not re-entrant and never awaits). */
+  private readonly hits: GroupNode[]
+
+  constructor(rules: CompiledRule[]) {
+    this.rules = rules
+    this.root = new GroupNode()
+    this.hits = []
+    for (const r of rules) {
+      for (const p of r.prefixes!) {
+        let n = this.root
+        for (let i = 0; i < p.length; i++) {
+          const c = p.charCodeAt(i)
+          let next = n.next.get(c)
+          if (next === undefined) { next = new GroupNode(); n.next.set(c, next) }
+          n = next
+        }
+        if (!n.rules.includes(r)) n.rules.push(r) // rules are added in order: earlier rule first
+      }
+    }
+  }
+
+  match(req: SipMessage, ruri: SipUri, source: Destination): CompiledRule | null {
+    const user = ruri.user
+    if (user === undefined) return null
+    const hits = this.hits
+    hits.length = 0
+    let n: GroupNode | undefined = this.root
+    if (n.rules.length > 0) hits.push(n)
+    for (let i = 0; i < user.length; i++) {
+      n = n.next.get(user.charCodeAt(i))
+      if (n === undefined) break
+      if (n.rules.length > 0) hits.push(n)
+    }
+    for (let h = hits.length - 1; h >= 0; h--) {
+      const rs = hits[h]!.rules
+      for (let k = 0; k < rs.length; k++) {
+        const r = rs[k]!
+        if (allHold(r.restTests, req, ruri, source)) { hits.length = 0; return r }
+      }
+    }
+    hits.length = 0
+    return null
+  }
+}
+
+class GroupNode {
+  readonly rules: CompiledRule[] = []
+  readonly next = new Map<number, GroupNode>()
+}
+
 export class RouteTable {
   readonly rules: readonly CompiledRule[]
-  constructor(rules: CompiledRule[]) { this.rules = rules }
+  /** What match() walks: single rules, and prefix groups standing for runs of prefix rules. */
+  readonly steps: ReadonlyArray<CompiledRule | PrefixGroup>
 
-  /** The first rule whose every test holds, or null. */
+  constructor(rules: CompiledRule[]) {
+    this.rules = rules
+    const steps: Array<CompiledRule | PrefixGroup> = []
+    for (let i = 0; i < rules.length;) {
+      if (rules[i]!.prefixes === null) { steps.push(rules[i]!); i++; continue }
+      let j = i
+      while (j < rules.length && rules[j]!.prefixes !== null) j++
+      steps.push(j - i === 1 ? rules[i]! : new PrefixGroup(rules.slice(i, j)))
+      i = j
+    }
+    this.steps = steps
+  }
+
+  /** The deciding rule (first match; longest prefix inside a run of prefix rules), or null. */
   match(req: SipMessage, ruri: SipUri, source: Destination): CompiledRule | null {
-    const rules = this.rules
-    outer: for (let i = 0; i < rules.length; i++) {
-      const r = rules[i]!
-      const tests = r.tests
-      for (let k = 0; k < tests.length; k++) if (!tests[k]!(req, ruri, source)) continue outer
-      r.hits++
-      return r
+    const steps = this.steps
+    for (let i = 0; i < steps.length; i++) {
+      const s = steps[i]!
+      if (s instanceof PrefixGroup) {
+        const r = s.match(req, ruri, source)
+        if (r !== null) { r.hits++; return r }
+      } else if (allHold(s.tests, req, ruri, source)) {
+        s.hits++
+        return s
+      }
     }
     return null
   }
@@ -158,14 +244,17 @@ export function compileRule(rule: FrozenConfig['routes'][number] | RouteRule, de
     tests.push((_r, _u, src) => s.has(src.transport))
   }
   if (m.domain !== null) tests.push(domainTest(m.domain))
+  let prefixTest: RoutePredicate | null = null
   if (m.user_prefix !== null) {
     const trie = new PrefixTrie()
     for (const p of m.user_prefix) trie.add(p)
-    tests.push((_r, u) => u.user !== undefined && trie.longest(u.user) >= 0)
+    prefixTest = (_r, u) => u.user !== undefined && trie.longest(u.user) >= 0
+    tests.push(prefixTest)
   }
   if (m.source !== null) tests.push(sourceTest(m.source.map(n => deps.sourceSet(n))))
   if (m.source_net !== null) tests.push(netTest(m.source_net))
   if (m.header !== null) for (const h of m.header) tests.push(headerTest(h.name, h.regex, h.ignore_case))
+  const restTests = prefixTest === null ? tests : tests.filter(x => x !== prefixTest)
   const a = rule.action
   let action: CompiledAction
   switch (a.type) {
@@ -182,6 +271,8 @@ export function compileRule(rule: FrozenConfig['routes'][number] | RouteRule, de
     rewriteHost: rule.rewrite_host === null ? null : { host: rule.rewrite_host.host, port: rule.rewrite_host.port },
     addHeaders: rule.add_headers.map(h => [h.name, h.value] as const),
     tests,
+    prefixes: m.user_prefix === null ? null : [...m.user_prefix],
+    restTests,
     hits: 0,
   }
 }

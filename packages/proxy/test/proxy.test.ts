@@ -158,8 +158,8 @@ t.test('forwarding: Via with loop branch, received/rport, Record-Route, Max-Forw
   t.match(fwd.text, new RegExp(`^INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/${h === 0 ? 'UDP' : 'TCP'} 127.0.0.1:5060;branch=${BRANCH_MARK}[0-9a-f]{8}\\.`))
   t.match(fwd.text, /Via: SIP\/2.0\/UDP 192.0.2.7:5062;branch=z9hG4bK-abc;rport=5062;received=192.0.2.7/)
   t.match(fwd.text, /Max-Forwards: 69/)
-  if (h === 0) t.match(fwd.text, /Record-Route: <sip:127.0.0.1:5060;lr>\r\n(?!Record-Route)/, 'one Record-Route UDP->UDP')
-  else t.match(fwd.text, /Record-Route: <sip:127.0.0.1:5060;transport=tcp;lr>\r\nRecord-Route: <sip:127.0.0.1:5060;lr>/, 'double Record-Route UDP->TCP')
+  if (h === 0) t.match(fwd.text, /Record-Route: <sip:127.0.0.1:5060;lr;sed=[\w-]+\.[\w-]+>\r\n(?!Record-Route)/, 'one Record-Route UDP->UDP (with the signed dialog parameter)')
+  else t.match(fwd.text, /Record-Route: <sip:127.0.0.1:5060;transport=tcp;lr;sed=[\w-]+\.[\w-]+>\r\nRecord-Route: <sip:127.0.0.1:5060;lr;sed=[\w-]+\.[\w-]+>/, 'double Record-Route UDP->TCP (with the signed dialog parameter)')
 })
 
 t.test('in-dialog: our Route removed (double RR too), strict-router repair, no route of ours -> rules', async t => {
