@@ -257,7 +257,7 @@ export class Proxy {
     this.layer = new TransactionLayer({
       send: opts.send,
       clock: { now: opts.now },
-      t1: t.t1, t2: t.t2, t4: t.t4, timerC: t.timer_c,
+      t1: t.t1, t2: t.t2, t4: t.t4, timerC: t.timer_c, timerB: t.timer_b, timerF: t.timer_f,
       onStrayResponse: (msg, source) => this.forwardStray(msg, source),
       manualTimers: opts.manualTimers ?? false,
     })

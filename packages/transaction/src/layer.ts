@@ -27,6 +27,9 @@ export interface TransactionLayerOptions {
   t4?: number
   /** Proxy Timer C for INVITE client transactions (ms, default 180000, 0 = off). */
   timerC?: number
+  /** Timer B / Timer F (ms); default 64*T1 as RFC 3261 §17.1.1.2 / §17.1.2.2 ask. */
+  timerB?: number
+  timerF?: number
   /** INVITE server transactions send 100 Trying on creation (§17.2.1). Default true. */
   autoTrying?: boolean
   /** Responses that match no client transaction (a proxy forwards these statelessly, §16.7). */
@@ -146,6 +149,8 @@ export class TransactionLayer {
       t2: opts.t2 ?? DEFAULT_TIMERS.t2,
       t4: opts.t4 ?? DEFAULT_TIMERS.t4,
       timerC: opts.timerC ?? DEFAULT_TIMERS.timerC,
+      ...(opts.timerB !== undefined ? { timerB: opts.timerB } : {}),
+      ...(opts.timerF !== undefined ? { timerF: opts.timerF } : {}),
     }
     this.timersUnreliable = timerValues(cfg, false)
     this.timersReliable = timerValues(cfg, true)

@@ -9,6 +9,13 @@ export interface TimerConfig {
   t4: number
   /** Proxy Timer C (§16.6 step 11), ms; 0 disables. Default 180000. */
   timerC?: number
+  /**
+   * Timer B and Timer F, ms. Default 64*T1, the RFC's value; an operator may shorten them to
+   * fail over sooner to the next destination (the proxy's own timeout, like Kamailio's
+   * fr_timer), or lengthen them.
+   */
+  timerB?: number
+  timerF?: number
 }
 
 /**
@@ -35,7 +42,7 @@ export interface TimerValues {
   readonly M: number
 }
 
-export const DEFAULT_TIMERS: Readonly<Required<TimerConfig>> = Object.freeze({ t1: 500, t2: 4000, t4: 5000, timerC: 180_000 })
+export const DEFAULT_TIMERS: Readonly<Required<Omit<TimerConfig, 'timerB' | 'timerF'>>> = Object.freeze({ t1: 500, t2: 4000, t4: 5000, timerC: 180_000 })
 
 /**
  * The one place where timer values are derived from T1/T2/T4 and the transport's reliability.
@@ -45,7 +52,8 @@ export const DEFAULT_TIMERS: Readonly<Required<TimerConfig>> = Object.freeze({ t
 export function timerValues(cfg: TimerConfig, reliable: boolean): TimerValues {
   const { t1, t2, t4 } = cfg
   const timerC = cfg.timerC ?? DEFAULT_TIMERS.timerC
-  if (!(t1 > 0) || !(t2 >= t1) || !(t4 > 0) || !(timerC >= 0) || !Number.isFinite(t2) || !Number.isFinite(t4)) {
+  if (!(t1 > 0) || !(t2 >= t1) || !(t4 > 0) || !(timerC >= 0) || !Number.isFinite(t2) || !Number.isFinite(t4) ||
+      !((cfg.timerB ?? 1) > 0) || !((cfg.timerF ?? 1) > 0)) {
     throw new TransactionError('ERR_TX_BAD_CONFIG', `invalid transaction timers: t1=${t1} t2=${t2} t4=${t4} timerC=${timerC} (need t1 > 0, t2 >= t1, t4 > 0, timerC >= 0)`)
   }
   const t64 = 64 * t1
@@ -58,7 +66,7 @@ export function timerValues(cfg: TimerConfig, reliable: boolean): TimerValues {
     // SHOULD NOT start timer A"
     A: reliable ? 0 : t1,
     // §17.1.1.2: "For any transport, the client transaction MUST start timer B with a value of 64*T1"
-    B: t64,
+    B: cfg.timerB ?? t64,
     // §16.6 step 11: "If the request is an INVITE, the proxy MUST set timer C" (default 3 min).
     C: timerC,
     // §17.1.1.2: "Timer D ... with a value of at least 32 seconds for unreliable transports, and a
@@ -66,7 +74,7 @@ export function timerValues(cfg: TimerConfig, reliable: boolean): TimerValues {
     D: reliable ? 0 : Math.max(32_000, t64),
     // §17.1.2.2: Timer E starts at T1 on unreliable transports only; F = 64*T1 always.
     E: reliable ? 0 : t1,
-    F: t64,
+    F: cfg.timerF ?? t64,
     // §17.2.1: "If an unreliable transport is being used, the server transaction MUST start timer G
     // with a value of T1" ... "For any transport, the server transaction MUST start timer H ... 64*T1"
     G: reliable ? 0 : t1,

@@ -25,3 +25,14 @@ t.test('tick follows T1: 50 ms at the default, smaller for a small T1', async t 
   t.equal(new TransactionLayer({ send: () => {}, manualTimers: true }).wheel.tickMs, 50)
   t.equal(new TransactionLayer({ send: () => {}, manualTimers: true, t1: 20, t2: 200 }).wheel.tickMs, 2)
 })
+
+t.test('Timer B and F may be set apart from 64*T1 (config timers.timer_b / timer_f)', async t => {
+  const v = timerValues({ t1: 500, t2: 4000, t4: 5000, timerB: 8000, timerF: 6000 }, false)
+  t.equal(v.B, 8000)
+  t.equal(v.F, 6000)
+  t.equal(v.A, 500, 'retransmissions still start at T1')
+  const d = timerValues({ t1: 500, t2: 4000, t4: 5000 }, false)
+  t.equal(d.B, 32000, 'default 64*T1')
+  t.equal(d.F, 32000)
+  t.throws(() => timerValues({ t1: 500, t2: 4000, t4: 5000, timerB: 0 }, false), { code: 'ERR_TX_BAD_CONFIG' })
+})
