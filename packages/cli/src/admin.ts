@@ -16,7 +16,7 @@ export interface AdminDeps {
   engine: Engine
   config(): FrozenConfig
   generation(): number
-  /** The stores named by registrar.store, opened on first use; null when not reachable from the primary (memory:). */
+  /** The stores named by registrar.store, opened on first use; null when not reachable from the primary. */
   stores(): Promise<Stores | null>
   reload(): Promise<ReloadResult>
   reopenLogs(): Promise<void>
@@ -63,7 +63,7 @@ export function createAdminBackend(d: AdminDeps, trace: TraceState): AdminBacken
 
   async function storesOr501(): Promise<Stores> {
     const s = await d.stores()
-    if (s === null) throw new AdminError('ERR_ADMIN_NOT_AVAILABLE', 'the store is not reachable from the primary (memory: store)', 501)
+    if (s === null) throw new AdminError('ERR_ADMIN_NOT_AVAILABLE', 'the store is not reachable from the primary', 501)
     return s
   }
 

@@ -129,13 +129,11 @@ export async function run(file: string): Promise<void> {
   const stores = (): Promise<Stores | null> => {
     if (storesP === null) {
       const url = config.registrar.store
-      storesP = url.startsWith('memory:')
-        ? Promise.resolve(null)
-        // imported on first use: lmdb/redis clients cost start-up time a node without admin traffic never needs
-        : import('@sipedge/store').then(m => m.openStores(url, { sweepIntervalMs: 0 })).catch((err: unknown) => {
-          storesP = null // retry on the next use
-          throw err
-        })
+      // imported on first use: lmdb/redis clients cost start-up time a node without admin traffic never needs
+      storesP = import('@sipedge/store').then(m => m.openStores(url, { sweepIntervalMs: 0 })).catch((err: unknown) => {
+        storesP = null // retry on the next use
+        throw err
+      })
     }
     return storesP
   }

@@ -57,7 +57,7 @@ name is given). All problems in a file are reported together as \`FILE:LINE:COL:
   address or a bracketed IPv6 address (\`tls:[::]:5061\`), or a mapping \`{ proto, address, port, tls, advertise }\`.
 - **SIP URI**: \`sip:\` or \`sips:\` URI, e.g. \`sip:10.0.0.5:5060;transport=tcp\`.
 - **store URL**: \`lmdb:PATH\` (embedded, persistent), \`redis://[USER:PASS@]HOST[:PORT][/DB]\` or \`rediss://…\`
-  (shared by several nodes), \`memory:\` (tests only).
+  (shared by several nodes).
 - **One or many**: where the type says "X or list of X", a single value is the same as a one-element list.
 - Relative paths are relative to the working directory of the process.
 

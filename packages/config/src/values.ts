@@ -156,16 +156,14 @@ export function parseCidr(v: string): Parsed<Cidr> {
 export type StoreUrl =
   | { kind: 'lmdb'; path: string }
   | { kind: 'redis'; tls: boolean; host: string; port: number; db: number; username: string | null; password: string | null }
-  | { kind: 'memory' }
 
-/** `lmdb:PATH`, `redis://[user:pass@]host[:port][/db]`, `rediss://...`, `memory:`. */
+/** `lmdb:PATH`, `redis://[user:pass@]host[:port][/db]`, `rediss://...`. */
 export function parseStoreUrl(v: string): Parsed<StoreUrl> {
   if (v.startsWith('lmdb:')) {
     const path = v.slice(5)
     if (path === '') return fail('lmdb: store needs a directory, e.g. "lmdb:./var/location"')
     return ok({ kind: 'lmdb', path })
   }
-  if (v === 'memory:') return ok({ kind: 'memory' })
   const m = /^(rediss?):\/\/(?:([^:@/]*)(?::([^@/]*))?@)?(\[[^\]]+\]|[^:/]+)(?::(\d+))?(?:\/(\d+)?)?$/.exec(v)
   if (m) {
     const host = m[4]!.startsWith('[') ? m[4]!.slice(1, -1) : m[4]!
@@ -179,7 +177,7 @@ export function parseStoreUrl(v: string): Parsed<StoreUrl> {
       username: m[2] ? decodeURIComponent(m[2]) : null, password: m[3] !== undefined ? decodeURIComponent(m[3]) : null,
     })
   }
-  return fail(`expected a store URL "lmdb:PATH", "redis://HOST:PORT/DB", "rediss://..." or "memory:", got ${q(v)}`)
+  return fail(`expected a store URL "lmdb:PATH", "redis://HOST:PORT/DB" or "rediss://...", got ${q(v)}`)
 }
 
 // ---------------------------------------------------------------- misc

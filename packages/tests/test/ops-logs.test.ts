@@ -21,7 +21,7 @@ function config(sip: number, admin: number, file: string, rotate: string): strin
   return `
 workers: 2
 listen: [udp:127.0.0.1:${sip}]
-registrar: { store: "memory:" }
+registrar: { store: "lmdb:${tmp.dir}/store-${sip}" }
 admin: { listen: 127.0.0.1:${admin}, token: ${TOKEN} }
 metrics: { listen: 127.0.0.1:${admin} }
 logging:
