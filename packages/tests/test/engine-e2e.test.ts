@@ -69,9 +69,14 @@ t.test('Call-IDs are spread over both workers, one Call-ID always on the same on
   t.teardown(() => c.close())
   const before = engine.stats().workers.map(w => (w.inbound as { pushed: number }).pushed)
   const ids = Array.from({ length: 200 }, () => uniqueCallId('spread'))
-  for (const id of ids) c.send(sipRequest({ callId: id }), port('udp'))
-  const deadline = Date.now() + 5000
-  while (c.responses.size < ids.length && Date.now() < deadline) await sleep(20)
+  // UDP may drop a datagram of a 200-request burst on a busy machine: like a UAC, resend what
+  // is unanswered (Timer A style) a few times; what is asserted is the answer and the spread.
+  for (let round = 0; round < 4; round++) {
+    for (const id of ids) if (!c.responses.has(id)) c.send(sipRequest({ callId: id }), port('udp'))
+    const deadline = Date.now() + 1500
+    while (c.responses.size < ids.length && Date.now() < deadline) await sleep(20)
+    if (c.responses.size === ids.length) break
+  }
   t.equal(ids.filter(id => c.responses.get(id)?.[0]?.status === 200).length, ids.length, 'every request answered')
   const after = engine.stats().workers.map(w => (w.inbound as { pushed: number }).pushed)
   const per = after.map((n, i) => n - before[i]!)
