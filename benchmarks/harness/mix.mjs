@@ -39,7 +39,7 @@ function parseArgs(argv) {
     window: 40, warmup: 5, drain: 3, stepWindow: 12, stepWarmup: 3,
     kamailio: false, sipedge: true, pin: availableParallelism() >= 2, proxyCpus: '0', loadCpus: null,
     threads: null, workers: null, children: 4, backends: 4, holdMs: 4000, ringMs: 500, answerMs: 0, dupMs: 20,
-    refreshS: 60, aors: null, store: 'lmdb', port: 25060, metricsPort: 25090,
+    refreshS: 60, aors: null, store: 'lmdb', nodeArgs: [], port: 25060, metricsPort: 25090,
     out: join(ROOT, 'benchmarks', 'results'), tag: null, capture: null, captureMax: 3000, json: null, quiet: false,
   }
   for (let i = 0; i < argv.length; i++) {
@@ -73,6 +73,7 @@ function parseArgs(argv) {
       case '--refresh': o.refreshS = Number(v()); break
       case '--aors': o.aors = Number(v()); break
       case '--store': o.store = v(); break
+      case '--node-args': o.nodeArgs = v().split(' ').filter(Boolean); break // e.g. '--cpu-prof --cpu-prof-dir /tmp/prof'
       case '--port': case '--port-base': o.port = Number(v()); break
       case '--out': o.out = v(); break
       case '--tag': o.tag = v(); break
@@ -117,7 +118,7 @@ async function runOne(o, pool, target, S, { window, warmup }) {
   const t = { start: Date.now() }
   try {
     node = target === 'sipedge'
-      ? await startSipedge({ dir, runId, port: o.port, metricsPort: o.metricsPort, workers: o.workers, domain, backends, cpus: o.pin ? o.proxyCpus : null, store: o.store === 'lmdb' ? `lmdb:${join(dir, 'store')}` : o.store })
+      ? await startSipedge({ dir, runId, port: o.port, metricsPort: o.metricsPort, workers: o.workers, domain, backends, cpus: o.pin ? o.proxyCpus : null, nodeArgs: o.nodeArgs, store: o.store === 'lmdb' ? `lmdb:${join(dir, 'store')}` : o.store })
       : await startKamailio({ dir, port: o.port, children: o.children, domain, backends, cpus: o.pin ? o.proxyCpus : null })
     const pids = () => node.kind === 'kamailio' ? kamailioPids(node.pid) : [node.pid]
     // 0. the node idle for 3 s: its fixed background cost

@@ -89,7 +89,7 @@ export async function startSipedge(o) {
   const cfg = join(o.dir, 'sipedge.yaml')
   writeFileSync(cfg, sipedgeConfig(o))
   const log = join(o.dir, 'sipedge.log')
-  const c = spawnPinned(process.execPath, [CLI, '--config', cfg], o.cpus, log)
+  const c = spawnPinned(process.execPath, [...(o.nodeArgs ?? []), CLI, '--config', cfg], o.cpus, log)
   await waitFor(() => {
     if (c.exitCode !== null) throw new Error(`sipedge exited (${c.exitCode}): ${readFileSync(log, 'utf8').slice(-2000)}`)
     return readFileSync(log, 'utf8').includes('ready')

@@ -34,6 +34,9 @@ const data = workerData as WorkerData
 const port = parentPort!
 const inbound = new Ring(data.inbound)
 const outbound = new Ring(data.outbound)
+// One wake-up of the primary per event-loop turn, not per frame: with the primary on the same
+// CPU (pinned, or fewer cores than threads) each immediate wake-up preempted this thread.
+outbound.deferNotifications(true)
 let outFull = 0
 let handlerErrors = 0
 let lastErrorLog = 0

@@ -475,7 +475,7 @@ export const configSchema: ObjS = obj({
   limits,
   timers,
   proxy,
-  store: storeUrl().def('lmdb:./var/sipedge').desc('Default store for registrations, dialogs and bans. Relative paths are relative to the working directory.'),
+  store: storeUrl().def('lmdb:./var/sipedge').desc('Default store for registrations, dialogs and bans. Relative paths are relative to the working directory. LMDB durability: `lmdb:PATH?sync=100ms` (default) writes every commit to the OS at once (a restart or crash loses nothing) and flushes the disk within 100 ms (a power loss can lose the last 100 ms of registrations); `?sync=commit` flushes every commit to disk (slower: one fsync per write). See docs/stores.md "Durability".'),
   registrar,
   auth,
   dispatcher,

@@ -162,6 +162,18 @@ export function parseStoreUrl(v: string): Parsed<StoreUrl> {
   if (v.startsWith('lmdb:')) {
     const path = v.slice(5)
     if (path === '') return fail('lmdb: store needs a directory, e.g. "lmdb:./var/location"')
+    // `?sync=commit|Nms` (parsed by @sipedge/store; checked here so a typo fails at load)
+    const qi = path.indexOf('?')
+    if (qi >= 0) {
+      for (const part of path.slice(qi + 1).split('&')) {
+        if (part === '') continue
+        const [k, val = ''] = part.split('=', 2) as [string, string?]
+        if (k !== 'sync') return fail(`unknown lmdb option ${q(k)} in ${q(v)} (known: sync)`)
+        const m = /^(\d{1,5})(ms)?$/.exec(val)
+        if (val !== 'commit' && !(m && Number(m[1]) >= 1 && Number(m[1]) <= 60_000)) return fail(`sync in ${q(v)} must be "commit" or an interval of 1-60000 ms such as "100ms"`)
+      }
+      if (qi === 0) return fail('lmdb: store needs a directory, e.g. "lmdb:./var/location"')
+    }
     return ok({ kind: 'lmdb', path })
   }
   const m = /^(rediss?):\/\/(?:([^:@/]*)(?::([^@/]*))?@)?(\[[^\]]+\]|[^:/]+)(?::(\d+))?(?:\/(\d+)?)?$/.exec(v)

@@ -265,6 +265,10 @@ export class Ring {
   private draining: boolean
   private waiting: Promise<void> | null
   private keepAlive: ReturnType<typeof setInterval> | null
+  // producer: deferred wake-up (deferNotifications)
+  private deferNotify: boolean
+  private notifyScheduled: boolean
+  private readonly flushNotify: () => void
   private readonly onWaitDone: (res: 'ok' | 'timed-out') => void
   /** @internal test hook: called inside waitForData at phase 1 (flag set, before re-check) and 2 (after re-check, before waitAsync) */
   _waitHook: ((phase: 1 | 2) => void) | null
@@ -304,6 +308,12 @@ export class Ring {
     this.draining = false
     this.waiting = null
     this.keepAlive = null
+    this.deferNotify = false
+    this.notifyScheduled = false
+    this.flushNotify = () => {
+      this.notifyScheduled = false
+      if (Atomics.load(this.i32, I_SLEEP) !== 0) this.notifyConsumer()
+    }
     this.onWaitDone = (res) => this.waitDone(res)
     this._waitHook = null
   }
@@ -379,8 +389,28 @@ export class Ring {
     this.f64[F_PUSHED]! += 1
     // Dekker pairing with waitForData: we stored HEAD then load SLEEP; the consumer stores SLEEP
     // then loads HEAD. With sequentially consistent atomics one of us sees the other's store.
-    if (Atomics.load(i32, I_SLEEP) !== 0) this.notifyConsumer()
+    if (Atomics.load(i32, I_SLEEP) !== 0) {
+      // deferred: one wake-up at the end of this event-loop turn, unless the ring is half full
+      if (!this.deferNotify || ((head - this.cachedTail) | 0) > (cap >>> 1)) this.notifyConsumer()
+      else if (!this.notifyScheduled) {
+        this.notifyScheduled = true
+        setImmediate(this.flushNotify)
+      }
+    }
     return true
+  }
+
+  /**
+   * Producer: while on, a push that finds the consumer asleep wakes it at the end of the current
+   * event-loop turn (setImmediate) instead of at once, so every frame published in one turn
+   * (a drain batch and the promise continuations it started) costs one wake-up; a push that
+   * leaves the ring more than half full still wakes at once. Meant for a producer that shares a
+   * CPU with its consumer: there an immediate Atomics.notify lets the woken consumer preempt
+   * the producer, once per frame (two context switches and a cross-thread wake-up each).
+   */
+  deferNotifications(on: boolean): void {
+    this.deferNotify = on
+    if (!on && this.notifyScheduled) this.flushNotify()
   }
 
   /** Bytes free now, as the producer sees them (a lower bound: the consumer may free more). */

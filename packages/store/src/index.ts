@@ -130,7 +130,7 @@ export async function openStores(url: string, opts: StoreOptions = {}): Promise<
     now,
   }
   if (parsed.backend === 'lmdb') {
-    stores = new Stores(url, new LmdbBackend(parsed.path, bo), sweep)
+    stores = new Stores(url, new LmdbBackend(parsed.path, bo, parsed.syncMs), sweep)
     return stores
   }
   const backend = new RedisBackend(parsed, bo)

@@ -1,20 +1,31 @@
 import { StoreError, StoreErrorCode } from './errors.js'
 
 export type ParsedStoreUrl =
-  | { backend: 'lmdb'; path: string }
+  | { backend: 'lmdb'; path: string; syncMs: number }
   | { backend: 'redis'; host: string; port: number; db: number; tls: boolean; username?: string; password?: string; keyPrefix?: string }
 
+/** Default LMDB flush interval: commits reach the OS at once (a restart loses nothing), the disk within this. */
+export const LMDB_DEFAULT_SYNC_MS = 100
+
 /**
- * `lmdb:PATH` (`lmdb:///abs/path` also accepted) or `redis://[user:pass@]host[:port][/db][?prefix=p]`
+ * `lmdb:PATH[?sync=commit|MSms]` (`lmdb:///abs/path` also accepted) or `redis://[user:pass@]host[:port][/db][?prefix=p]`
  * (`rediss://` for TLS).
  */
 export function parseStoreUrl(url: string): ParsedStoreUrl {
   if (typeof url !== 'string' || url.length === 0) throw badUrl('store URL is empty')
   if (url.startsWith('lmdb:')) {
     let path = url.slice(5)
+    let syncMs = LMDB_DEFAULT_SYNC_MS
+    const qi = path.indexOf('?')
+    if (qi >= 0) {
+      const r = parseLmdbQuery(path.slice(qi + 1))
+      if (typeof r === 'string') throw badUrl(`store URL '${url}': ${r}`)
+      syncMs = r
+      path = path.slice(0, qi)
+    }
     if (path.startsWith('//')) path = path.slice(2)
     if (path.length === 0) throw badUrl(`store URL '${url}' has no path (use lmdb:/var/lib/sipedge/store)`)
-    return { backend: 'lmdb', path }
+    return { backend: 'lmdb', path, syncMs }
   }
   if (url.startsWith('redis://') || url.startsWith('rediss://')) {
     let u: URL
@@ -42,6 +53,28 @@ export function parseStoreUrl(url: string): ParsedStoreUrl {
   }
   const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1]
   throw badUrl(scheme ? `unknown store backend '${scheme}' (use lmdb:PATH or redis://host:port/db)` : `store URL '${url}' has no scheme (use lmdb:PATH or redis://host:port/db)`)
+}
+
+/**
+ * The query of an `lmdb:` URL: `sync=commit` (0: every commit flushed to disk by lmdb's write
+ * thread) or `sync=N` / `sync=Nms` (1..60000: commits in the caller's thread without fsync, the
+ * disk flushed every N ms while there are writes). Returns the interval or an error message.
+ */
+export function parseLmdbQuery(query: string): number | string {
+  let syncMs = LMDB_DEFAULT_SYNC_MS
+  for (const part of query.split('&')) {
+    if (part === '') continue
+    const eq = part.indexOf('=')
+    const k = eq < 0 ? part : part.slice(0, eq)
+    const v = eq < 0 ? '' : part.slice(eq + 1)
+    if (k !== 'sync') return `unknown lmdb option '${k}' (known: sync)`
+    if (v === 'commit') { syncMs = 0; continue }
+    const m = /^(\d{1,5})(ms)?$/.exec(v)
+    const n = m ? Number(m[1]) : NaN
+    if (!(n >= 1 && n <= 60_000)) return `sync must be 'commit' or an interval of 1-60000 ms such as '100ms', got '${v}'`
+    syncMs = n
+  }
+  return syncMs
 }
 
 /** The URL without its password, fit for logs. */

@@ -44,3 +44,19 @@ t.test('lmdb: closed store rejects with ERR_STORE_CLOSED', async t => {
   await s.close()
   await t.rejects(s.location.put('sip:c@x', binding({ now: Date.now }, 'sip:c@h')), { code: 'ERR_STORE_CLOSED' })
 })
+
+t.test('lmdb: ?sync=commit and ?sync=Nms both persist across close and reopen', async t => {
+  const clock = { now: () => Date.now() }
+  const dir = t.testdir({})
+  for (const q of ['?sync=commit', '?sync=5ms', '']) {
+    const path = join(dir, `p${q.length}`)
+    const a = await openStores(`lmdb:${path}${q}`, { sweepIntervalMs: 0 })
+    await a.location.put('sip:p@x', binding(clock, 'sip:p1@h'))
+    await t.rejects(a.location.update('sip:p@x', () => { throw new Error('boom') }), /boom/, `${q || 'default'}: a throwing update rejects`)
+    await new Promise(r => setTimeout(r, 20)) // past a 5 ms flush
+    await a.close()
+    const b = await openStores(`lmdb:${path}${q}`, { sweepIntervalMs: 0 })
+    t.same((await b.location.get('sip:p@x')).map(x => x.contact), ['sip:p1@h'], `${q || 'default'}: persisted, the failed update wrote nothing`)
+    await b.close()
+  }
+})
