@@ -414,14 +414,14 @@ const nat = obj({
   force_rport: bool().def(true).desc('Answer to the source address and port (RFC 3581 rport) even when the client did not ask.'),
   fix_contact: bool().def(true).desc('Remember the real source of a client whose Contact holds a private address, and reach it there.'),
   keepalive: obj({
-    enabled: bool().def(true).desc('Ping registered clients behind NAT.'),
+    enabled: bool().def(false).desc('Ping registered clients behind NAT. Not implemented in this version: accepted, and a warning is logged when on.'),
     interval: duration(5 * SECOND, 10 * MINUTE).def(30 * SECOND).desc('Interval between two pings of one client; pings are spread evenly over it.'),
     method: oneOf(['auto', 'options', 'crlf']).def('auto').desc('`auto`: OPTIONS over UDP, CRLF over TCP/TLS, ping frames over WebSocket; `options` / `crlf` force one kind where possible.'),
   }).desc('NAT keep-alive pings.'),
 }).desc('NAT traversal helpers (RFC 3581, RFC 5626).')
 
 const pikeFields = (inherit: boolean) => ({
-  enabled: (inherit ? bool().nullable().def(null, 'inherits `pike.enabled`') : bool().def(true)).desc('Detect floods and ban their sources.'),
+  enabled: (inherit ? bool().nullable().def(null, 'inherits `pike.enabled`') : bool().def(false)).desc('Detect floods and ban their sources. Not implemented in this version: accepted, and a warning is logged when on.'),
   window: (inherit ? duration(100, MINUTE).nullable().def(null, 'inherits `pike.window`') : duration(100, MINUTE).def(2 * SECOND)).desc('Sampling window.'),
   max_requests: (inherit ? int(1, 1_000_000).nullable().def(null, 'inherits `pike.max_requests`') : int(1, 1_000_000).def(60)).desc('Requests per source address and window above which the source is banned.'),
   ban_time: (inherit ? duration(SECOND, DAY).nullable().def(null, 'inherits `pike.ban_time`') : duration(SECOND, DAY).def(5 * MINUTE)).desc('How long a banned source is ignored.'),
@@ -481,7 +481,7 @@ export const configSchema: ObjS = obj({
   dispatcher,
   routes: list(routeRule).def([]).desc(`Routing rules, tried in order: the first rule whose \`match\` holds decides. Actions: ${ACTION_DOC}.`),
   dialog,
-  topology_hiding: bool().def(false).desc('Hide internal addresses: strip Via/Record-Route of the inside, rewrite Contact, so endpoints see one hop.'),
+  topology_hiding: bool().def(false).desc('Hide internal addresses: strip Via/Record-Route of the inside, rewrite Contact, so endpoints see one hop. Not implemented in this version: accepted, and a warning is logged when on.'),
   nat,
   pike,
   metrics,

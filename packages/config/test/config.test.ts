@@ -286,7 +286,7 @@ t.test('cross-field checks', async t => {
   t.same(a.auth.domains['a.example'], { realm: 'a.example', users_file: './users', algorithms: ['SHA-256', 'MD5'], nonce_ttl: 300_000, methods: ['REGISTER'] })
   t.equal(parseError('admin: { enabled: true, listen: 0.0.0.0:9091 }\n').issues[0]!.path, 'admin.token')
   const p = parseConfig('pike:\n  max_requests: 100\n  domains:\n    example.com: { window: 5s }\n')
-  t.same(p.pike.domains['example.com'], { enabled: true, window: 5000, max_requests: 100, ban_time: 300_000 })
+  t.same(p.pike.domains['example.com'], { enabled: false, window: 5000, max_requests: 100, ban_time: 300_000 })
   t.equal(parseConfig('metrics: { listen: false }\n').metrics.listen, null)
 })
 

@@ -129,3 +129,13 @@ t.test('an HTTP port already taken by another node is a startup error, not a sil
   a.kill('SIGTERM')
   t.equal((await waitForExit(a)).code, 0)
 })
+
+t.test('features the schema names but this version lacks are announced, not silently ignored', async t => {
+  const { file } = config('topology_hiding: true\npike: { enabled: true }\n', 1)
+  const child = spawn(process.execPath, [main, '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => killHard(child))
+  const warn = await waitForOutput(child, /not implemented in this version/)
+  t.match(warn, /"keys":\["pike","topology_hiding"\]/)
+  child.kill('SIGTERM')
+  t.equal((await waitForExit(child)).code, 0)
+})
