@@ -9,7 +9,7 @@ import { defaultConfig, type FrozenConfig } from '@sipedge/config'
 import { createProxy, openRegistrar, attachDialogStore, type Proxy, type Destination, type Registrar, type Source, type TransportName, type ControlMessage } from '@sipedge/proxy'
 import type { WorkerMetrics } from '@sipedge/metrics'
 import type { CreateHandler, HandlerContext, MessageHandler, FrameMeta } from './types.js'
-import { ProxyMetricsSink, dispatcherInfo, applyDestinationAction, publishProxyGauges } from './proxy-metrics.js'
+import { ProxyMetricsSink, dispatcherInfo, publishProxyGauges } from './proxy-metrics.js'
 
 /** FrameMeta.transport numbers (@sipedge/ring TransportKind) <-> names. */
 const NAME_BY_KIND: readonly (TransportName | undefined)[] = [undefined, 'udp', 'tcp', 'tls', 'ws', 'wss']
@@ -81,8 +81,6 @@ export class ProxyHandler implements MessageHandler {
   onControl(msg: { type: string; [k: string]: unknown }): void {
     this.proxy.onControl(msg as ControlMessage)
     if (msg.type === 'config') this.sink?.setConfig(msg['config'] as FrozenConfig)
-    // Operator drain/enable/disable: applied here too until the proxy handles it itself (idempotent).
-    if (msg.type === 'dispatcher-admin') applyDestinationAction(this.proxy, msg)
     if (msg.type === 'config') this.ctx.log.info('configuration updated', { worker: this.ctx.workerIndex })
   }
 

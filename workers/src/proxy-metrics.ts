@@ -84,25 +84,6 @@ export function dispatcherInfo(proxy: Proxy): { sets: Array<{ name: string; algo
   return { sets }
 }
 
-const ACTION_STATE: Readonly<Record<string, string>> = { drain: 'draining', enable: 'active', disable: 'disabled' }
-
-/**
- * `{ type: 'dispatcher-admin', set, uri, action }`: sets the operator state on this worker's
- * destination object. Idempotent, so harmless where the proxy applies the message itself.
- */
-export function applyDestinationAction(proxy: Proxy, msg: { [k: string]: unknown }): void {
-  const set = proxy.dispatcher.get(String(msg['set']))
-  const d = set?.destinations.find(x => x.uri === msg['uri']) as unknown as DestLike | undefined
-  const state = ACTION_STATE[String(msg['action'])]
-  if (d === undefined || state === undefined) return
-  if ('adminState' in d) {
-    d.adminState = state === d.configState ? null : state
-  } else {
-    // older dispatcher without operator overrides: 'inactive' is its "off"
-    d.configState = state === 'disabled' ? 'inactive' : state
-  }
-}
-
 /** Once a second: gauges and policy counters the proxy keeps as plain numbers. */
 export function publishProxyGauges(proxy: Proxy, m: WorkerMetrics, sink: ProxyMetricsSink | null): void {
   const a = proxy.layer.stats().active

@@ -3,14 +3,14 @@ import { dirname } from 'node:path'
 import { open, type Database, type Key, type RootDatabase } from 'lmdb'
 import {
   checkBinding, checkDialog, checkKey, decode, decodeBan, decodeBindings, decodeCredential, decodeDialog,
-  encode, encodeBan, encodeBindings, encodeCredential, encodeDialog, bindingKey,
+  encode, encodeBan, encodeBindings, encodeCredential, encodeDialog,
 } from './codec.js'
 import { StoreError, StoreErrorCode } from './errors.js'
 import { Listeners } from './listeners.js'
 import type {
   AorBindings, Ban, BanStore, Binding, Credential, CredentialStore, Dialog, DialogStore, LocationStore, Page,
 } from './types.js'
-import type { Backend, BackendOptions } from './backend.js'
+import { UpdateBasedLocationStore, type Backend, type BackendOptions } from './backend.js'
 
 // Layout of the LMDB environment (one file + lock file, shared by every thread of the process):
 //   loc     aor                 -> msgpack [format, binding tuples]
@@ -160,13 +160,14 @@ function minExpires(list: readonly Binding[]): number {
   return m
 }
 
-export class LmdbLocationStore implements LocationStore {
+export class LmdbLocationStore extends UpdateBasedLocationStore implements LocationStore {
   private readonly expired = new Listeners<AorBindings>()
   private readonly now: () => number
   constructor(
     private readonly loc: Bin, private readonly exp: Bin, private readonly meta: Counters,
     private readonly run: Run, private readonly opts: BackendOptions,
   ) {
+    super()
     this.now = opts.now
   }
 
@@ -189,7 +190,7 @@ export class LmdbLocationStore implements LocationStore {
     this.meta.add('loc:bindings', next.length - prev.length)
   }
 
-  async update(aor: string, fn: (current: Binding[]) => Binding[] | null): Promise<Binding[]> {
+  override async update(aor: string, fn: (current: Binding[]) => Binding[] | null): Promise<Binding[]> {
     checkKey('aor', aor)
     return this.run(() => {
       const now = this.now()
@@ -201,34 +202,6 @@ export class LmdbLocationStore implements LocationStore {
       this.write(aor, prev, next)
       return next
     })
-  }
-
-  put(aor: string, binding: Binding): Promise<Binding[]> {
-    const key = bindingKey(binding)
-    return this.update(aor, cur => [...cur.filter(b => bindingKey(b) !== key), binding])
-  }
-
-  async remove(aor: string, contactOrKey: string): Promise<boolean> {
-    let removed = false
-    await this.update(aor, cur => {
-      const next = cur.filter(b => b.contact !== contactOrKey && bindingKey(b) !== contactOrKey)
-      removed = next.length !== cur.length
-      return removed ? next : null
-    })
-    return removed
-  }
-
-  async removeAll(aor: string): Promise<number> {
-    let n = 0
-    await this.update(aor, cur => {
-      n = cur.length
-      return []
-    })
-    return n
-  }
-
-  replace(aor: string, bindings: Binding[]): Promise<Binding[]> {
-    return this.update(aor, () => bindings)
   }
 
   async count(): Promise<{ aors: number; bindings: number }> {

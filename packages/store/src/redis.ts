@@ -1,6 +1,6 @@
 import { Redis, type RedisOptions } from 'ioredis'
 import {
-  bindingKey, checkBinding, checkDialog, checkKey, decodeBan, decodeBindings, decodeCredential, decodeDialog,
+  checkBinding, checkDialog, checkKey, decodeBan, decodeBindings, decodeCredential, decodeDialog,
   encodeBan, encodeBindings, encodeCredential, encodeDialog,
 } from './codec.js'
 import { StoreError, StoreErrorCode } from './errors.js'
@@ -8,7 +8,7 @@ import { Listeners } from './listeners.js'
 import type {
   AorBindings, Ban, BanStore, Binding, Credential, CredentialStore, Dialog, DialogStore, LocationStore, Page,
 } from './types.js'
-import type { Backend, BackendOptions } from './backend.js'
+import { UpdateBasedLocationStore, type Backend, type BackendOptions } from './backend.js'
 import type { ParsedStoreUrl } from './url.js'
 
 // Layout (P = key prefix, default 'sipedge:'); single Redis instance (scripts touch keys they
@@ -285,7 +285,7 @@ function maxExpires(list: readonly Binding[]): number {
 
 const MAX_ATTEMPTS = 32
 
-export class RedisLocationStore implements LocationStore {
+export class RedisLocationStore extends UpdateBasedLocationStore implements LocationStore {
   private readonly expired = new Listeners<AorBindings>()
   private readonly now: () => number
   private readonly kExp: string
@@ -295,6 +295,7 @@ export class RedisLocationStore implements LocationStore {
   private readonly queues = new Map<string, Promise<unknown>>()
 
   constructor(private readonly p: string, private readonly call: Call, private readonly opts: BackendOptions) {
+    super()
     this.now = opts.now
     this.kExp = `${p}loc:exp`
     this.kIdx = `${p}loc:idx`
@@ -351,7 +352,7 @@ export class RedisLocationStore implements LocationStore {
     })
   }
 
-  async update(aor: string, fn: (current: Binding[]) => Binding[] | null): Promise<Binding[]> {
+  override async update(aor: string, fn: (current: Binding[]) => Binding[] | null): Promise<Binding[]> {
     let live: Binding[] = []
     const r = await this.mutate(aor, (all, now) => {
       live = all.filter(b => b.expires > now)
@@ -360,34 +361,6 @@ export class RedisLocationStore implements LocationStore {
       return out.map(b => checkBinding(aor, b, this.opts.nodeId)).filter(b => b.expires > now)
     })
     return r.next ?? live
-  }
-
-  put(aor: string, binding: Binding): Promise<Binding[]> {
-    const key = bindingKey(binding)
-    return this.update(aor, cur => [...cur.filter(b => bindingKey(b) !== key), binding])
-  }
-
-  async remove(aor: string, contactOrKey: string): Promise<boolean> {
-    let removed = false
-    await this.update(aor, cur => {
-      const next = cur.filter(b => b.contact !== contactOrKey && bindingKey(b) !== contactOrKey)
-      removed = next.length !== cur.length
-      return removed ? next : null
-    })
-    return removed
-  }
-
-  async removeAll(aor: string): Promise<number> {
-    let n = 0
-    await this.update(aor, cur => {
-      n = cur.length
-      return []
-    })
-    return n
-  }
-
-  replace(aor: string, bindings: Binding[]): Promise<Binding[]> {
-    return this.update(aor, () => bindings)
   }
 
   async count(): Promise<{ aors: number; bindings: number }> {
