@@ -48,7 +48,15 @@ const flows: Array<{ name: string; uas: string | null; uac: string; calls: numbe
 
 for (const f of flows) {
   t.test(`UDP: ${f.name}`, async t => {
-    const r = await runFlow({ uas: f.uas, uac: f.uac, proxy: PROXY, uasPort: UAS, uacPort: UAC, transport: 'u1', calls: f.calls, domain: f.domain, timeoutS: f.timeoutS, rate: f.rate, uasWaitMs: f.uasWaitMs })
+    const run = () => runFlow({ uas: f.uas, uac: f.uac, proxy: PROXY, uasPort: UAS, uacPort: UAC, transport: 'u1', calls: f.calls, domain: f.domain, timeoutS: f.timeoutS, rate: f.rate, uasWaitMs: f.uasWaitMs })
+    let r = await run()
+    // sipp's simulated loss can make its own UAS abort a call (it 'loses' the ACK, then treats
+    // the BYE as unexpected), and the proxy then rightly answers that BYE 408. Only that case,
+    // visible in the UAS log, earns one more run; the run that is judged must be complete.
+    if (f.uasUnchecked === true && r.uac.code !== 0 && r.uas !== null && /Aborting call/.test(r.uas.log)) {
+      t.comment('the sipp UAS aborted a call under its own simulated loss; running the flow once more')
+      r = await run()
+    }
     t.equal(r.uac.code, 0, 'sipp UAC exit code 0 (all calls succeeded)', { log: r.uac.log })
     t.equal(r.uac.successful, f.calls, `${f.calls} successful calls`)
     t.equal(r.uac.failed, 0, 'no failed call')
