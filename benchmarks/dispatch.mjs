@@ -9,7 +9,8 @@
 // Writes benchmarks/results/dispatch-<YYYY-MM-DD>.json and .md. Figures are medians of RUNS runs.
 import { parseConfig } from '@sipedge/config'
 import { parseMessage } from '@sipedge/sip'
-import { compileRoutes, createProxy, Dispatcher, Resolver } from '@sipedge/proxy'
+import { compileRoutes, startProxy, Resolver } from '@sipedge/proxy'
+import { Dispatcher, MODULES } from '@sipedge/modules'
 import os from 'node:os'
 import fs from 'node:fs'
 import { fileURLToPath } from 'node:url'
@@ -69,13 +70,13 @@ routes:
 }
 const CALLER = { transport: 'udp', address: '192.0.2.7', port: 5062, socketId: 0, recvTime: 0 }
 
-function callsPerSecond(enabled) {
+async function callsPerSecond(enabled) {
   let toBackend = null
-  const p = createProxy({
-    config: proxyConfig(enabled), workerIndex: 0, workers: 1, manualTimers: true, probing: false,
+  const p = await startProxy({
+    config: proxyConfig(enabled), workerIndex: 0, workers: 1, manualTimers: true,
     send: (dest, data) => { if (dest.port === 5070) toBackend = { dest, data } },
     now: () => performance.timeOrigin + performance.now(), log: { debug() {}, info() {}, warn() {}, error() {} },
-  })
+  }, MODULES)
   const text = () => Buffer.concat(Array.isArray(toBackend.data) ? toBackend.data : [toBackend.data]).toString('latin1')
   const answer = (fwd, status, toTag, extra) => {
     const lines = fwd.split('\r\n')
@@ -117,10 +118,10 @@ function callsPerSecond(enabled) {
 
 const r10 = decisionNs(10)
 const r10k = decisionNs(10_000)
-const off = callsPerSecond(false)
-const on = callsPerSecond(true)
-const off2 = callsPerSecond(false)
-const on2 = callsPerSecond(true)
+const off = await callsPerSecond(false)
+const on = await callsPerSecond(true)
+const off2 = await callsPerSecond(false)
+const on2 = await callsPerSecond(true)
 const offCps = median([off.callsPerSecond, off2.callsPerSecond])
 const onCps = median([on.callsPerSecond, on2.callsPerSecond])
 

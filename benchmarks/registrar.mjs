@@ -47,8 +47,8 @@ async function child(url, dir) {
   const { parseMessage } = await import('@sipedge/sip')
   const { parseConfig } = await import('@sipedge/config')
   const { openStores, computeHa1 } = await import('@sipedge/store')
-  const reg = await import(new URL('./registrar/index.js', import.meta.resolve('@sipedge/proxy')).href)
-  const auth = await import(new URL('./auth/index.js', import.meta.resolve('@sipedge/proxy')).href)
+  const reg = await import('@sipedge/modules')
+  const auth = reg
   const snapshot = () => {
     globalThis.gc?.()
     const status = readFileSync('/proc/self/status', 'utf8')

@@ -1,12 +1,16 @@
-// The proxy core as the worker's message handler: FrameMeta <-> Destination mapping around
-// @sipedge/proxy. Loaded by URL (EngineOptions.handlerUrl = new URL('./proxy-handler.js', ...)).
+// The host of the proxy core in a worker thread: FrameMeta <-> Destination mapping around
+// @sipedge/proxy, the feature modules of @sipedge/modules loaded and checked at start, and the
+// stores they ask for opened here (once per URL) and closed at the end. Loaded by URL
+// (EngineOptions.handlerUrl = new URL('./proxy-handler.js', ...)).
 //
 // Buffers: the payload is a view into the inbound ring, valid only during onFrame. It is handed
 // to the proxy as a Buffer over the same memory (no copy); the proxy copies a request when a
 // transaction keeps it, and handles ACKs and responses synchronously on the view.
 import { FLAG_OPEN_CONNECTION } from '@sipedge/ring'
 import { defaultConfig, type FrozenConfig } from '@sipedge/config'
-import { createProxy, openRegistrar, attachDialogStore, type Proxy, type Destination, type Registrar, type Source, type TransportName, type ControlMessage } from '@sipedge/proxy'
+import { startProxy, type Proxy, type Destination, type Source, type TransportName, type ControlMessage } from '@sipedge/proxy'
+import { MODULES, type DispatcherModule } from '@sipedge/modules'
+import { openStores, type Stores } from '@sipedge/store'
 import type { WorkerMetrics } from '@sipedge/metrics'
 import type { CreateHandler, HandlerContext, MessageHandler, FrameMeta } from './types.js'
 import { ProxyMetricsSink, dispatcherInfo, publishProxyGauges } from './proxy-metrics.js'
@@ -15,35 +19,72 @@ import { ProxyMetricsSink, dispatcherInfo, publishProxyGauges } from './proxy-me
 const NAME_BY_KIND: readonly (TransportName | undefined)[] = [undefined, 'udp', 'tcp', 'tls', 'ws', 'wss']
 const KIND_BY_NAME: Readonly<Record<TransportName, number>> = { udp: 1, tcp: 2, tls: 3, ws: 4, wss: 5 }
 
+/** Sweep interval of the stores' expiry index on worker 0 (the others do not sweep). */
+const SWEEP_MS = 1000
+
 export class ProxyHandler implements MessageHandler {
   readonly ctx: HandlerContext
-  readonly proxy: Proxy
+  proxy!: Proxy
   /** Reused outbound header: ctx.send copies meta and payload before returning. */
   private readonly out: FrameMeta
   sendFailures = 0
   badFrames = 0
-  private readonly sink: ProxyMetricsSink | null
+  readonly sink: ProxyMetricsSink | null
+  private readonly stores: Map<string, Promise<Stores>>
 
-  constructor(ctx: HandlerContext, registrar?: Registrar) {
+  private constructor(ctx: HandlerContext, config: FrozenConfig) {
     this.ctx = ctx
     this.out = { transport: 0, socketId: 0, connId: 0, family: 4, address: '', port: 0, recvTime: 0, flags: 0 }
-    const config = (ctx.config ?? defaultConfig()) as FrozenConfig
-    const post = (ctx as HandlerContext & { postControl?: (m: ControlMessage) => void }).postControl
     this.sink = ctx.metrics !== undefined ? new ProxyMetricsSink(ctx.metrics, config) : null
-    this.proxy = createProxy({
-      config,
-      workerIndex: ctx.workerIndex,
-      workers: ctx.inProcess ? 1 : Math.max(1, config.workers),
-      send: (dest, data) => this.send(dest, data),
-      now: ctx.now,
-      log: ctx.log,
-      ...(post !== undefined ? { postControl: (m: ControlMessage) => post.call(ctx, m) } : {}),
-      ...(this.sink !== null ? { metrics: this.sink } : {}),
-      ...(registrar !== undefined ? { registrar } : {}),
-    })
-    // Dialog mirror (dialog.store, docs/dispatcher.md): opened in the background, never awaited per message.
-    attachDialogStore(this.proxy.dialogs, config, ctx.workerIndex).catch((err: unknown) =>
-      ctx.log.warn('dialog store unavailable: dialogs kept in this worker only', { err: String(err) }))
+    this.stores = new Map()
+  }
+
+  /** Builds the core with the modules this configuration enables. Rejects when a required store cannot be opened. */
+  static async create(ctx: HandlerContext): Promise<ProxyHandler> {
+    const config = (ctx.config ?? defaultConfig()) as FrozenConfig
+    const h = new ProxyHandler(ctx, config)
+    const post = (ctx as HandlerContext & { postControl?: (m: ControlMessage) => void }).postControl
+    try {
+      h.proxy = await startProxy({
+        config,
+        workerIndex: ctx.workerIndex,
+        workers: ctx.inProcess ? 1 : Math.max(1, config.workers),
+        send: (dest, data) => h.send(dest, data),
+        now: ctx.now,
+        log: ctx.log,
+        ...(post !== undefined ? { postControl: (m: ControlMessage) => post.call(ctx, m) } : {}),
+        ...(h.sink !== null ? { metrics: h.sink } : {}),
+      }, MODULES, {
+        openStores: url => h.openStore(url),
+        onStoreError: (module, url, err) => ctx.log.warn('store unavailable: module runs without it', { module, url, err: String(err) }),
+      })
+    } catch (err) {
+      await h.closeStores()
+      throw err
+    }
+    const d = h.proxy.module<DispatcherModule>('dispatcher')
+    if (d !== undefined && h.sink !== null) {
+      const sink = h.sink
+      d.probeObserver = (set, uri, result) => sink.probe(set, uri, result)
+    }
+    return h
+  }
+
+  /** One Stores per URL for all modules of this worker (lmdb: one environment per process anyway). */
+  private openStore(url: string): Promise<Stores> {
+    let p = this.stores.get(url)
+    if (p === undefined) {
+      p = openStores(url, { sweepIntervalMs: this.ctx.workerIndex === 0 ? SWEEP_MS : 0 })
+      this.stores.set(url, p)
+      p.catch(() => this.stores.delete(url))
+    }
+    return p
+  }
+
+  private async closeStores(): Promise<void> {
+    const all = [...this.stores.values()]
+    this.stores.clear()
+    await Promise.all(all.map(p => p.then(s => s.close(), () => undefined)))
   }
 
   onFrame(meta: FrameMeta, payload: Uint8Array): void {
@@ -60,6 +101,13 @@ export class ProxyHandler implements MessageHandler {
       recvTime: meta.recvTime,
     }
     this.proxy.receive(buf, source)
+  }
+
+  /** The primary could not reach a destination this worker sent to: its transactions fail now. */
+  onTransportError(meta: FrameMeta): void {
+    const transport = NAME_BY_KIND[meta.transport]
+    if (transport === undefined) return
+    this.proxy.transportError({ transport, address: meta.address, port: meta.port, ...(meta.connId !== 0 ? { connId: meta.connId } : {}) })
   }
 
   private send(dest: Destination, data: Buffer | Buffer[]): void {
@@ -80,48 +128,34 @@ export class ProxyHandler implements MessageHandler {
 
   onControl(msg: { type: string; [k: string]: unknown }): void {
     this.proxy.onControl(msg as ControlMessage)
-    if (msg.type === 'config') this.sink?.setConfig(msg['config'] as FrozenConfig)
-    if (msg.type === 'config') this.ctx.log.info('configuration updated', { worker: this.ctx.workerIndex })
+    if (msg.type === 'config') {
+      this.sink?.setConfig(msg['config'] as FrozenConfig)
+      this.ctx.log.info('configuration updated', { worker: this.ctx.workerIndex })
+    }
   }
 
   /** docs/contracts.md "Control messages": stats, dispatcher, dialogs, dialog, transactions. */
   onQuery(what: string, args: unknown): unknown {
-    // The proxy answers what it knows (dispatcher, dialogs, ...); the rest is answered here.
-    const q = (this.proxy as Proxy & { query?: (what: string, args: unknown) => unknown }).query
-    if (typeof q === 'function' && what !== 'stats') {
-      const r = q.call(this.proxy, what, args)
-      if (r !== undefined) return r
-    }
     switch (what) {
       case 'stats': return { worker: this.ctx.workerIndex, ...this.proxy.stats(), sendFailures: this.sendFailures, badFrames: this.badFrames }
       case 'transactions': return this.proxy.layer.stats()
-      case 'dispatcher': return dispatcherInfo(this.proxy)
-      default: throw Object.assign(new Error(`unknown query "${what}"`), { code: 'ERR_QUERY_UNKNOWN' })
+      default: break
     }
+    // The modules answer what they know (dispatcher, dialogs, dialog, ...).
+    const r = this.proxy.query(what, args)
+    if (r !== undefined) return r
+    if (what === 'dispatcher') return dispatcherInfo(this.proxy)
+    throw Object.assign(new Error(`unknown query "${what}"`), { code: 'ERR_QUERY_UNKNOWN' })
   }
 
   sample(m: WorkerMetrics): void {
     publishProxyGauges(this.proxy, m, this.sink)
   }
 
-  close(): Promise<void> {
-    return this.proxy.close()
+  async close(): Promise<void> {
+    await this.proxy.close()
+    await this.closeStores()
   }
 }
 
-/** True when a route sends requests to the registrar (register) or the location service (lookup). */
-function usesLocation(config: FrozenConfig): boolean {
-  return config.routes.some(r => r.action.type === 'register' || r.action.type === 'lookup')
-}
-
-/**
- * Each worker opens the location store itself (lmdb: one environment shared by the threads of
- * the process; redis: a client per worker); worker 0 runs the expiry sweep.
- */
-export const createHandler: CreateHandler = async ctx => {
-  const config = (ctx.config ?? defaultConfig()) as FrozenConfig
-  const registrar = usesLocation(config)
-    ? await openRegistrar({ config, workerIndex: ctx.workerIndex, log: ctx.log })
-    : undefined
-  return new ProxyHandler(ctx, registrar)
-}
+export const createHandler: CreateHandler = ctx => ProxyHandler.create(ctx)

@@ -4,6 +4,7 @@
 // or per admin query.
 import type { FrozenConfig } from '@sipedge/config'
 import type { Proxy, ProxyMetrics } from '@sipedge/proxy'
+import type { DispatcherModule } from '@sipedge/modules'
 import { DestinationSlots, DropReason, TransactionKind, METRICS_LAYOUT, type WorkerMetrics } from '@sipedge/metrics'
 import type { HandlerMetrics } from './types.js'
 
@@ -39,6 +40,7 @@ export class ProxyMetricsSink implements ProxyMetrics {
     }
   }
 
+  /** A dispatcher probe ended: result 0 ok, 1 unexpected code, 2 timeout. */
   probe(set: string, uri: string, result: number): void {
     this.w.probe(this.dest.slot(set, uri), result)
   }
@@ -71,7 +73,9 @@ function stateOf(d: DestLike): string {
 /** `dispatcher` query answered from the dispatcher's objects (when the proxy has no query of its own). */
 export function dispatcherInfo(proxy: Proxy): { sets: Array<{ name: string; algorithm: string; destinations: Array<Record<string, unknown>> }> } {
   const sets: Array<{ name: string; algorithm: string; destinations: Array<Record<string, unknown>> }> = []
-  for (const s of proxy.dispatcher.sets.values()) {
+  const d = proxy.module<DispatcherModule>('dispatcher')
+  if (d === undefined) return { sets }
+  for (const s of d.dispatcher.sets.values()) {
     sets.push({
       name: s.name,
       algorithm: s.algorithm,
@@ -102,9 +106,10 @@ export function publishProxyGauges(proxy: Proxy, m: WorkerMetrics, sink: ProxyMe
   f[O.drops + DropReason.StrayResponse] = c.strayDropped
   f[O.drops + DropReason.Other] = c.rejected + c.acksDropped + c.drainRefused
   // Dialogs per destination, when the dispatcher keeps them.
-  if (sink !== null) {
+  const disp = proxy.module<DispatcherModule>('dispatcher')
+  if (sink !== null && disp !== undefined) {
     const slots = sink.dest
-    for (const s of proxy.dispatcher.sets.values()) {
+    for (const s of disp.dispatcher.sets.values()) {
       for (const d of s.destinations as unknown as readonly DestLike[]) {
         if (typeof d.dialogs !== 'number') continue
         const slot = slots.slot(s.name, d.uri)

@@ -1,20 +1,23 @@
-// @sipedge/proxy: the stateful proxy core (RFC 3261 §16), routing rules, dispatcher, and the
-// registrar seam. See docs/proxy.md.
-export { Proxy, createProxy, ProxyCounters, betterFinal } from './proxy.js'
-export type { ProxyOptions, ProxyMetrics } from './proxy.js'
-export type { Registrar, LookupFailure, AuthReply } from './registrar-api.js'
-export { UnconfiguredRegistrar, isLookupFailure } from './registrar-api.js'
+// @sipedge/proxy: the stateful proxy core (RFC 3261 §16), routing rules, and the contract for
+// feature modules (module.ts) with their loader (host.ts). See docs/proxy.md.
+export { Proxy, createProxy } from './core.js'
+export type { ProxyOptions } from './core.js'
+export { ProxyCounters } from './counters.js'
+export type { ProxyMetrics } from './counters.js'
+export { betterFinal } from './context.js'
+export { Reply, TargetHop } from './module.js'
+export type {
+  NextHop, FailoverPolicy, HopPlan, RouteAction, RequestView, DialogRequestInfo, CoreApi, OriginateOptions,
+  ModuleContext, ModuleDeclaration, ModuleInstance, LoadedModule,
+} from './module.js'
+export { planModules, createModules, startProxy, ModuleError, CORE_ACTIONS } from './host.js'
+export type { ModuleErrorCode, CreateModulesOptions } from './host.js'
+export { pinnedCallId } from './originate.js'
 export type { Destination, Source, ProxyLogger, ControlMessage, Target, TransportName } from './types.js'
-export { LocalIdentity, defaultPort } from './local.js'
-export type { Listener } from './local.js'
+export { LocalIdentity, defaultPort } from './identity.js'
+export type { Listener } from './identity.js'
 export { compileRoutes, compileRule, RouteTable, PrefixTrie, PrefixGroup } from './routing.js'
 export type { CompiledRule, CompiledAction, RoutePredicate, RouteCompileDeps } from './routing.js'
 export { loopHash, isLoop, hasOurBranch, BranchFactory, BRANCH_MARK } from './loop.js'
-export { Dispatcher, DispatchSet, DispatchDestination, proberIndex, adminStateOf } from './dispatcher/index.js'
-export type { DestState, AdminState, AdminAction, DispatcherOptions, ProbeSender, DispatcherSnapshot, DestinationSnapshot } from './dispatcher/index.js'
-export { DialogTracker, DialogRecord, DialogCounters, DialogTokens, deriveSecret, tokenOf, TOKEN_PARAM, attachDialogStore } from './dialog/index.js'
-export type { DialogKind, DialogState, DialogInfo, DialogCounts, DialogTrackerOptions, TokenClaim } from './dialog/index.js'
 export { Resolver, hopOf, hopOfUri } from './resolver.js'
 export type { Hop } from './resolver.js'
-export * from './registrar/index.js'
-export { DigestAuth, createAuth, NonceCodec, NonceCounts, parseDigest, digestResponse, loadUsersFile } from './auth/index.js'

@@ -7,9 +7,9 @@
 // it is now, nothing that matters for routing changed since we forwarded it: a loop (482). A
 // different H means it came back with e.g. a new Request-URI: a spiral, which is forwarded.
 // The top Via is deliberately not hashed (it differs on every hop, which would hide every loop).
-import { H_VIA_ID } from './sipids.js'
+import { H_VIA_ID } from './header-ids.js'
 import type { SipMessage } from '@sipedge/sip'
-import type { LocalIdentity } from './local.js'
+import type { LocalIdentity } from './identity.js'
 
 export const BRANCH_MARK = 'z9hG4bKsE'
 const MARK_BYTES = Buffer.from(BRANCH_MARK, 'latin1')

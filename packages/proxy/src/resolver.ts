@@ -5,7 +5,7 @@
 import { lookup } from 'node:dns/promises'
 import { isIP } from 'node:net'
 import { parseUri, type SipUri } from '@sipedge/sip'
-import { defaultPort } from './local.js'
+import { defaultPort } from './identity.js'
 import type { TransportName } from './types.js'
 
 const TRANSPORTS = new Set<string>(['udp', 'tcp', 'tls', 'ws', 'wss'])

@@ -14,6 +14,8 @@ export interface ProxyLogger {
   info(msg: string, fields?: Record<string, unknown>): void
   warn(msg: string, fields?: Record<string, unknown>): void
   error(msg: string, fields?: Record<string, unknown>): void
+  /** When present: whether a level is on (debug fields are only built when it is). */
+  isLevelEnabled?(level: string): boolean
 }
 
 /** Control messages exchanged with the primary (msgpackr on the worker MessagePort). */

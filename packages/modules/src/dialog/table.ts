@@ -10,7 +10,7 @@
 import { dialogId, type Dialog, type DialogStore } from '@sipedge/store'
 import type { SipMessage } from '@sipedge/sip'
 import type { DispatchDestination, Dispatcher } from '../dispatcher/index.js'
-import type { Destination, ProxyLogger } from '../types.js'
+import type { Destination, ProxyLogger } from '@sipedge/proxy'
 
 export type DialogKind = 'invite' | 'subscribe'
 export type DialogState = 'early' | 'confirmed' | 'terminated'

@@ -3,9 +3,11 @@ import t from 'tap'
 import { parseConfig, type FrozenConfig } from '@sipedge/config'
 import { parseMessage, callIdHashOf } from '@sipedge/sip'
 import {
-  createProxy, compileRoutes, PrefixTrie, loopHash, isLoop, LocalIdentity, BRANCH_MARK, betterFinal, Dispatcher, Resolver,
+  compileRoutes, PrefixTrie, loopHash, isLoop, LocalIdentity, BRANCH_MARK, betterFinal, Resolver,
   type Destination, type Proxy,
 } from '@sipedge/proxy'
+import { Dispatcher } from '../dist/index.js'
+import { proxyWith } from './fixtures/proxy.js'
 
 const YAML = `
 workers: 1
@@ -57,11 +59,11 @@ function invite(o: { uri?: string; mf?: string | null; route?: string; via2?: st
   return Buffer.from(lines.join('\r\n'))
 }
 
-function harness(t: Tap.Test): { p: Proxy; sent: Array<{ dest: Destination; text: string }>; clock: { now: number } } {
+async function harness(t: Tap.Test): Promise<{ p: Proxy; sent: Array<{ dest: Destination; text: string }>; clock: { now: number } }> {
   const sent: Array<{ dest: Destination; text: string }> = []
   const clock = { now: 1000 }
-  const p = createProxy({
-    config, workerIndex: 0, workers: 1, manualTimers: true, probing: false,
+  const p = await proxyWith({
+    config, workerIndex: 0, workers: 1, manualTimers: true,
     send: (dest, data) => sent.push({ dest, text: Buffer.concat(Array.isArray(data) ? data : [data]).toString() }),
     now: () => clock.now, log: { debug() {}, info() {}, warn() {}, error() {} },
   })
@@ -126,7 +128,7 @@ t.test('best response selection (§16.7 step 6)', async t => {
 })
 
 t.test('Max-Forwards: 0 -> 483 with one To-tag; OPTIONS 0 answered locally; absent -> 70', async t => {
-  const { p, sent } = harness(t)
+  const { p, sent } = await harness(t)
   p.receive(invite({ mf: '0' }), SRC)
   const finals = sent.filter(s => status(s.text) === 483)
   t.equal(finals.length, 1)
@@ -148,7 +150,7 @@ t.test('Max-Forwards: 0 -> 483 with one To-tag; OPTIONS 0 answered locally; abse
 })
 
 t.test('forwarding: Via with loop branch, received/rport, Record-Route, Max-Forwards decremented', async t => {
-  const { p, sent } = harness(t)
+  const { p, sent } = await harness(t)
   p.receive(invite(), SRC)
   t.equal(status(sent[0]!.text), 100, '100 Trying first')
   const fwd = sent.find(s => s.text.startsWith('INVITE'))!
@@ -163,7 +165,7 @@ t.test('forwarding: Via with loop branch, received/rport, Record-Route, Max-Forw
 })
 
 t.test('in-dialog: our Route removed (double RR too), strict-router repair, no route of ours -> rules', async t => {
-  const { p, sent } = harness(t)
+  const { p, sent } = await harness(t)
   p.receive(invite({ method: 'BYE', toTag: 'tt', uri: 'sip:bob@10.7.7.7:5090', route: '<sip:127.0.0.1:5060;lr>, <sip:127.0.0.1:5060;transport=tcp;lr>' }), SRC)
   const fwd = sent.find(s => s.text.startsWith('BYE'))!
   t.equal(fwd.dest.address, '10.7.7.7')
@@ -179,7 +181,7 @@ t.test('in-dialog: our Route removed (double RR too), strict-router repair, no r
 })
 
 t.test('CANCEL: 200 hop by hop, CANCEL downstream after the provisional, 487 forwarded', async t => {
-  const { p, sent } = harness(t)
+  const { p, sent } = await harness(t)
   p.receive(invite(), SRC)
   const fwd = sent.find(s => s.text.startsWith('INVITE'))!
   const branch = /^Via: [^\r]*branch=([^;\r]+)/m.exec(fwd.text)![1]!
@@ -202,7 +204,7 @@ t.test('CANCEL: 200 hop by hop, CANCEL downstream after the provisional, 487 for
 })
 
 t.test('timeouts: failover to the next destination, then 408 with a To-tag; 503 becomes 500', async t => {
-  const { p, sent, clock } = harness(t)
+  const { p, sent, clock } = await harness(t)
   p.receive(invite(), SRC)
   const first = sent.find(s => s.text.startsWith('INVITE'))!
   sent.length = 0
@@ -223,7 +225,7 @@ t.test('timeouts: failover to the next destination, then 408 with a To-tag; 503 
 t.test('no matching rule: never an open relay', async t => {
   const c = parseConfig(YAML.replace(/  - name: all\n    match: \{\}\n    action: \{ dispatch: apps \}\n/, '')) as FrozenConfig
   const sent: string[] = []
-  const p = createProxy({ config: c, workerIndex: 0, manualTimers: true, probing: false, send: (_d, data) => sent.push(Buffer.concat(Array.isArray(data) ? data : [data]).toString()), now: () => 0, log: { debug() {}, info() {}, warn() {}, error() {} } })
+  const p = await proxyWith({ config: c, workerIndex: 0, manualTimers: true, send: (_d, data) => sent.push(Buffer.concat(Array.isArray(data) ? data : [data]).toString()), now: () => 0, log: { debug() {}, info() {}, warn() {}, error() {} } })
   t.teardown(() => p.layer.close())
   p.receive(invite({ route: '<sip:203.0.113.9;lr>' }), SRC)
   t.ok(sent.some(s => status(s) === 403))

@@ -3,7 +3,8 @@
 import t from 'tap'
 import { parseConfig, type FrozenConfig } from '@sipedge/config'
 import { parseMessage } from '@sipedge/sip'
-import { Dispatcher, Resolver, type DispatchDestination, type DestState } from '@sipedge/proxy'
+import { Resolver } from '@sipedge/proxy'
+import { Dispatcher, type DispatchDestination, type DestState } from '../dist/index.js'
 
 function cfg(algorithm: string, dests: string, probe = 'false'): FrozenConfig {
   return parseConfig(`

@@ -16,7 +16,7 @@
 // admin overrides are dropped (docs/dispatcher.md "Reload semantics").
 import { callIdHashOf, fnv1a, parseUri, type SipMessage } from '@sipedge/sip'
 import type { FrozenConfig } from '@sipedge/config'
-import { hopOf, type Hop, type Resolver } from '../resolver.js'
+import { hopOf, type Hop, type Resolver } from '@sipedge/proxy'
 
 /** Operator states (file or admin API). */
 export type AdminState = 'active' | 'disabled' | 'draining'

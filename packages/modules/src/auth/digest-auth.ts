@@ -6,17 +6,10 @@ import { createHash, randomBytes } from 'node:crypto'
 import { uriEquals, type SipMessage } from '@sipedge/sip'
 import type { FrozenConfig } from '@sipedge/config'
 import type { CredentialStore } from '@sipedge/store'
-import type { ProxyLogger } from '../types.js'
+import type { ProxyLogger } from '@sipedge/proxy'
 import { challenge, digestResponse, normalizeAlgorithm, parseDigest, sameDigest, type DigestAlgorithm, type DigestCredentials } from './digest.js'
 import { NonceCodec, NonceCounts } from './nonce.js'
 import { FileUsers, StoreUsers, isStoreSource, loadUsersFile, type UserCredential, type UserSource } from './users.js'
-
-export { parseDigest, digestResponse, challenge, ha1Of, hashHex, sameDigest, normalizeAlgorithm } from './digest.js'
-export type { DigestAlgorithm, DigestCredentials } from './digest.js'
-export { NonceCodec, NonceCounts } from './nonce.js'
-export type { NonceCheck } from './nonce.js'
-export { loadUsersFile, FileUsers, StoreUsers, AuthConfigError, isStoreSource } from './users.js'
-export type { UserCredential, UserSource } from './users.js'
 
 export type AuthKind = 'www' | 'proxy'
 

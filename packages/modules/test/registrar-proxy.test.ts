@@ -6,8 +6,7 @@ import { join } from 'node:path'
 import { createSocket, type Socket } from 'node:dgram'
 import { parseConfig, type FrozenConfig } from '@sipedge/config'
 import { openStores } from '@sipedge/store'
-import { createProxy } from '@sipedge/proxy'
-import { createRegistrar } from '../dist/registrar/index.js'
+import { proxyWith } from './fixtures/proxy.js'
 
 const PROXY_PORT = 19300
 const log = { debug() {}, info() {}, warn() {}, error() {} }
@@ -70,12 +69,11 @@ routes:
   const stores = await openStores(config.registrar.store, { sweepIntervalMs: 0 })
   const sock = createSocket('udp4')
   await new Promise<void>(r => sock.bind(PROXY_PORT, '127.0.0.1', () => r()))
-  const proxy = createProxy({
-    config, workerIndex: 0, workers: 1, log, probing: false,
+  const proxy = await proxyWith({
+    config, workerIndex: 0, workers: 1, log,
     now: () => performance.timeOrigin + performance.now(),
     send: (dest, data) => sock.send(Array.isArray(data) ? Buffer.concat(data) : data, dest.port, dest.address),
-    registrar: createRegistrar({ config, stores, workerIndex: 0, log }),
-  })
+  }, stores)
   sock.on('message', (m, ri) => proxy.receive(m, { transport: 'udp', address: ri.address, port: ri.port, socketId: 0, connId: 0, recvTime: performance.timeOrigin + performance.now() }))
   const phone = new Peer('127.0.0.1', 19301)
   const app = new Peer('127.0.0.2', 19310)

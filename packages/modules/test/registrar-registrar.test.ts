@@ -6,8 +6,8 @@ import { parseMessage, type SipMessage } from '@sipedge/sip'
 import { parseConfig, type FrozenConfig } from '@sipedge/config'
 import { openStores, computeHa1 } from '@sipedge/store'
 import type { ServerTransaction } from '@sipedge/transaction'
-import { createRegistrar, type LocationRegistrar } from '../dist/registrar/index.js'
-import { parseDigest, digestResponse } from '../dist/auth/index.js'
+import { createRegistrar, type LocationRegistrar } from '../dist/index.js'
+import { parseDigest, digestResponse } from '../dist/index.js'
 
 interface Resp { status: number; reason: string; headers: Array<[string, string]> }
 function fakeTx(): { tx: ServerTransaction; done: Promise<Resp> } {

@@ -4,7 +4,8 @@
 import t from 'tap'
 import { parseConfig, type FrozenConfig } from '@sipedge/config'
 import { parseMessage } from '@sipedge/sip'
-import { compileRoutes, Dispatcher, Resolver, PrefixGroup } from '@sipedge/proxy'
+import { compileRoutes, Resolver, PrefixGroup } from '@sipedge/proxy'
+import { Dispatcher } from '../dist/index.js'
 
 const SRC = { transport: 'udp' as const, address: '192.0.2.7', port: 5062, socketId: 0 }
 

@@ -5,8 +5,7 @@ import { SipParseError, parseUri, type NameAddr, type SipMessage, type SipUri } 
 import type { ServerTransaction } from '@sipedge/transaction'
 import type { FrozenConfig } from '@sipedge/config'
 import { bindingKey, type Binding, type CredentialStore, type LocationStore } from '@sipedge/store'
-import type { AuthReply, LookupFailure, Registrar } from '../registrar-api.js'
-import type { Destination, ProxyLogger, Target } from '../types.js'
+import type { Destination, ProxyLogger, Target } from '@sipedge/proxy'
 import { DigestAuth, type AuthResult } from '../auth/index.js'
 import { aorOf, contactValue, instanceOf, isPrivateHost, normalizeContact, parseDeltaSeconds, parseQ, regIdOf, uriOfRouteValue } from './contact.js'
 
@@ -25,14 +24,23 @@ export interface RegistrarOptions {
   /** Epoch ms (the worker's clock: performance.timeOrigin + performance.now()). */
   now?: () => number
   log: ProxyLogger
-  /** Digest auth; default built from `config.auth` (null: none even when configured). */
-  auth?: DigestAuth | null
-  /** close() also closes the stores (openRegistrar opened them). */
+  /**
+   * The auth module's current DigestAuth (it changes on reload). Absent: one built from
+   * `config.auth` (none when no domain is configured), for a registrar used on its own.
+   */
+  auth?: () => DigestAuth | null
+  /** close() also closes the stores (the caller handed them over). */
   ownsStores?: boolean
-  /** Sources never challenged by `authorize` (default: dispatcher destinations with IP hosts). */
-  trusted?: (source: Destination) => boolean
-  /** Tests: users-file reader. */
-  readFile?: (path: string) => Buffer
+}
+
+/** Why `lookup` found nothing to forward to: the proxy answers with this status and reason. */
+export interface LookupFailure {
+  status: number
+  reason: string
+}
+
+export function isLookupFailure(x: Target[] | LookupFailure): x is LookupFailure {
+  return !Array.isArray(x)
 }
 
 /** Monotonic counters of one registrar instance. */
@@ -84,9 +92,9 @@ class UpdateOutcome {
   reset(): void { this.aborted = false; this.added = 0; this.refreshed = 0; this.removed = 0; this.dropped = 0 }
 }
 
-export class LocationRegistrar implements Registrar {
+export class LocationRegistrar {
   readonly counters = new RegistrarCounters()
-  readonly auth: DigestAuth | null
+  private readonly authOf: () => DigestAuth | null
   readonly workerIndex: number
   private config: FrozenConfig
   private readonly stores: RegistrarStores
@@ -94,7 +102,6 @@ export class LocationRegistrar implements Registrar {
   private readonly now: () => number
   private readonly log: ProxyLogger
   private readonly ownsStores: boolean
-  private readonly trustedFn: (source: Destination) => boolean
   private domains: Set<string>
   private serverHeader: Array<[string, string]>
   private lastOutageLog = 0
@@ -111,18 +118,23 @@ export class LocationRegistrar implements Registrar {
     this.ownsStores = opts.ownsStores ?? false
     this.domains = new Set(opts.config.domains.map(d => d.toLowerCase()))
     this.serverHeader = opts.config.proxy.server_header === null ? [] : [['Server', opts.config.proxy.server_header]]
-    this.auth = opts.auth !== undefined ? opts.auth
-      : Object.keys(opts.config.auth.domains).length === 0 ? null
-      : new DigestAuth({
+    if (opts.auth !== undefined) this.authOf = opts.auth
+    else {
+      const own = Object.keys(opts.config.auth.domains).length === 0 ? null : new DigestAuth({
         config: opts.config, now: this.now, log: opts.log,
         ...(opts.stores.credentials !== undefined ? { credentials: opts.stores.credentials } : {}),
-        ...(opts.readFile !== undefined ? { readFile: opts.readFile } : {}),
       })
-    this.trustedFn = opts.trusted ?? defaultTrusted(opts.config)
+      this.authOf = () => own
+    }
     if (this.ownsStores && opts.stores.on !== undefined) {
       opts.stores.on('unavailable', err => this.log.warn('registrar: store unavailable: REGISTER answered 503 until it is back', { code: (err as { code?: string } | undefined)?.code, worker: this.workerIndex }))
       opts.stores.on('available', () => this.log.info('registrar: store available again', { worker: this.workerIndex }))
     }
+  }
+
+  /** The DigestAuth in force (the auth module's, which changes on reload), or null. */
+  get auth(): DigestAuth | null {
+    return this.authOf()
   }
 
   // ================================================================================ REGISTER
@@ -152,9 +164,10 @@ export class LocationRegistrar implements Registrar {
     if (aor === null || !this.isOurDomain(aorUri.host.toLowerCase())) { this.reject(tx, 404, 'Not Found (address of record not served here)'); return }
 
     // §10.3 step 3/4: authenticate, then the authenticated user may only touch its own AOR.
-    const realm = this.auth?.realmFor(domain, 'REGISTER')
-    if (realm !== undefined) {
-      const v = this.auth!.verify(req, realm, 'www', source.address)
+    const auth = this.authOf()
+    const realm = auth?.realmFor(domain, 'REGISTER')
+    if (auth !== null && realm !== undefined) {
+      const v = auth.verify(req, realm, 'www', source.address)
       const r: AuthResult = v instanceof Promise ? await v : v
       if (!r.ok) {
         if (r.status === 401) this.counters.authChallenges++
@@ -369,7 +382,7 @@ export class LocationRegistrar implements Registrar {
   /** No live binding: 480 for a user we know (auth users), else 404. */
   private miss(domain: string, user: string): LookupFailure | Promise<LookupFailure> {
     this.counters.lookupMisses++
-    const realm = this.auth?.realms.get(domain)
+    const realm = this.authOf()?.realms.get(domain)
     if (realm === undefined) return NOT_FOUND
     const c = realm.users.get(realm.realm, user)
     if (c instanceof Promise) return c.then(x => (x === null ? NOT_FOUND : UNAVAILABLE), () => NOT_FOUND)
@@ -406,43 +419,13 @@ export class LocationRegistrar implements Registrar {
     return out
   }
 
-  // ================================================================================ auth hook for the core
-
-  /**
-   * Proxy authentication (407) of requests from clients of an auth domain (the From domain), for
-   * the methods listed in `auth.domains.D.methods` other than REGISTER. null = go on routing.
-   * ACK and CANCEL are never challenged (RFC 3261 §22.1), nor in-dialog requests, nor trusted
-   * sources (application servers of the dispatcher sets).
-   */
-  authorize(req: SipMessage, source: Destination): AuthReply | null | Promise<AuthReply | null> {
-    const auth = this.auth
-    if (auth === null) return null
-    const m = req.method
-    if (m === 'REGISTER' || m === 'ACK' || m === 'CANCEL') return null
-    let from: SipUri
-    try {
-      if (req.to.tag !== undefined) return null
-      from = parseUri(req.from.uri)
-    } catch { return null }
-    const realm = auth.realmFor(from.host, m)
-    if (realm === undefined || this.trustedFn(source)) return null
-    const v = auth.verify(req, realm, 'proxy', source.address)
-    const done = (r: AuthResult): AuthReply | null => {
-      if (!r.ok) return { status: r.status, reason: r.reason, headers: r.headers }
-      // The authenticated user must be the one the request claims to come from.
-      if (r.user !== from.user) return { status: 403, reason: 'Forbidden (From does not match the authenticated user)', headers: [] }
-      return null
-    }
-    return v instanceof Promise ? v.then(done) : done(v)
-  }
-
   // ================================================================================ misc
 
   private isOurDomain(host: string): boolean {
     return this.domains.size === 0 || this.domains.has(host)
   }
 
-  /** A new configuration (expiry limits, domains). Auth users are reloaded by building a new registrar. */
+  /** A new configuration (expiry limits, domains). Auth users are the auth module's (reloaded there). */
   applyConfig(config: FrozenConfig): void {
     this.config = config
     this.domains = new Set(config.domains.map(d => d.toLowerCase()))
@@ -456,16 +439,3 @@ export class LocationRegistrar implements Registrar {
   }
 }
 
-/** Dispatcher destinations given as IP literals (application servers are not challenged). */
-function defaultTrusted(config: FrozenConfig): (source: Destination) => boolean {
-  const ips = new Set<string>()
-  for (const set of Object.values(config.dispatcher.sets)) {
-    for (const d of set.destinations) {
-      try {
-        const h = parseUri(d.uri).host
-        ips.add(h.startsWith('[') ? h.slice(1, -1).toLowerCase() : h)
-      } catch { /* validated by config */ }
-    }
-  }
-  return source => ips.has(source.address.toLowerCase())
-}

@@ -4,7 +4,9 @@
 import t from 'tap'
 import { parseConfig, type FrozenConfig } from '@sipedge/config'
 import type { Dialog, DialogStore } from '@sipedge/store'
-import { createProxy, tokenOf, DialogTokens, type Destination, type Proxy } from '@sipedge/proxy'
+import type { Destination, Proxy } from '@sipedge/proxy'
+import { tokenOf, DialogTokens, type DialogModule } from '../dist/index.js'
+import { proxyWith } from './fixtures/proxy.js'
 
 process.env['SIPEDGE_TEST_HOOKS'] = '1' // dialog-admin clear
 
@@ -27,16 +29,17 @@ const config = parseConfig(YAML) as FrozenConfig
 const CALLER = { transport: 'udp' as const, address: '192.0.2.7', port: 5062, socketId: 0, recvTime: 0 }
 
 interface Sent { dest: Destination; text: string }
-function harness(t: Tap.Test, cfg = config): { p: Proxy; sent: Sent[]; clock: { now: number } } {
+async function harness(t: Tap.Test, cfg = config): Promise<{ p: Proxy; d: DialogModule; sent: Sent[]; clock: { now: number } }> {
   const sent: Sent[] = []
   const clock = { now: 1_700_000_000_000 }
-  const p = createProxy({
-    config: cfg, workerIndex: 0, workers: 1, manualTimers: true, probing: false,
+  const p = await proxyWith({
+    config: cfg, workerIndex: 0, workers: 1, manualTimers: true,
     send: (dest, data) => sent.push({ dest, text: Buffer.concat(Array.isArray(data) ? data : [data]).toString() }),
     now: () => clock.now, log: { debug() {}, info() {}, warn() {}, error() {} },
   })
-  t.teardown(() => { p.layer.close(); void p.dialogs.close() })
-  return { p, sent, clock }
+  const d = p.module<DialogModule>('dialog')!
+  t.teardown(() => p.close(0))
+  return { p, d, sent, clock }
 }
 declare namespace Tap { type Test = typeof t }
 
@@ -79,7 +82,7 @@ function call(p: Proxy, sent: Sent[], callId: string, fromTag = 'ft-' + callId.s
 }
 
 t.test('INVITE dialog: early -> confirmed, in-dialog requests sticky to the destination, BYE ends it', async t => {
-  const { p, sent } = harness(t)
+  const { p, sent, d } = await harness(t)
   const c = call(p, sent, 'd1@test')
   t.ok(sent.some(s => status(s) === 200), '200 relayed to the caller')
   const tok = tokenOf(c.route.slice(1, -1))
@@ -104,7 +107,7 @@ t.test('INVITE dialog: early -> confirmed, in-dialog requests sticky to the dest
     t.match(f!.text, new RegExp(`^${method} sip:app@10\\.9\\.9\\.9:5070 `), 'Request-URI kept')
     t.notMatch(f!.text, /\r\nRoute:/, 'our Route removed')
   }
-  t.ok(p.counters.dialogSticky >= 2)
+  t.ok(d.counters.sticky >= 2)
 
   // A request from the backend towards the caller follows its Request-URI.
   sent.length = 0
@@ -121,7 +124,7 @@ t.test('INVITE dialog: early -> confirmed, in-dialog requests sticky to the dest
 })
 
 t.test('least-dialogs spreads new calls by open dialogs; a failed INVITE opens none', async t => {
-  const { p, sent } = harness(t)
+  const { p, sent, d } = await harness(t)
   const a = call(p, sent, 'l1@test')
   const b = call(p, sent, 'l2@test')
   t.not(a.dest.address, b.dest.address, 'second call to the other destination')
@@ -136,7 +139,7 @@ t.test('least-dialogs spreads new calls by open dialogs; a failed INVITE opens n
 })
 
 t.test('table lost: the signed Record-Route parameter still routes; forged ones get 403', async t => {
-  const { p, sent } = harness(t)
+  const { p, sent, d } = await harness(t)
   const c = call(p, sent, 'r1@test')
   p.onControl({ type: 'dialog-admin', action: 'clear' })
   t.equal((p.query('dialogs', null) as { total: number }).total, 0, 'table cleared')
@@ -144,7 +147,7 @@ t.test('table lost: the signed Record-Route parameter still routes; forged ones 
   p.receive(request({ method: 'INFO', uri: 'sip:app@10.9.9.9:5070', callId: 'r1@test', fromTag: 'ft-r1', toTag: 'tt-r1', route: c.route, cseq: 2 }), CALLER)
   const f = sent.find(isReq('INFO'))!
   t.equal(f.dest.address, c.dest.address, 'routed by the parameter')
-  t.equal(p.counters.dialogByToken, 1)
+  t.equal(d.counters.byToken, 1)
   t.match(p.query('dialog', { callId: 'r1@test' }), { recovered: true, state: 'confirmed', destination: `sip:${c.dest.address}:5070` }, 'record rebuilt')
 
   // From the callee side too (the caller's tag is then the To-tag): verified, routed by R-URI.
@@ -169,29 +172,29 @@ t.test('table lost: the signed Record-Route parameter still routes; forged ones 
   t.equal(forge(c.route.replace(tok, 'garbage')), 403, 'malformed')
   const attacker = new DialogTokens('attacker-chosen-secret-123').sign('apps', 'sip:10.66.66.66:5070', 'r1@test', 'ft-r1')
   t.equal(forge(c.route.replace(tok, attacker)), 403, 'signed with another key')
-  t.equal(p.counters.dialogTokenInvalid, 5)
+  t.equal(d.counters.tokenInvalid, 5)
   // A forged ACK is dropped (no response to an ACK).
   sent.length = 0
   p.receive(request({ method: 'ACK', uri: 'sip:app@10.9.9.9:5070', callId: 'r1@test', fromTag: 'ft-r1', toTag: 'tt-r1', route: c.route.replace(tok, 'garbage') }), CALLER)
   t.equal(sent.length, 0)
-  t.equal(p.counters.dialogTokenInvalid, 6)
+  t.equal(d.counters.tokenInvalid, 6)
 })
 
 t.test('dialog timeout: BYE to both sides when send_bye_on_timeout', async t => {
-  const { p, sent, clock } = harness(t)
+  const { p, sent, clock, d } = await harness(t)
   const c = call(p, sent, 'to1@test')
   sent.length = 0
   clock.now += 30_000
-  p.dialogs.tick(clock.now)
+  d.tracker.tick(clock.now)
   t.equal(sent.length, 0, 'not yet')
   // activity moves the expiry
   p.receive(request({ method: 'INFO', uri: 'sip:app@10.9.9.9:5070', callId: 'to1@test', fromTag: 'ft-to1', toTag: 'tt-to1', route: c.route, cseq: 5 }), CALLER)
   clock.now += 45_000
-  p.dialogs.tick(clock.now)
+  d.tracker.tick(clock.now)
   t.notOk(sent.some(isReq('BYE')), 'touched dialog lives on')
   sent.length = 0
   clock.now += 20_000
-  p.dialogs.tick(clock.now)
+  d.tracker.tick(clock.now)
   const byes = sent.filter(isReq('BYE'))
   t.equal(byes.length, 2, 'two BYEs')
   const toCallee = byes.find(b => b.dest.address === c.dest.address)!
@@ -205,11 +208,11 @@ t.test('dialog timeout: BYE to both sides when send_bye_on_timeout', async t => 
   t.match(toCaller.text, /Reason: SIP;cause=408/)
   t.equal(toCaller.dest.port, 5062)
   t.equal((p.query('dialogs', null) as { total: number; counters: { timedOut: number } }).counters.timedOut, 1)
-  t.equal(p.counters.byeOnTimeout, 2)
+  t.equal(d.counters.byeOnTimeout, 2)
 })
 
 t.test('subscription dialogs: SUBSCRIBE 202 confirms, NOTIFY terminated ends', async t => {
-  const { p, sent } = harness(t)
+  const { p, sent, d } = await harness(t)
   sent.length = 0
   p.receive(request({ method: 'SUBSCRIBE', uri: 'sip:bob@example.com', callId: 's1@test', fromTag: 'fs', extra: ['Event: presence', 'Expires: 600'] }), CALLER)
   const fwd = sent.find(isReq('SUBSCRIBE'))!
@@ -225,7 +228,7 @@ t.test('subscription dialogs: SUBSCRIBE 202 confirms, NOTIFY terminated ends', a
 })
 
 t.test('store mirror: put on confirm, remove at the end, never awaited; recovery reads it', async t => {
-  const { p, sent } = harness(t)
+  const { p, sent, d } = await harness(t)
   const ops: string[] = []
   const data = new Map<string, Dialog>()
   const store: DialogStore = {
@@ -236,7 +239,7 @@ t.test('store mirror: put on confirm, remove at the end, never awaited; recovery
     async countBySet() { return 0 }, async countByDestination() { return 0 }, async count() { return data.size },
     async sweepExpired() { return 0 }, onExpired() { return () => {} },
   }
-  p.dialogs.attachStore(store)
+  d.tracker.attachStore(store)
   const c = call(p, sent, 'm1@test')
   t.same(ops, ['put confirmed'])
   const stored = [...data.values()][0]!
@@ -253,7 +256,7 @@ t.test('store mirror: put on confirm, remove at the end, never awaited; recovery
 })
 
 t.test('control: dispatcher-admin drain keeps dialogs, no new ones; reload resets to the file', async t => {
-  const { p, sent } = harness(t)
+  const { p, sent, d } = await harness(t)
   const c = call(p, sent, 'a1@test')
   const uri = `sip:${c.dest.address}:5070`
   p.onControl({ type: 'dispatcher-admin', set: 'apps', uri, action: 'drain' })
@@ -274,7 +277,7 @@ t.test('control: dispatcher-admin drain keeps dialogs, no new ones; reload reset
 
 t.test('dialog.enabled false: no table, still sticky by the parameter', async t => {
   const cfg = parseConfig(YAML.replace('mirror: false', 'mirror: false, enabled: false')) as FrozenConfig
-  const { p, sent } = harness(t, cfg)
+  const { p, sent, d } = await harness(t, cfg)
   const c = call(p, sent, 'n1@test')
   t.equal((p.query('dialogs', null) as { total: number }).total, 0)
   sent.length = 0

@@ -6,8 +6,9 @@ import { parseConfig, type FrozenConfig } from '@sipedge/config'
 import { computeHa1 } from '@sipedge/store'
 import {
   DigestAuth, NonceCodec, NonceCounts, parseDigest, digestResponse, loadUsersFile, sameDigest, type AuthResult,
-} from '../dist/auth/index.js'
-import { createRegistrar } from '../dist/registrar/index.js'
+} from '../dist/index.js'
+import { createRegistrar, AuthModule } from '../dist/index.js'
+import type { CoreApi, Source } from '@sipedge/proxy'
 
 const log = { debug() {}, info() {}, warn() {}, error() {} }
 
@@ -142,8 +143,9 @@ domains: [example.com]
 auth: { domains: { example.com: { users_file: ${join(dir, 'users.json')}, methods: [REGISTER, INVITE] } } }
 dispatcher: { sets: { apps: { probe: false, destinations: [sip:127.0.0.2:5080] } } }
 `) as FrozenConfig
-  const stores = { location: {} as never }
-  const reg = createRegistrar({ config, stores, workerIndex: 0, log })
+  const core = { log, now: () => Date.now(), workerIndex: 0 } as unknown as CoreApi
+  const auth = new AuthModule({ config, core, slot: 0, stores: null, module: () => undefined })
+  const reg = { authorize: (m: SipMessage, s: Source) => auth.onRequest(m, s) }
   const phone = { transport: 'udp' as const, address: '10.0.0.5', port: 5060 }
   const r1 = reg.authorize(req('INVITE', 'sip:bob@example.com'), phone) as { status: number; headers: Array<[string, string]> }
   t.equal(r1.status, 407)

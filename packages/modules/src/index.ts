@@ -1,0 +1,20 @@
+// @sipedge/modules: the feature modules of the proxy core, one folder each, each exporting one
+// declaration (see @sipedge/proxy module.ts). MODULES is what a host loads; the order is the
+// order of the hooks where dependencies do not decide it.
+import type { ModuleDeclaration } from '@sipedge/proxy'
+import { authModule } from './auth/index.js'
+import { dialogModule } from './dialog/index.js'
+import { dispatcherModule } from './dispatcher/index.js'
+import { registrarModule } from './registrar/index.js'
+
+export * from './auth/index.js'
+export * from './dialog/index.js'
+export * from './dispatcher/index.js'
+export * from './registrar/index.js'
+
+export const MODULES: readonly ModuleDeclaration[] = Object.freeze([
+  authModule as ModuleDeclaration,
+  registrarModule as ModuleDeclaration,
+  dispatcherModule as ModuleDeclaration,
+  dialogModule as ModuleDeclaration,
+])
