@@ -6,7 +6,7 @@ import {
   compileRoutes, PrefixTrie, loopHash, isLoop, LocalIdentity, BRANCH_MARK, betterFinal, Resolver,
   type Destination, type Proxy,
 } from '@sipedge/proxy'
-import { Dispatcher } from '../dist/index.js'
+import { Dispatcher, type DialogModule } from '../dist/index.js'
 import { proxyWith } from './fixtures/proxy.js'
 
 const YAML = `
@@ -166,14 +166,16 @@ t.test('forwarding: Via with loop branch, received/rport, Record-Route, Max-Forw
 
 t.test('in-dialog: our Route removed (double RR too), strict-router repair, no route of ours -> rules', async t => {
   const { p, sent } = await harness(t)
-  p.receive(invite({ method: 'BYE', toTag: 'tt', uri: 'sip:bob@10.7.7.7:5090', route: '<sip:127.0.0.1:5060;lr>, <sip:127.0.0.1:5060;transport=tcp;lr>' }), SRC)
+  // Our Record-Route values are signed (issue: open relay through forged in-dialog requests).
+  const sed = ';sed=' + p.module<DialogModule>('dialog')!.tokens.sign('-', 'sip:-', 'call-1@test', 'ft1')
+  p.receive(invite({ method: 'BYE', toTag: 'tt', uri: 'sip:bob@10.7.7.7:5090', route: `<sip:127.0.0.1:5060;lr${sed}>, <sip:127.0.0.1:5060;transport=tcp;lr${sed}>` }), SRC)
   const fwd = sent.find(s => s.text.startsWith('BYE'))!
   t.equal(fwd.dest.address, '10.7.7.7')
   t.equal(fwd.dest.port, 5090)
   t.notMatch(fwd.text, /Route:/, 'both of our Routes removed')
   sent.length = 0
   // strict router before us: the Request-URI is our Record-Route URI, the real target is the last Route
-  p.receive(Buffer.from(invite({ method: 'BYE', toTag: 'tt', uri: 'sip:127.0.0.1:5060;lr', route: '<sip:bob@10.8.8.8:5091>' }).toString().replace('abc', 'st1')), SRC)
+  p.receive(Buffer.from(invite({ method: 'BYE', toTag: 'tt', uri: 'sip:127.0.0.1:5060;lr' + sed, route: '<sip:bob@10.8.8.8:5091>' }).toString().replace('abc', 'st1')), SRC)
   const f2 = sent.find(s => s.text.startsWith('BYE'))!
   t.match(f2.text, /^BYE sip:bob@10.8.8.8:5091 SIP/)
   t.equal(f2.dest.address, '10.8.8.8')

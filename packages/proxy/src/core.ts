@@ -22,6 +22,7 @@ import type { CoreState, Hooks } from './internals.js'
 import { BranchFactory, isLoop, loopHash } from './loop.js'
 import { Reply, TargetHop, type CoreApi, type HopPlan, type LoadedModule, type ModuleInstance, type OriginateOptions, type RouteAction } from './module.js'
 import { originate } from './originate.js'
+import { BranchSigner } from './secret.js'
 import { reply, replyWith, statelessReply } from './replies.js'
 import { Resolver, hopOf } from './resolver.js'
 import { compileRoutes, type CompiledRule, type RouteTable } from './routing.js'
@@ -73,6 +74,7 @@ export class Proxy implements CoreState, CoreApi {
   routes: RouteTable
   readonly resolver: Resolver
   readonly branches: BranchFactory
+  readonly signer: BranchSigner
   readonly log: ProxyLogger
   readonly metrics: ProxyMetrics | undefined
   hooks: Hooks
@@ -102,6 +104,7 @@ export class Proxy implements CoreState, CoreApi {
     this.draining = false
     this.inflight = 0
     this.branches = new BranchFactory(opts.workerIndex)
+    this.signer = new BranchSigner(opts.config.dialog.secret)
     this.resolver = opts.resolver ?? new Resolver()
     this.maxSize = opts.config.limits.max_message_size
     this.metrics = opts.metrics
@@ -260,7 +263,7 @@ export class Proxy implements CoreState, CoreApi {
     const routes: NameAddr[] = msg.indexOf(H_ROUTE_ID) >= 0 ? msg.routes : EMPTY_ROUTES
     let nRoutes = routes.length
     let newRuri: string | null = null
-    if (nRoutes > 0 && ruri.user === undefined && isOurUri(this, ruri)) {
+    if (nRoutes > 0 && isOurRecordRoute(this, ruri)) {
       const last = routes[nRoutes - 1]!
       newRuri = last.uri
       nRoutes--
@@ -306,7 +309,7 @@ export class Proxy implements CoreState, CoreApi {
       // In-dialog requests that come through our Record-Route follow their route set (§16.4,
       // §16.5), unless a module (sticky dialogs) names the hop or refuses the request.
       const ctx = this.context(tx, msg, source, newRuri, ours, hash)
-      const d = dialogDecision(this, msg, routes, ours, source)
+      const d = dialogDecision(this, msg, routes, ours, source, newRuri !== null ? msg.uri : null)
       if (d instanceof Reply) { this.counters.moduleRefused++; replyWith(this, ctx, d.status, d.reason, d.headers); return }
       if (d !== null) { ctx.hops.push(d); forward(this, ctx); return }
       if (remaining > 0) {
@@ -486,6 +489,7 @@ export class Proxy implements CoreState, CoreApi {
   applyConfig(config: FrozenConfig): void {
     this.config = config
     this.local = new LocalIdentity(config)
+    this.signer.rekey(config.dialog.secret)
     for (const m of this.modules) m.instance.applyConfig?.(config)
     this.routes = compileRoutes(config, { sourceSet: name => this.sourceSet(name) })
     this.setLocalHeaders(config)
@@ -530,6 +534,16 @@ export class Proxy implements CoreState, CoreApi {
 }
 
 const EMPTY_SET: ReadonlySet<string> = new Set()
+
+/**
+ * §16.4: "a value this proxy previously placed into a Record-Route header field": our
+ * Record-Route URIs have no user part, an explicit port of one of our listeners and `lr`. A bare
+ * domain of ours (an outbound-proxy REGISTER's `sip:example.com`) is not one (issue: a phone with
+ * an outbound proxy could not register).
+ */
+function isOurRecordRoute(core: Proxy, u: SipUri): boolean {
+  return u.user === undefined && u.port !== undefined && u.params.has('lr') && isOurUri(core, u)
+}
 const ACTION_FAILED = new Reply(500, 'Route Action Failed')
 const CHECK_FAILED = new Reply(500, 'Server Internal Error (request check failed)')
 

@@ -38,6 +38,8 @@ export class ProxyCounters {
   acksDropped = 0
   strayForwarded = 0
   strayDropped = 0
+  /** Stray responses whose Via branch MAC did not verify (forged, or for another previous hop). */
+  strayForged = 0
   drainRefused = 0
   dnsWaits = 0
   /** Requests refused by a module hook (auth, dialog check, ...). */

@@ -4,7 +4,7 @@
 import { MessageEditor, SipParseError, formatUri, parseUri, tryParseMessage, type SipMessage } from '@sipedge/sip'
 import type { ClientTransaction, TimeoutReason } from '@sipedge/transaction'
 import { betterFinal, type RequestContext } from './context.js'
-import type { Listener } from './identity.js'
+import { defaultPort, type Listener } from './identity.js'
 import type { CoreState } from './internals.js'
 import type { NextHop } from './module.js'
 import { reply, settle } from './replies.js'
@@ -88,8 +88,11 @@ function sendAttempt(core: CoreState, ctx: RequestContext, h: NextHop, out: List
     }
   }
 
-  // §16.6 step 8: our Via, its branch carrying the loop hash.
-  const branch = core.branches.next(ctx.hash)
+  // §16.6 step 8: our Via, its branch carrying the loop hash and a MAC of where responses to it
+  // go back to (RFC 3581 §4: the source port when the client asked for rport, else its sent-by port).
+  const via = req.topVia
+  const src = ctx.source
+  const branch = core.branches.signed(ctx.hash, core.signer, src.address, via.rport !== undefined ? src.port : via.port ?? defaultPort(src.transport))
   ed.prependVia(out.viaPrefix + branch)
   const add = ctx.rule?.addHeaders
   if (add !== undefined) for (let i = 0; i < add.length; i++) ed.addHeader(add[i]![0], add[i]![1])

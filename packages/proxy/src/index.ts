@@ -13,6 +13,7 @@ export type {
 export { planModules, createModules, startProxy, ModuleError, CORE_ACTIONS } from './host.js'
 export type { ModuleErrorCode, CreateModulesOptions } from './host.js'
 export { pinnedCallId } from './originate.js'
+export { deriveSecret, keyOf, BranchSigner } from './secret.js'
 export type { Destination, Source, ProxyLogger, ControlMessage, Target, TransportName } from './types.js'
 export { LocalIdentity, defaultPort } from './identity.js'
 export type { Listener } from './identity.js'

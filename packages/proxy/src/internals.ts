@@ -9,6 +9,7 @@ import type { LocalIdentity } from './identity.js'
 import type { BranchFactory } from './loop.js'
 import type { ModuleInstance } from './module.js'
 import type { Resolver } from './resolver.js'
+import type { BranchSigner } from './secret.js'
 import type { Destination, ProxyLogger } from './types.js'
 
 /** Module instances per hook, in load order (empty arrays cost nothing per message). */
@@ -31,6 +32,7 @@ export interface CoreState {
   readonly local: LocalIdentity
   readonly resolver: Resolver
   readonly branches: BranchFactory
+  readonly signer: BranchSigner
   readonly log: ProxyLogger
   readonly metrics: ProxyMetrics | undefined
   readonly hooks: Hooks

@@ -98,6 +98,15 @@ export class BranchFactory {
     return BRANCH_MARK + hash + '.' + this.prefix + (++this.n).toString(36)
   }
 
+  /**
+   * z9hG4bKsE<hash>.<unique>.<mac>: a forwarded request's branch, signed for the address a
+   * response to it is relayed to (stateless.ts forwardStray checks it).
+   */
+  signed(hash: string, signer: { sign(id: string, address: string, port: number): string }, address: string, port: number): string {
+    const id = hash + '.' + this.prefix + (++this.n).toString(36)
+    return BRANCH_MARK + id + '.' + signer.sign(id, address, port)
+  }
+
   /** The branch of a statelessly forwarded request (ACK for 2xx): no transaction, still unique. */
   stateless(hash: string): string {
     return BRANCH_MARK + hash + '.s' + this.prefix + (++this.n).toString(36)

@@ -112,6 +112,8 @@ export interface DialogRequestInfo {
   readonly routes: readonly { readonly uri: string }[]
   readonly ours: number
   readonly source: Source
+  /** The Request-URI when it was one of our Record-Route values (§16.4 strict-router repair), else null. */
+  readonly requestUri: string | null
 }
 
 /** The core's services, for module instances. Stable for the life of the core. */

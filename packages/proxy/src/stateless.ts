@@ -28,10 +28,10 @@ export function countOurRoutes(core: CoreState, routes: readonly NameAddr[], lim
  * Asks the modules (dialog tracking, ...) where an in-dialog request through our Route goes:
  * the first hop or Reply a module gives, else null (follow the Route set / Request-URI).
  */
-export function dialogDecision(core: CoreState, msg: SipMessage, routes: readonly NameAddr[], ours: number, source: Source): NextHop | Reply | null {
+export function dialogDecision(core: CoreState, msg: SipMessage, routes: readonly NameAddr[], ours: number, source: Source, requestUri: string | null = null): NextHop | Reply | null {
   const hooks = core.hooks.onDialogRequest
   if (hooks.length === 0) return null
-  const info = { routes, ours, source }
+  const info = { routes, ours, source, requestUri }
   for (let i = 0; i < hooks.length; i++) {
     const d = hooks[i]!.onDialogRequest!(msg, info)
     if (d !== null) return d
@@ -96,7 +96,8 @@ export function forwardStray(core: CoreState, msg: SipMessage, _source: Destinat
   try { vias = msg.vias } catch { c.strayDropped++; return }
   if (vias.length < 2) { c.strayDropped++; return }
   const top = vias[0]!
-  if (top.branch === undefined || !top.branch.startsWith(BRANCH_MARK) || !core.local.isLocalHostPort(top.host, top.port, top.transport.toLowerCase())) {
+  const b = top.branch
+  if (b === undefined || !b.startsWith(BRANCH_MARK) || !core.local.isLocalHostPort(top.host, top.port, top.transport.toLowerCase())) {
     c.strayDropped++
     return
   }
@@ -107,6 +108,14 @@ export function forwardStray(core: CoreState, msg: SipMessage, _source: Destinat
   const address = core.resolver.peek(host.startsWith('[') ? host.slice(1, -1) : host)
   const port = typeof next.rport === 'number' ? next.rport : next.port ?? defaultPort(transport)
   if (out === undefined || address === undefined || address === null || !(port > 0 && port < 65536) || core.local.isLocalHostPort(address, port, transport)) {
+    c.strayDropped++
+    return
+  }
+  // Only a branch we signed for exactly this previous hop (forwarding.ts): a forged response
+  // whose top Via merely looks like ours is dropped, never relayed to the host it names.
+  const dot = b.lastIndexOf('.')
+  if (dot <= BRANCH_MARK.length || !core.signer.verify(b.slice(BRANCH_MARK.length, dot), address, port, b.slice(dot + 1))) {
+    c.strayForged++
     c.strayDropped++
     return
   }

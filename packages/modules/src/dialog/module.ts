@@ -17,6 +17,8 @@ import { DialogTokens, TOKEN_PARAM, tokenOf } from './token.js'
 export class DialogModuleCounters {
   /** In-dialog requests whose Record-Route dialog parameter failed its HMAC check (403 / ACK dropped). */
   tokenInvalid = 0
+  /** In-dialog requests through our Route with no parameter and no dialog in the table (403 / ACK dropped). */
+  unverified = 0
   /** In-dialog requests sent to their dialog's destination (sticky), and of those routed by the RR parameter alone. */
   sticky = 0
   byToken = 0
@@ -24,7 +26,13 @@ export class DialogModuleCounters {
 }
 
 const FORGED = new Reply(403, 'Invalid Dialog Route')
+/** A verified dialog of ours that was not dispatched: it follows its Route set / Request-URI. */
+const VERIFIED = Symbol('verified')
+const UNVERIFIED = new Reply(403, 'Unknown Dialog')
 const TRACKED = new Set(['INVITE', 'SUBSCRIBE', 'REFER'])
+/** The claimed destination of a dialog that was not dispatched (routed by lookup or forward). */
+export const UNDISPATCHED_SET = '-'
+const UNDISPATCHED_URI = 'sip:-'
 
 export class DialogModule implements ModuleInstance {
   readonly tracker: DialogTracker
@@ -52,11 +60,19 @@ export class DialogModule implements ModuleInstance {
 
   // ------------------------------------------------------------------------------ dialog creation
 
-  /** A dialog-creating request to a dispatcher destination: our Record-Route carries it, signed. */
+  /**
+   * Every Record-Route we insert carries the signed parameter, so an in-dialog request through
+   * our Route is routed only for a dialog this edge created (issue "open relay through forged
+   * in-dialog requests"); for a dispatched request it also names the destination (sticky).
+   */
   onForward(view: RequestView): void {
+    if (!view.recordRoute) return
     const h = view.currentHop
-    if (!view.recordRoute || !(h instanceof DispatchDestination)) return
     const req = view.req
+    if (!(h instanceof DispatchDestination)) {
+      view.rrParams += ';' + TOKEN_PARAM + '=' + this.tokens.sign(UNDISPATCHED_SET, UNDISPATCHED_URI, req.callId, req.from.tag ?? '')
+      return
+    }
     const token = this.tokens.sign(h.set, h.uri, req.callId, req.from.tag ?? '')
     const m = req.method
     if (this.config.dialog.enabled && TRACKED.has(m)) {
@@ -83,9 +99,16 @@ export class DialogModule implements ModuleInstance {
 
   // ------------------------------------------------------------------------------ in-dialog requests
 
+  /**
+   * An in-dialog request through our Route is routed only on state this edge created and can
+   * verify: a dialog in the table, or our signed Record-Route parameter. Anything else is refused
+   * (403; an ACK is dropped) and never forwarded: a forged To-tag plus an unsigned Route naming
+   * us must not make this edge relay to whatever the Request-URI says (toll fraud).
+   */
   onDialogRequest(req: SipMessage, info: DialogRequestInfo): NextHop | Reply | null {
     const rec = this.dialogOf(req, info)
-    if (rec === null) return null
+    if (rec === null) { this.counters.unverified++; return UNVERIFIED }
+    if (rec === VERIFIED) return null
     if (rec instanceof Reply) { this.counters.tokenInvalid++; return FORGED }
     const fromCaller = rec.fromTag === req.from.tag
     if (req.method === 'ACK') {
@@ -104,8 +127,8 @@ export class DialogModule implements ModuleInstance {
    * rebuilt from our signed Record-Route parameter; null when neither exists; FORGED when a
    * parameter is present and fails its check (also when the table knows the dialog).
    */
-  private dialogOf(msg: SipMessage, info: DialogRequestInfo): DialogRecord | null | typeof FORGED {
-    let token: string | null = null
+  private dialogOf(msg: SipMessage, info: DialogRequestInfo): DialogRecord | null | typeof FORGED | typeof VERIFIED {
+    let token: string | null = info.requestUri !== null ? tokenOf(info.requestUri) : null
     for (let i = 0; i < info.ours && token === null; i++) token = tokenOf(info.routes[i]!.uri)
     const callId = msg.callId
     const ft = msg.from.tag
@@ -116,6 +139,7 @@ export class DialogModule implements ModuleInstance {
     const claim = this.tokens.verify(token, callId, ft, tt)
     if (claim === null) return FORGED
     if (rec !== undefined) return rec
+    if (claim.set === UNDISPATCHED_SET) return VERIFIED
     this.counters.byToken++
     const m = msg.method
     const insert = this.config.dialog.enabled && m !== 'BYE' && m !== 'ACK' && m !== 'CANCEL'

@@ -1,33 +1,21 @@
 // The signed Record-Route parameter that keeps a dialog sticky without the dialog table
-// (docs/dispatcher.md "Dialog stickiness"). Our Record-Route on a dispatched dialog-creating
-// request carries `;sed=<dest>.<mac>`:
+// (docs/dispatcher.md "Dialog stickiness") and proves that this edge created the dialog. Our
+// Record-Route on every dialog-creating request carries `;sed=<dest>.<mac>` (dest "- sip:-" when
+// the request was not dispatched):
 //   dest = base64url(set + " " + destination URI)
 //   mac  = base64url(first 12 bytes of HMAC-SHA256(secret, set \n uri \n Call-ID \n caller's From-tag))
 // In-dialog requests bring it back in their Route header. When the table has no entry (restart,
 // another node, table lost) the proxy verifies the MAC and routes to the destination. The MAC
 // binds the destination to the dialog, so an endpoint can neither point the proxy at another
 // host nor move a dialog to another destination. 96 bits of MAC are ample for an online forgery.
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto'
-import { readFileSync } from 'node:fs'
-import { hostname } from 'node:os'
+import { createHmac, timingSafeEqual } from 'node:crypto'
+import { keyOf } from '@sipedge/proxy'
+
+export { deriveSecret } from '@sipedge/proxy'
 
 export const TOKEN_PARAM = 'sed'
 const MAC_BYTES = 12
 const MAX_TOKEN = 600
-
-/**
- * A key for installations that set no `dialog.secret`: derived from /etc/machine-id and the
- * host name, so every worker and every restart of this host computes the same one (a restarted
- * worker can verify the tokens of its predecessor). Another host derives another key: an HA pair
- * needs a shared `dialog.secret`. Not secret from local users who can read /etc/machine-id.
- */
-export function deriveSecret(): Buffer {
-  let id = ''
-  for (const f of ['/etc/machine-id', '/var/lib/dbus/machine-id']) {
-    try { id = readFileSync(f, 'utf8').trim(); if (id !== '') break } catch { /* next */ }
-  }
-  return createHash('sha256').update('sipedge dialog record-route v1\n' + id + '\n' + hostname()).digest()
-}
 
 export interface TokenClaim {
   set: string
@@ -40,12 +28,12 @@ export class DialogTokens {
   private keys: Buffer[]
 
   constructor(secret: string | null) {
-    this.keys = [secret === null ? deriveSecret() : Buffer.from(secret, 'utf8')]
+    this.keys = [keyOf(secret)]
   }
 
   /** A new secret (reload); tokens signed with the previous one stay valid until the next change. */
   rekey(secret: string | null): void {
-    const k = secret === null ? deriveSecret() : Buffer.from(secret, 'utf8')
+    const k = keyOf(secret)
     if (!k.equals(this.keys[0]!)) this.keys = [k, this.keys[0]!]
   }
 
