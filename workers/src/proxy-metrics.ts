@@ -4,7 +4,7 @@
 // or per admin query.
 import type { FrozenConfig } from '@sipedge/config'
 import type { Proxy, ProxyMetrics } from '@sipedge/proxy'
-import type { DispatcherModule } from '@sipedge/modules'
+import type { AuthModule, DialogModule, DispatcherModule } from '@sipedge/modules'
 import { DestinationSlots, DropReason, TransactionKind, METRICS_LAYOUT, type WorkerMetrics } from '@sipedge/metrics'
 import type { HandlerMetrics } from './types.js'
 
@@ -105,6 +105,11 @@ export function publishProxyGauges(proxy: Proxy, m: WorkerMetrics, sink: ProxyMe
   f[O.drops + DropReason.NoRoute] = c.noRoute
   f[O.drops + DropReason.StrayResponse] = c.strayDropped
   f[O.drops + DropReason.Other] = c.rejected + c.acksDropped + c.drainRefused
+  const auth = proxy.module<AuthModule>('auth')
+  if (auth !== undefined) f[O.drops + DropReason.AuthFailed] = auth.forbiddenTotal
+  // Dialogs not dispatched (lookup, forward): the set="none" series.
+  const dlg = proxy.module<DialogModule>('dialog')
+  if (dlg !== undefined) m.setDialogs(0, dlg.undispatched)
   // Dialogs per destination, when the dispatcher keeps them.
   const disp = proxy.module<DispatcherModule>('dispatcher')
   if (sink !== null && disp !== undefined) {

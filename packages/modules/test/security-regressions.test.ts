@@ -4,6 +4,7 @@ import t from 'tap'
 import { parseConfig, type FrozenConfig } from '@sipedge/config'
 import type { Destination, Proxy } from '@sipedge/proxy'
 import { proxyWith, quietLog } from './fixtures/proxy.js'
+import type { DialogModule } from '../dist/index.js'
 
 const config = parseConfig(`
 workers: 1
@@ -122,4 +123,17 @@ t.test('outbound-proxy-register: a REGISTER with a preloaded Route naming us rea
   const last = sent.find(s => !s.text.startsWith('SIP/2.0 100'))!.text
   t.match(last, /^SIP\/2\.0 200 OK/, 'registered (not 403 No Route)')
   t.match(last, /Contact: <sip:alice@127\.0\.0\.7:5062>;expires=/)
+})
+
+t.test('dialogs-active-zero-for-lookup-calls: dialogs that were not dispatched are tracked and counted', async t => {
+  const { p, sent } = await harness(t)
+  const d = p.module<DialogModule>('dialog')!
+  p.receive(req('INVITE', 'sip:bob@example.com', { callId: 'nd-1' }), UA)
+  const fwd = sent.find(s => s.text.startsWith('INVITE'))!
+  p.receive(answer(fwd.text, 200), APP)
+  t.equal(d.undispatched, 1, 'an established call routed by a forward/lookup rule counts')
+  t.equal((p.query('dialogs', null) as { total: number }).total, 1, '/api/dialogs sees it')
+  const rr = /Record-Route: (<[^>]+>)/.exec(fwd.text)![1]!
+  p.receive(req('BYE', 'sip:bob@127.0.0.8:5080', { callId: 'nd-1', toTag: 'tt', route: rr, cseq: 2 }), UA)
+  t.equal(d.undispatched, 0, 'BYE ends it')
 })

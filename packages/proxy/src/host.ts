@@ -6,22 +6,17 @@ import type { FrozenConfig } from '@sipedge/config'
 import { createProxy, type Proxy, type ProxyOptions } from './core.js'
 import type { CoreApi, LoadedModule, ModuleContext, ModuleDeclaration, ModuleInstance } from './module.js'
 
-export type ModuleErrorCode =
-  | 'ERR_MODULE_DUPLICATE'
-  | 'ERR_MODULE_UNKNOWN_DEPENDENCY'
-  | 'ERR_MODULE_MISSING_DEPENDENCY'
-  | 'ERR_MODULE_CYCLE'
-  | 'ERR_MODULE_CONFIG_SECTION'
-  | 'ERR_MODULE_ACTION_CONFLICT'
-  | 'ERR_MODULE_ACTION_MISSING'
-  | 'ERR_MODULE_ACTIONS_UNDECLARED'
+/** Stable codes of ModuleError (docs/errors.md "proxy (module loading)"). */
+export const MODULE_ERROR_CODES = [
+  'ERR_MODULE_DUPLICATE', 'ERR_MODULE_UNKNOWN_DEPENDENCY', 'ERR_MODULE_MISSING_DEPENDENCY', 'ERR_MODULE_CYCLE',
+  'ERR_MODULE_CONFIG_SECTION', 'ERR_MODULE_ACTION_CONFLICT', 'ERR_MODULE_ACTION_MISSING', 'ERR_MODULE_ACTIONS_UNDECLARED',
+] as const
+export type ModuleErrorCode = typeof MODULE_ERROR_CODES[number]
 
 export class ModuleError extends Error {
-  readonly code: ModuleErrorCode
-  constructor(code: ModuleErrorCode, message: string) {
+  override readonly name = 'ModuleError'
+  constructor(readonly code: ModuleErrorCode, message: string) {
     super(message)
-    this.name = 'ModuleError'
-    this.code = code
   }
 }
 

@@ -32,12 +32,15 @@ export class AuthModule implements ModuleInstance {
   /** The current DigestAuth (replaced on reload); null when no domain is configured. */
   digest: DigestAuth | null
   private trusted: ReadonlySet<string>
+  /** 403s for too many failures by DigestAuth instances replaced on reload (metrics stay monotonic). */
+  private retiredForbidden: number
   private readonly core: CoreApi
   private readonly stores: Stores | null
 
   constructor(ctx: ModuleContext<Stores>) {
     this.core = ctx.core
     this.stores = ctx.stores
+    this.retiredForbidden = 0
     this.digest = this.build(ctx.config)
     this.trusted = trustedSources(ctx.config)
   }
@@ -80,11 +83,18 @@ export class AuthModule implements ModuleInstance {
   /** Reload: users files and algorithms are read again; a broken file keeps the previous ones. */
   applyConfig(config: FrozenConfig): void {
     try {
-      this.digest = this.build(config)
+      const next = this.build(config)
+      this.retiredForbidden += this.digest?.counters.forbidden ?? 0
+      this.digest = next
       this.trusted = trustedSources(config)
     } catch (err) {
       this.core.log.error('auth: new configuration not applied, previous users kept', { err: String(err), code: (err as { code?: string }).code })
     }
+  }
+
+  /** Requests refused 403 after too many failed attempts, since start (messages_dropped{auth_failed}). */
+  get forbiddenTotal(): number {
+    return this.retiredForbidden + (this.digest?.counters.forbidden ?? 0)
   }
 
   stats(): Record<string, unknown> {

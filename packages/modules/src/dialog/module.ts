@@ -11,7 +11,7 @@ import {
 import type { FrozenConfig } from '@sipedge/config'
 import type { Stores } from '@sipedge/store'
 import { DispatchDestination, type DispatcherModule } from '../dispatcher/index.js'
-import { DialogTracker, type DialogRecord } from './table.js'
+import { DialogTracker, UNDISPATCHED, type DialogRecord } from './table.js'
 import { DialogTokens, TOKEN_PARAM, tokenOf } from './token.js'
 
 export class DialogModuleCounters {
@@ -31,7 +31,7 @@ const VERIFIED = Symbol('verified')
 const UNVERIFIED = new Reply(403, 'Unknown Dialog')
 const TRACKED = new Set(['INVITE', 'SUBSCRIBE', 'REFER'])
 /** The claimed destination of a dialog that was not dispatched (routed by lookup or forward). */
-export const UNDISPATCHED_SET = '-'
+export const UNDISPATCHED_SET = UNDISPATCHED
 const UNDISPATCHED_URI = 'sip:-'
 
 export class DialogModule implements ModuleInstance {
@@ -70,7 +70,13 @@ export class DialogModule implements ModuleInstance {
     const h = view.currentHop
     const req = view.req
     if (!(h instanceof DispatchDestination)) {
-      view.rrParams += ';' + TOKEN_PARAM + '=' + this.tokens.sign(UNDISPATCHED_SET, UNDISPATCHED_URI, req.callId, req.from.tag ?? '')
+      const token = this.tokens.sign(UNDISPATCHED_SET, UNDISPATCHED_URI, req.callId, req.from.tag ?? '')
+      // Tracked too (counts, /api/dialogs, BYE on timeout), but never sticky: these dialogs
+      // follow their Route set and Request-URI.
+      if (this.config.dialog.enabled && TRACKED.has(req.method) && h !== null && view.getState(this.slot) === undefined) {
+        view.setState(this.slot, this.tracker.begin(req.method === 'INVITE' ? 'invite' : 'subscribe', req, UNDISPATCHED_SET, h.requestUri ?? h.uri, token, view.source))
+      }
+      view.rrParams += ';' + TOKEN_PARAM + '=' + token
       return
     }
     const token = this.tokens.sign(h.set, h.uri, req.callId, req.from.tag ?? '')
@@ -111,6 +117,10 @@ export class DialogModule implements ModuleInstance {
     if (rec === VERIFIED) return null
     if (rec instanceof Reply) { this.counters.tokenInvalid++; return FORGED }
     const fromCaller = rec.fromTag === req.from.tag
+    if (rec.setName === UNDISPATCHED_SET) {
+      if (req.method !== 'ACK' || fromCaller) this.tracker.request(rec, req, fromCaller)
+      return null
+    }
     if (req.method === 'ACK') {
       if (!fromCaller) return null
       this.tracker.request(rec, req, true)
@@ -223,6 +233,11 @@ export class DialogModule implements ModuleInstance {
 
   stats(): Record<string, unknown> {
     return { dialog: { ...this.counters, ...this.tracker.counters } }
+  }
+
+  /** Live dialogs that no dispatcher destination counts (the metrics' set="none"). */
+  get undispatched(): number {
+    return this.tracker.undispatched
   }
 
   close(): Promise<void> {

@@ -13,6 +13,8 @@ import type { DispatchDestination, Dispatcher } from '../dispatcher/index.js'
 import type { Destination, ProxyLogger } from '@sipedge/proxy'
 
 export type DialogKind = 'invite' | 'subscribe'
+/** The set name of dialogs that were not dispatched (routed by lookup or forward). */
+export const UNDISPATCHED = '-'
 export type DialogState = 'early' | 'confirmed' | 'terminated'
 
 /** One dialog. Stable shape: every field set in the constructor. */
@@ -159,6 +161,7 @@ export class DialogTracker {
   private store: DialogStore | null
   private closeStore: (() => Promise<void>) | null
   private live: number
+  private liveUndispatched: number
 
   constructor(opts: DialogTrackerOptions) {
     this.opts = opts
@@ -172,6 +175,7 @@ export class DialogTracker {
     this.store = null
     this.closeStore = null
     this.live = 0
+    this.liveUndispatched = 0
     this.startTimer()
   }
 
@@ -233,10 +237,11 @@ export class DialogTracker {
   // ------------------------------------------------------------------------------ lifecycle
 
   /** A dialog-creating request is sent to `dest` (state early until a response). */
-  begin(kind: DialogKind, req: SipMessage, setName: string, dest: DispatchDestination, token: string, source: Destination): DialogRecord {
+  begin(kind: DialogKind, req: SipMessage, setName: string, dest: DispatchDestination | string, token: string, source: Destination): DialogRecord {
     const now = this.opts.now()
     const callId = req.callId
-    const rec = new DialogRecord(kind, callId, req.from.tag ?? '', setName, dest.uri, dest, token, now, now + this.timeoutMs)
+    const d = typeof dest === 'string' ? null : dest
+    const rec = new DialogRecord(kind, callId, req.from.tag ?? '', setName, d === null ? dest as string : d.uri, d, token, now, now + this.timeoutMs)
     if (kind === 'invite') {
       rec.callerFrom = req.header('from') ?? ''
       rec.callerTo = req.header('to') ?? ''
@@ -245,13 +250,18 @@ export class DialogTracker {
       rec.callerSource = source
       rec.callerCseq = req.cseq.seq
     }
-    dest.dialogs++
+    if (d !== null) d.dialogs++
     this.insert(rec)
     this.counters.created++
     return rec
   }
 
   /** Failover: the same dialog-creating request goes to another destination. */
+  /** Live dialogs that were not dispatched (set "-": routed by lookup or forward). */
+  get undispatched(): number {
+    return this.liveUndispatched
+  }
+
   retarget(rec: DialogRecord, dest: DispatchDestination, token: string): void {
     if (rec.dest === dest) { rec.token = token; return }
     if (rec.dest !== null && rec.state !== 'terminated') rec.dest.dialogs--
@@ -365,6 +375,7 @@ export class DialogTracker {
     this.table.clear()
     this.wheel.clear()
     this.live = 0
+    this.liveUndispatched = 0
     this.counters.cleared += n
     return n
   }
@@ -443,11 +454,13 @@ export class DialogTracker {
     this.table.set(rec.callId, rec)
     this.file(rec)
     this.live++
+    if (rec.setName === UNDISPATCHED) this.liveUndispatched++
   }
 
   private remove(rec: DialogRecord): void {
     if (rec.state === 'terminated' && rec.slot < 0) return
     const wasLive = rec.state !== 'terminated'
+    if (wasLive && rec.setName === UNDISPATCHED) this.liveUndispatched--
     rec.state = 'terminated'
     if (wasLive && rec.dest !== null) rec.dest.dialogs--
     this.unfile(rec)
