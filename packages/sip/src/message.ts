@@ -627,9 +627,17 @@ export class SipMessage {
   }
 
   /**
-   * Full check: start line, mandatory headers (RFC 3261 §8.1.1, §8.2.2), single-valued headers
-   * not repeated, every routing-relevant header decodable, CSeq method = request method,
-   * Request-URI scheme supported (else 416) and without headers (§19.1.1 table).
+   * What a routing decision needs, checked once per request (RFC 3261 §8.2.2, §16.3 step 1) and
+   * no more, so the parser stays lazy: the mandatory headers present and single (§8.1.1), the
+   * decoded forms the proxy core and the transaction layer read on every request (Call-ID, CSeq
+   * with its method equal to the request method, From, To, the top Via, Max-Forwards 0-255, Date
+   * when present), the Request-URI (scheme supported else 416, no headers: §19.1.1 table), the
+   * Route set when there is one (§16.4 reads all of it), and the Contacts of a REGISTER (§10.3,
+   * the registrar binds them) and of a dialog-creating request (§12.1.1, the dialog tracker keeps
+   * the caller's). Content-Length was checked by parseMessage().
+   * Not decoded here: the Vias below the top one, the Record-Route of a request and any other
+   * Contact. The getters that read them (`vias`, `recordRoutes`, `contacts`) decode on first
+   * access and throw SipParseError then; a reader that needs them answers 400 at that point.
    * Max-Forwards may be absent (RFC 2543 peers, RFC 4475 §3.4.1 inv2543): a proxy adds it.
    */
   validate(): void {
@@ -657,12 +665,14 @@ export class SipMessage {
     void this.callId
     const cseq = this.cseq
     void this.from
-    void this.to
-    void this.vias
+    const to = this.to
+    void this.topVia
     void this.maxForwards
-    void this.contacts
-    void this.routes
-    void this.recordRoutes
+    if (this.isRequest) {
+      const m = this.method
+      if (m === 'REGISTER' || (to.tag === undefined && (m === 'INVITE' || m === 'SUBSCRIBE' || m === 'REFER'))) void this.contacts
+      if (this.indexOf(H_ROUTE) >= 0) void this.routes
+    }
     const di = this.indexOf(H_DATE)
     if (di >= 0 && !RE_DATE.test(this.valueOf(this.headers[di]!))) {
       // SIP-date = rfc1123-date, always "GMT" (§20.17; RFC 4475 baddate)
