@@ -82,6 +82,41 @@ function missing(name: string): SipParseError {
 }
 
 /**
+ * The parameters of a fast path: *( ";" token [ "=" token/host ] ) with SP/HT around the
+ * separators, over buf[p, end), into `params` (the first of a repeated name wins, as in
+ * params.ts). `raw` is latin1(buf, vs, ...): names and values are slices of it, common names
+ * interned. false for anything else (an empty or quoted value, a stray byte): the caller then
+ * runs the full parser, which decides and produces the errors.
+ */
+function fastParams(buf: Buffer, p: number, end: number, raw: string, vs: number, params: Map<string, string | null>): boolean {
+  const token = TOKEN
+  for (;;) {
+    while (p < end && (buf[p] === SP || buf[p] === HT)) p++
+    if (p >= end) return true
+    if (buf[p] !== 0x3b) return false
+    p++
+    while (p < end && (buf[p] === SP || buf[p] === HT)) p++
+    const ns = p
+    while (p < end && token[buf[p]!] === 1) p++
+    if (p === ns) return false
+    const name = paramName(raw, ns - vs, p - vs)
+    let j = p
+    while (j < end && (buf[j] === SP || buf[j] === HT)) j++
+    let value: string | null = null
+    if (j < end && buf[j] === 0x3d) {
+      j++
+      while (j < end && (buf[j] === SP || buf[j] === HT)) j++
+      const v0 = j
+      while (j < end && GENVALUE[buf[j]!] === 1) j++
+      if (j === v0) return false
+      value = raw.slice(v0 - vs, j - vs)
+      p = j
+    }
+    if (params.size === 0 || !params.has(name)) params.set(name, value)
+  }
+}
+
+/**
  * From/To fast path over the bytes, for the everyday shapes only: [token display-name or a
  * quoted one without escapes] "<" URI ">" *( ";" token [ "=" token/host ] ), printable ASCII,
  * SP/HT as the only white space. One latin1 decode (raw); uri, display name and parameter
@@ -143,31 +178,7 @@ function fastNameAddr(buf: Buffer, vs: number, ve: number): NameAddr | undefined
   if (h === us || h >= close || buf[h] !== 0x3a) return undefined
   const raw = latin1(buf, vs, ve)
   const params = new Map<string, string | null>()
-  let p = close + 1
-  for (;;) {
-    while (p < ve && (buf[p] === SP || buf[p] === HT)) p++
-    if (p >= ve) break
-    if (buf[p] !== 0x3b) return undefined
-    p++
-    while (p < ve && (buf[p] === SP || buf[p] === HT)) p++
-    const ns = p
-    while (p < ve && token[buf[p]!] === 1) p++
-    if (p === ns) return undefined
-    const name = paramName(raw, ns - vs, p - vs)
-    let j = p
-    while (j < ve && (buf[j] === SP || buf[j] === HT)) j++
-    let value: string | null = null
-    if (j < ve && buf[j] === 0x3d) {
-      j++
-      while (j < ve && (buf[j] === SP || buf[j] === HT)) j++
-      const v0 = j
-      while (j < ve && GENVALUE[buf[j]!] === 1) j++
-      if (j === v0) return undefined // empty or quoted value: the full parser decides
-      value = raw.slice(v0 - vs, j - vs)
-      p = j
-    }
-    if (params.size === 0 || !params.has(name)) params.set(name, value)
-  }
+  if (!fastParams(buf, close + 1, ve, raw, vs, params)) return undefined
   const tag = params.get('tag')
   return {
     // a token display name is never empty here (the value is trimmed); a quoted one may be ""
@@ -253,31 +264,7 @@ function fastVia(buf: Buffer, vs: number, ve: number): Via | undefined {
     port = n
   }
   const params = new Map<string, string | null>()
-  let p = i
-  for (;;) {
-    while (p < b && (buf[p] === SP || buf[p] === HT)) p++
-    if (p >= b) break
-    if (buf[p] !== 0x3b) return undefined
-    p++
-    while (p < b && (buf[p] === SP || buf[p] === HT)) p++
-    const ns = p
-    while (p < b && token[buf[p]!] === 1) p++
-    if (p === ns) return undefined
-    const name = paramName(raw, ns - vs, p - vs)
-    let j = p
-    while (j < b && (buf[j] === SP || buf[j] === HT)) j++
-    let value: string | null = null
-    if (j < b && buf[j] === 0x3d) {
-      j++
-      while (j < b && (buf[j] === SP || buf[j] === HT)) j++
-      const v0 = j
-      while (j < b && GENVALUE[buf[j]!] === 1) j++
-      if (j === v0) return undefined
-      value = raw.slice(v0 - vs, j - vs)
-      p = j
-    }
-    if (params.size === 0 || !params.has(name)) params.set(name, value)
-  }
+  if (!fastParams(buf, i, b, raw, vs, params)) return undefined
   const branch = params.get('branch')
   const received = params.get('received')
   const maddr = params.get('maddr')
@@ -627,9 +614,17 @@ export class SipMessage {
   }
 
   /**
-   * Full check: start line, mandatory headers (RFC 3261 §8.1.1, §8.2.2), single-valued headers
-   * not repeated, every routing-relevant header decodable, CSeq method = request method,
-   * Request-URI scheme supported (else 416) and without headers (§19.1.1 table).
+   * What a routing decision needs, checked once per request (RFC 3261 §8.2.2, §16.3 step 1) and
+   * no more, so the parser stays lazy: the mandatory headers present and single (§8.1.1), the
+   * decoded forms the proxy core and the transaction layer read on every request (Call-ID, CSeq
+   * with its method equal to the request method, From, To, the top Via, Max-Forwards 0-255, Date
+   * when present), the Request-URI (scheme supported else 416, no headers: §19.1.1 table), the
+   * Route set when there is one (§16.4 reads all of it), and the Contacts of a REGISTER (§10.3,
+   * the registrar binds them) and of a dialog-creating request (§12.1.1, the dialog tracker keeps
+   * the caller's). Content-Length was checked by parseMessage().
+   * Not decoded here: the Vias below the top one, the Record-Route of a request and any other
+   * Contact. The getters that read them (`vias`, `recordRoutes`, `contacts`) decode on first
+   * access and throw SipParseError then; a reader that needs them answers 400 at that point.
    * Max-Forwards may be absent (RFC 2543 peers, RFC 4475 §3.4.1 inv2543): a proxy adds it.
    */
   validate(): void {
@@ -657,12 +652,14 @@ export class SipMessage {
     void this.callId
     const cseq = this.cseq
     void this.from
-    void this.to
-    void this.vias
+    const to = this.to
+    void this.topVia
     void this.maxForwards
-    void this.contacts
-    void this.routes
-    void this.recordRoutes
+    if (this.isRequest) {
+      const m = this.method
+      if (m === 'REGISTER' || (to.tag === undefined && (m === 'INVITE' || m === 'SUBSCRIBE' || m === 'REFER'))) void this.contacts
+      if (this.indexOf(H_ROUTE) >= 0) void this.routes
+    }
     const di = this.indexOf(H_DATE)
     if (di >= 0 && !RE_DATE.test(this.valueOf(this.headers[di]!))) {
       // SIP-date = rfc1123-date, always "GMT" (§20.17; RFC 4475 baddate)

@@ -11,6 +11,7 @@ import {
   parseNameAddr, splitList, lookupHeaderName, canonicalName, buildResponse, buildAckForNonTwoXx, buildCancel, wireName,
   REASONS,
 } from '@sipedge/sip'
+import { TORTURE_DIR } from './fixtures/torture-dir.js'
 
 const here = fileURLToPath(new URL('.', import.meta.url))
 const files: string[] = []
@@ -23,7 +24,7 @@ const walk = (d: string): void => {
   }
 }
 walk(path.join(here, 'corpus'))
-walk(path.join(here, '../../../../shared/sip-torture'))
+if (TORTURE_DIR !== undefined) walk(TORTURE_DIR)
 const crlf = (s: string): Buffer => Buffer.from(s.replace(/\n/g, '\r\n'))
 const seeds: Buffer[] = files.map(f => fs.readFileSync(f))
 seeds.push(crlf(`SIP/2.0 486 Busy Here

@@ -63,8 +63,6 @@ t.test('getter errors are typed and specific', async t => {
   const base = 'OPTIONS sip:a@b SIP/2.0\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\nFrom: <sip:a@b>;tag=1\nTo: <sip:c@d>\nCall-ID: x\nCSeq: 1 OPTIONS\n'
   const cases: Array<[string, string, string]> = [
     ['Max-Forwards: abc\n', 'ERR_SIP_BAD_MAX_FORWARDS', 'Bad Max-Forwards'],
-    ['Via: SIP/2.0/UDP\n', 'ERR_SIP_BAD_VIA', 'Bad Via header'],
-    ['Contact: <sip:a@b\n', 'ERR_SIP_BAD_NAME_ADDR', 'Bad Contact header'],
     ['Route: sip:x;;\n', 'ERR_SIP_BAD_NAME_ADDR', 'Bad Route header'],
     ['Date: Sat, 13 Nov 2010 23:29:00 PST\n', 'ERR_SIP_BAD_DATE', 'Bad Date header'],
     ['Call-ID: y\n', 'ERR_SIP_DUPLICATE_HEADER', 'Duplicate Call-ID header'],
@@ -73,6 +71,50 @@ t.test('getter errors are typed and specific', async t => {
     const m = parseMessage(crlf(base + extra + '\n'))
     t.throws(() => m.validate(), { code, reason }, extra.trim())
   }
+  // headers validate() leaves to their readers (an OPTIONS Contact, a second Via)
+  const lazy: Array<[string, string, string, (m: SipMessage) => unknown]> = [
+    ['Via: SIP/2.0/UDP\n', 'ERR_SIP_BAD_VIA', 'Bad Via header', m => m.vias],
+    ['Contact: <sip:a@b\n', 'ERR_SIP_BAD_NAME_ADDR', 'Bad Contact header', m => m.contacts],
+    ['Record-Route: <sip:a@b\n', 'ERR_SIP_BAD_NAME_ADDR', 'Bad Record-Route header', m => m.recordRoutes],
+  ]
+  for (const [extra, code, reason, read] of lazy) {
+    const m = parseMessage(crlf(base + extra + '\n'))
+    t.doesNotThrow(() => m.validate(), extra.trim() + ': not read by validate()')
+    t.throws(() => read(m), { code, reason }, extra.trim() + ': rejected by its reader')
+  }
   const ok = parseMessage(crlf(base + 'Date: Sat, 13 Nov 2010 23:29:00 GMT\n\n'))
   t.doesNotThrow(() => ok.validate())
+})
+
+// validate() checks what a routing decision needs and leaves the rest lazy (issue 11): a
+// request with 50 Vias is validated from its top Via alone; the 30th is decoded, and rejected,
+// only when something reads `vias`.
+t.test('validate() does not decode the Vias below the top one', async t => {
+  const vias = (bad: number) => Array.from({ length: 50 }, (_, i) =>
+    i === bad ? 'Via: SIP/2.0/UDP ;branch=z9hG4bKbad' : `Via: SIP/2.0/UDP h${i}.example.com;branch=z9hG4bK${i}`).join('\n')
+  const msg = (bad: number) => parseMessage(crlf('NOTIFY sip:a@b SIP/2.0\n' + vias(bad) +
+    '\nFrom: <sip:a@b>;tag=1\nTo: <sip:c@d>;tag=2\nCall-ID: x\nCSeq: 1 NOTIFY\nMax-Forwards: 70\nContent-Length: 0\n\n'))
+  const m = msg(29)
+  t.doesNotThrow(() => m.validate(), 'a malformed 30th Via does not fail validate()')
+  t.equal(m.topVia.host, 'h0.example.com')
+  t.throws(() => m.vias, { code: 'ERR_SIP_BAD_VIA' }, 'it fails where it is read')
+  t.throws(() => m.vias, { code: 'ERR_SIP_BAD_VIA' }, 'and again on a second read (nothing half-cached)')
+  t.equal(msg(-1).vias.length, 50, 'the same message without the bad Via has 50')
+  const top = msg(0)
+  t.throws(() => top.validate(), { code: 'ERR_SIP_BAD_VIA' }, 'a malformed top Via still fails validate()')
+})
+
+t.test('validate() decodes Contact only where routing reads it', async t => {
+  const req = (method: string, toTag: string) => parseMessage(crlf(`${method} sip:a@b SIP/2.0\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\n` +
+    `From: <sip:a@b>;tag=1\nTo: <sip:c@d>${toTag}\nCall-ID: x\nCSeq: 1 ${method}\nContact: <sip:ok@h>, <sip:a@b\nContent-Length: 0\n\n`))
+  // REGISTER: the registrar binds every Contact (RFC 3261 §10.3); a dialog-creating request: the
+  // dialog tracker keeps the caller's Contact (§12.1.1)
+  for (const m of ['REGISTER', 'INVITE', 'SUBSCRIBE', 'REFER']) {
+    t.throws(() => req(m, '').validate(), { code: 'ERR_SIP_BAD_NAME_ADDR', reason: 'Bad Contact header' }, m)
+  }
+  for (const [m, tag] of [['OPTIONS', ''], ['MESSAGE', ''], ['INVITE', ';tag=2'], ['NOTIFY', ';tag=2'], ['BYE', ';tag=2']] as const) {
+    const x = req(m, tag)
+    t.doesNotThrow(() => x.validate(), m + (tag === '' ? '' : ' in dialog') + ': Contact left to its reader')
+    t.throws(() => x.contacts, { code: 'ERR_SIP_BAD_NAME_ADDR' })
+  }
 })

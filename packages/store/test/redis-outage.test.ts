@@ -1,7 +1,7 @@
 import t from 'tap'
 import { openStores, type StoreStatus } from '@sipedge/store'
 import { binding } from './fixtures/contract.js'
-import { startRedis } from './fixtures/redis-server.js'
+import { startRedis } from '@sipedge/test-utils'
 
 async function until(cond: () => boolean, ms: number): Promise<boolean> {
   for (let waited = 0; waited < ms && !cond(); waited += 20) await new Promise(r => setTimeout(r, 20))

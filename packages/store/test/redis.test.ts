@@ -1,7 +1,7 @@
 import t from 'tap'
 import { openStores } from '@sipedge/store'
 import { runContract } from './fixtures/contract.js'
-import { startRedis } from './fixtures/redis-server.js'
+import { startRedis } from '@sipedge/test-utils'
 
 t.test('contract: redis', async t => {
   const server = await startRedis(t)

@@ -11,7 +11,7 @@ import { Engine, createLogger } from '@sipedge/transport'
 import { workerEntryUrl, proxyHandlerUrl } from '@sipedge/workers'
 import { openStores, computeHa1, type Stores } from '@sipedge/store'
 import { startSipp, scenario, type SippResult } from '../dist/sipp.js'
-import { startRedis, redisInstalled } from '../dist/redis.js'
+import { startRedis, redisInstalled } from '@sipedge/test-utils'
 import { tempDir, sleep } from '../dist/index.js'
 
 const tmp = tempDir('sipedge-registrar-e2e-')
@@ -158,7 +158,7 @@ suite({ name: 'lmdb', url: `lmdb:${join(tmp.dir, 'loc')}`, base: 19000, stores: 
 if (!redisInstalled()) {
   t.skip('redis suite: redis-server not installed')
 } else {
-  const redis = await startRedis(t)
+  const redis = await startRedis(t, { ports: [19400, 19499] })
   const rstores = await openStores(redis.url(0), { sweepIntervalMs: 0 })
   t.teardown(() => rstores.close())
   suite({ name: 'redis', url: redis.url(0), base: 19100, stores: rstores }, (t, proxy) => {
