@@ -42,8 +42,9 @@ const MATRIX: Record<string, Rule> = {
   transaction: { allow: ['sip'] },
   // the core: never a store backend, never a module, never the primary's I/O side
   proxy: { allow: ['sip', 'transaction', 'config'] },
-  // modules see the store only through its types (the worker hands them a store instance)
-  modules: { allow: ['proxy', 'sip', 'transaction', 'config'], typeOnly: ['store'] },
+  // modules use the store's types and key codecs (dialogId, bindingKey); the worker host opens the
+  // stores and hands them in: no module calls openStores (checked below)
+  modules: { allow: ['proxy', 'sip', 'transaction', 'config', 'store'] },
   // the primary's I/O: no SIP routing, no state
   transport: { allow: ['sip', 'ring', 'frame'], denyThirdParty: ['lmdb', 'ioredis'] },
   workers: { allow: '*', deny: ['cli', 'tests', 'benchmarks', 'test-utils'] },
@@ -60,9 +61,6 @@ const MATRIX: Record<string, Rule> = {
  * can only shrink. Empty it after merging the refactor.
  */
 const KNOWN_VIOLATIONS: readonly string[] = [
-  // removed by the core/modules refactor (registrar, auth and dialog move to @sipedge/modules)
-  '@sipedge/proxy imports @sipedge/store',
-  '@sipedge/proxy package.json dependencies has @sipedge/store',
   // removed by the core/modules refactor if it takes the transaction layer along; otherwise:
   // Transaction, the client and the server name TransactionLayer as a type - an interface for
   // what they use of the layer, in types.ts, breaks the cycle
@@ -475,11 +473,22 @@ t.test('each rule fires on a made-up workspace', async t => {
     '@sipedge/transport: relative import leaves the package (../../sip/src/x.js)',
   ].sort())
   t.same(keys(modules), [
-    '@sipedge/modules imports @sipedge/store (only `import type` is allowed)',
     '@sipedge/modules imports @sipedge/store without declaring it in package.json',
     '@sipedge/modules: module registrar imports module dialog without declaring it in requires',
     '@sipedge/modules: module registrar reaches past the door of module auth (auth/digest.ts)',
   ].sort())
   t.same(declaredModuleRequires(path.join(dir, 'modules/src'), 'registrar'), ['auth'])
   t.equal(declaredModuleRequires(path.join(dir, 'modules/src'), 'dialog'), undefined, 'no declaration yet: only the door rule')
+})
+
+t.test('modules never open a store themselves: the host does (docs/proxy.md "Modules")', async t => {
+  const { readdirSync, readFileSync, statSync } = await import('node:fs')
+  const root = new URL('../../modules/src/', import.meta.url)
+  const walk = (dir: URL): string[] => readdirSync(dir).flatMap(f => {
+    const u = new URL(f, dir)
+    return statSync(u).isDirectory() ? walk(new URL(f + '/', dir)) : f.endsWith('.ts') ? [u.pathname] : []
+  })
+  const files = walk(root)
+  t.ok(files.length > 0)
+  for (const f of files) t.notMatch(readFileSync(f, 'utf8'), /\bopenStores\s*\(/, f)
 })
