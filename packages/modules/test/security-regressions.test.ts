@@ -137,3 +137,14 @@ t.test('dialogs-active-zero-for-lookup-calls: dialogs that were not dispatched a
   p.receive(req('BYE', 'sip:bob@127.0.0.8:5080', { callId: 'nd-1', toTag: 'tt', route: rr, cseq: 2 }), UA)
   t.equal(d.undispatched, 0, 'BYE ends it')
 })
+
+t.test('lazy-lower-via: a bad lower Via read by loop detection is answered 400 through the server transaction', async t => {
+  const { p, sent } = await harness(t)
+  const text = req('INVITE', 'sip:bob@example.com', { callId: 'lv-1' }).toString()
+    .replace('Max-Forwards: 70', 'Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKsE00000000.x\r\nVia: SIP/2.0/UDP bad host;;branch=\r\nMax-Forwards: 70')
+  p.receive(Buffer.from(text), UA)
+  const finals = sent.filter(s => /^SIP\/2\.0 [2-6]/.test(s.text))
+  t.equal(finals.length, 1, 'one final answer')
+  t.match(finals[0]!.text, /^SIP\/2\.0 400 /)
+  t.equal(p.pending, 0, 'nothing left in flight')
+})

@@ -203,9 +203,16 @@ export class Proxy implements CoreState, CoreApi {
       else this.response(msg, source)
     } catch (err) {
       if (!(err instanceof SipParseError)) throw err
-      // A header needed for a decision did not decode: answer when we can, otherwise drop.
+      // A header needed for a decision did not decode (validate() leaves lower Vias, Record-Route
+      // and other Contacts to whoever reads them): answer when we can, otherwise drop. When the
+      // server transaction exists already, answer through it, so it ends properly.
       this.counters.parseErrors++
-      if (msg.isRequest && msg.method !== 'ACK') statelessReply(this, msg, source, err.status, err.reason)
+      if (!msg.isRequest || msg.method === 'ACK') return
+      const tx = this.layer.findServerTransaction(msg)
+      if (tx === undefined) { statelessReply(this, msg, source, err.status, err.reason); return }
+      const ctx = tx.context as RequestContext | undefined
+      if (ctx !== undefined) { if (!ctx.done) reply(this, ctx, err.status, err.reason) }
+      else if (tx.lastStatus < 200) this.answer(tx, msg, source, err.status, err.reason)
     }
   }
 
