@@ -1,6 +1,6 @@
 import type { SipMessage } from '@sipedge/sip'
 import type { TransactionHost } from './host.js'
-import type { PendingClient } from './pending.js'
+import type { PendingClient, PendingLink } from './pending.js'
 import type { TimerValues } from './timers.js'
 import { Transaction, noop } from './transaction.js'
 import type { Destination, TimeoutReason, TransactionState } from './types.js'
@@ -48,8 +48,8 @@ export abstract class ClientBase<Self extends ClientBase<Self>> extends Transact
   onResponse: (msg: SipMessage, tx: Self) => void
   onTimeout: (tx: Self, reason: TimeoutReason) => void
   onTerminated: (tx: Self) => void
-  /** @internal previous transaction awaiting a final response from the same destination address */
-  _dPrev: PendingClient | null
+  /** @internal previous node of the list of transactions awaiting a final response from the same address */
+  _dPrev: PendingLink | null
   /** @internal next one */
   _dNext: PendingClient | null
 

@@ -7,21 +7,13 @@ import { NonInviteClientTransaction } from './nict.js'
 import type { TimerValues } from './timers.js'
 import { noop } from './transaction.js'
 import type { Transaction } from './transaction.js'
-import type { Diagram } from './types.js'
+import type { TransactionState } from './types.js'
 
 /** Callbacks of the CANCEL's own non-INVITE client transaction (all optional). */
 export type CancelOptions = Partial<ClientCallbacks<NonInviteClientTransaction>>
 
 /** `cancelOpts` of a cancel() that waits for a provisional and was given no callbacks. */
 const NO_CANCEL_OPTS: CancelOptions = Object.freeze({})
-
-/** Figure 5 with RFC 6026 §7.2 (Accepted). */
-const DIAGRAM: Diagram = Object.freeze({
-  Calling: ['Proceeding', 'Completed', 'Accepted', 'Terminated'],
-  Proceeding: ['Completed', 'Accepted', 'Terminated'],
-  Completed: ['Terminated'],
-  Accepted: ['Terminated'],
-})
 
 /**
  * INVITE client transaction, RFC 3261 §17.1.1 (Figure 5) with RFC 6026 §7.2 (Accepted, Timer M).
@@ -77,8 +69,15 @@ export class InviteClientTransaction extends ClientBase<InviteClientTransaction>
     return m
   }
 
-  protected get diagram(): Diagram {
-    return DIAGRAM
+  /** Figure 5 with RFC 6026 §7.2 (Accepted). */
+  protected canEnter(from: TransactionState, to: TransactionState): boolean {
+    switch (from) {
+      case 'Calling': return to === 'Proceeding' || to === 'Completed' || to === 'Accepted' || to === 'Terminated'
+      case 'Proceeding': return to === 'Completed' || to === 'Accepted' || to === 'Terminated'
+      case 'Completed': return to === 'Terminated'
+      case 'Accepted': return to === 'Terminated'
+      default: return false
+    }
   }
 
   protected override extraDeadline(at: number): number {

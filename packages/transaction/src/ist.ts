@@ -4,15 +4,7 @@ import type { NonInviteServerTransaction } from './nist.js'
 import { ServerBase } from './server.js'
 import type { TimerValues } from './timers.js'
 import type { Transaction } from './transaction.js'
-import type { Destination, Diagram } from './types.js'
-
-/** Figure 7 with RFC 6026 §7.1 (Accepted). */
-const DIAGRAM: Diagram = Object.freeze({
-  Proceeding: ['Completed', 'Accepted', 'Terminated'],
-  Completed: ['Confirmed', 'Terminated'],
-  Confirmed: ['Terminated'],
-  Accepted: ['Terminated'],
-})
+import type { Destination, TransactionState } from './types.js'
 
 /**
  * INVITE server transaction, RFC 3261 §17.2.1 (Figure 7) with RFC 6026 §7.1 (Accepted, Timer L).
@@ -37,8 +29,15 @@ export class InviteServerTransaction extends ServerBase<InviteServerTransaction>
     return 'ist'
   }
 
-  protected get diagram(): Diagram {
-    return DIAGRAM
+  /** Figure 7 with RFC 6026 §7.1 (Accepted). */
+  protected canEnter(from: TransactionState, to: TransactionState): boolean {
+    switch (from) {
+      case 'Proceeding': return to === 'Completed' || to === 'Accepted' || to === 'Terminated'
+      case 'Completed': return to === 'Confirmed' || to === 'Terminated'
+      case 'Confirmed': return to === 'Terminated'
+      case 'Accepted': return to === 'Terminated'
+      default: return false
+    }
   }
 
   accepts(status: number): boolean {

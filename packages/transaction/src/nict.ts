@@ -3,15 +3,9 @@ import { ClientBase } from './client.js'
 import type { ClientOptions } from './client.js'
 import type { TransactionHost } from './host.js'
 import type { TimerValues } from './timers.js'
+import { nonInviteEdge } from './transaction.js'
 import type { Transaction } from './transaction.js'
-import type { Diagram } from './types.js'
-
-/** Figure 6. */
-const DIAGRAM: Diagram = Object.freeze({
-  Trying: ['Proceeding', 'Completed', 'Terminated'],
-  Proceeding: ['Completed', 'Terminated'],
-  Completed: ['Terminated'],
-})
+import type { TransactionState } from './types.js'
 
 /**
  * Non-INVITE client transaction, RFC 3261 §17.1.2 (Figure 6).
@@ -28,8 +22,9 @@ export class NonInviteClientTransaction extends ClientBase<NonInviteClientTransa
     return 'nict'
   }
 
-  protected get diagram(): Diagram {
-    return DIAGRAM
+  /** Figure 6. */
+  protected canEnter(from: TransactionState, to: TransactionState): boolean {
+    return nonInviteEdge(from, to)
   }
 
   start(now: number): void {

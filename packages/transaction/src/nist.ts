@@ -2,15 +2,9 @@ import type { SipMessage } from '@sipedge/sip'
 import type { TransactionHost } from './host.js'
 import { ServerBase } from './server.js'
 import type { TimerValues } from './timers.js'
+import { nonInviteEdge } from './transaction.js'
 import type { Transaction } from './transaction.js'
-import type { Destination, Diagram } from './types.js'
-
-/** Figure 8 (the same edges as the non-INVITE client's Figure 6). */
-const DIAGRAM: Diagram = Object.freeze({
-  Trying: ['Proceeding', 'Completed', 'Terminated'],
-  Proceeding: ['Completed', 'Terminated'],
-  Completed: ['Terminated'],
-})
+import type { Destination, TransactionState } from './types.js'
 
 /**
  * Non-INVITE server transaction, RFC 3261 §17.2.2 (Figure 8).
@@ -27,8 +21,9 @@ export class NonInviteServerTransaction extends ServerBase<NonInviteServerTransa
     return 'nist'
   }
 
-  protected get diagram(): Diagram {
-    return DIAGRAM
+  /** Figure 8 (the same edges as the client's Figure 6). */
+  protected canEnter(from: TransactionState, to: TransactionState): boolean {
+    return nonInviteEdge(from, to)
   }
 
   accepts(_status: number): boolean {

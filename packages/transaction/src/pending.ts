@@ -9,72 +9,99 @@ export interface TransportFailure {
   connId?: number
 }
 
+/** A node of a destination list: a client transaction, or the list's head. */
+export interface PendingLink {
+  /** @internal */
+  _dNext: PendingClient | null
+}
+
 /** What the index needs of a client transaction (ClientBase implements it). */
-export interface PendingClient {
+export interface PendingClient extends PendingLink {
   readonly dest: Destination
   /** Still in Calling, Trying or Proceeding. */
   readonly awaitingFinal: boolean
   /** Ends the transaction with onTimeout(tx, 'transport-error'); false when already terminated. */
   transportError(): boolean
-  /** @internal */
-  _dPrev: PendingClient | null
-  /** @internal */
-  _dNext: PendingClient | null
+  /** @internal the previous node (the list's head for the first transaction), null when not listed */
+  _dPrev: PendingLink | null
 }
+
+/** The head of one address's list: a node that is no transaction. */
+class ListHead implements PendingLink {
+  _dNext: PendingClient | null
+  constructor() {
+    this._dNext = null
+  }
+}
+
+/** Empty lists kept before a sweep drops them (and at least as many as there are live ones). */
+const SWEEP_MIN = 1024
 
 /**
  * Client transactions awaiting a final response, listed by destination address, for
  * `layer.transportError(dest)` (RFC 3261 §17.1.4: a transport failure must reach the client
  * transaction at once, not after Timer B/F).
  *
- * One intrusive doubly linked list per address (`Map<address, head>`): link and unlink are O(1)
- * with no allocation (the address string is the destination's own), an address without pending
- * transactions has no entry, and a report for an address nobody waits on is one failed Map lookup.
- * A report walks only the list of its address, i.e. the transactions to that host (all ports and
- * transports) still waiting for a final response.
+ * One intrusive doubly linked list per address, behind a head node (`Map<address, ListHead>`).
+ * Linking costs one Map lookup (the address string is the destination's own; a head is allocated
+ * only for an address not seen yet), unlinking none: it is pointer work on the neighbours. A report
+ * for an address nobody waits on is one Map lookup; otherwise it walks the list of that address,
+ * i.e. the transactions to that host (all ports and transports) still waiting for a final response.
+ *
+ * A list that runs empty keeps its head until empty heads are both more than SWEEP_MIN and more
+ * than half the map; then one sweep drops them all. So one transaction at a time to one server
+ * does not add and delete a Map key per transaction (V8 then shrinks and regrows the table, an
+ * allocation each time), and the map stays within about twice the number of addresses with a
+ * waiting transaction, plus SWEEP_MIN.
  */
 export class PendingByDestination {
-  private readonly heads: Map<string, PendingClient>
+  private readonly heads: Map<string, ListHead>
+  /** Heads whose list is empty. */
+  private empty: number
 
   constructor() {
     this.heads = new Map()
+    this.empty = 0
   }
 
   /** Transactions listed (walks every list: for tests and diagnostics only). */
   get size(): number {
     let n = 0
-    for (let e of this.heads.values()) {
-      for (let tx: PendingClient | null = e; tx !== null; tx = tx._dNext) n++
+    for (const head of this.heads.values()) {
+      for (let tx = head._dNext; tx !== null; tx = tx._dNext) n++
     }
     return n
   }
 
+  /** Addresses the map holds, empty lists included (tests: the map does not grow without bound). */
+  get addresses(): number {
+    return this.heads.size
+  }
+
   link(tx: PendingClient): void {
     const address = tx.dest.address
-    const head = this.heads.get(address)
-    tx._dPrev = null
+    let head = this.heads.get(address)
     if (head === undefined) {
-      tx._dNext = null
-    } else {
-      tx._dNext = head
-      head._dPrev = tx
+      head = new ListHead()
+      this.heads.set(address, head)
+    } else if (head._dNext === null) {
+      this.empty--
     }
-    this.heads.set(address, tx)
+    const next = head._dNext
+    tx._dPrev = head
+    tx._dNext = next
+    if (next !== null) next._dPrev = tx
+    head._dNext = tx
   }
 
   /** Takes `tx` off its list; a transaction that is not listed is left alone. */
   unlink(tx: PendingClient): void {
     const prev = tx._dPrev
+    if (prev === null) return
     const next = tx._dNext
-    if (prev !== null) {
-      prev._dNext = next
-    } else {
-      const address = tx.dest.address
-      if (this.heads.get(address) !== tx) return
-      if (next === null) this.heads.delete(address)
-      else this.heads.set(address, next)
-    }
+    prev._dNext = next
     if (next !== null) next._dPrev = prev
+    else if (prev instanceof ListHead && ++this.empty > SWEEP_MIN && this.empty * 2 > this.heads.size) this.sweep()
     tx._dPrev = null
     tx._dNext = null
   }
@@ -85,11 +112,11 @@ export class PendingByDestination {
    * callbacks, which may start new transactions to the same address (failover) or end others.
    */
   matching(f: TransportFailure): PendingClient[] | null {
-    let tx = this.heads.get(f.address) ?? null
-    if (tx === null) return null
+    const head = this.heads.get(f.address)
+    if (head === undefined) return null
     const connId = f.connId ?? 0
     let out: PendingClient[] | null = null
-    for (; tx !== null; tx = tx._dNext) {
+    for (let tx = head._dNext; tx !== null; tx = tx._dNext) {
       const d = tx.dest
       if ((d.port === f.port && d.transport === f.transport) || (connId !== 0 && d.connId === connId)) {
         if (out === null) out = []
@@ -97,5 +124,12 @@ export class PendingByDestination {
       }
     }
     return out
+  }
+
+  private sweep(): void {
+    for (const [address, head] of this.heads) {
+      if (head._dNext === null) this.heads.delete(address)
+    }
+    this.empty = 0
   }
 }

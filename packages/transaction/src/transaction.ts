@@ -1,10 +1,24 @@
 import { TransactionError } from './errors.js'
 import type { TransactionHost } from './host.js'
 import type { TimerValues } from './timers.js'
-import type { Destination, Diagram, TimeoutReason, TransactionKind, TransactionState } from './types.js'
+import type { Destination, TimeoutReason, TransactionKind, TransactionState } from './types.js'
 import { TimerEntry } from './wheel.js'
 
 export function noop(): void {}
+
+/**
+ * The edges of the two non-INVITE machines, which are the same: Figure 6 (client, §17.1.2) and
+ * Figure 8 (server, §17.2.2). Trying -> Proceeding -> Completed -> Terminated, Trying ->
+ * Completed, and Trying/Proceeding -> Terminated (Timer F, transport error).
+ */
+export function nonInviteEdge(from: TransactionState, to: TransactionState): boolean {
+  switch (from) {
+    case 'Trying': return to === 'Proceeding' || to === 'Completed' || to === 'Terminated'
+    case 'Proceeding': return to === 'Completed' || to === 'Terminated'
+    case 'Completed': return to === 'Terminated'
+    default: return false
+  }
+}
 
 /**
  * What every transaction has. A transaction is its own timer-wheel entry: the RFC timers that
@@ -61,14 +75,13 @@ export abstract class Transaction extends TimerEntry {
     return this.state === 'Terminated'
   }
 
-  /** The edges of this machine's RFC diagram (a prototype getter returning a frozen table). */
-  protected abstract get diagram(): Diagram
+  /** Whether `from -> to` is an edge of this machine's RFC diagram. */
+  protected abstract canEnter(from: TransactionState, to: TransactionState): boolean
 
   /** Asserted transition: an edge missing from the RFC diagram is a bug, not a runtime condition. */
   protected enter(to: TransactionState): void {
     const from = this.state
-    const next = this.diagram[from]
-    if (next === undefined || !next.includes(to)) {
+    if (!this.canEnter(from, to)) {
       throw new TransactionError('ERR_TX_BAD_TRANSITION', `${this.kind} ${this.branch}: illegal transition ${from} -> ${to}`)
     }
     this.state = to

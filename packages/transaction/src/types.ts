@@ -39,9 +39,6 @@ export type TransactionState =
   | 'Accepted'
   | 'Terminated'
 
-/** A machine's diagram: for each state, the states it may enter from there. */
-export type Diagram = Readonly<Partial<Record<TransactionState, readonly TransactionState[]>>>
-
 export type ResponseHandler<T> = (msg: SipMessage, tx: T) => void
 export type TimeoutHandler<T> = (tx: T, reason: TimeoutReason) => void
 export type TerminatedHandler<T> = (tx: T) => void

@@ -33,9 +33,14 @@ function start(h: Harness, method: string, branch: string, dest: Destination, on
   return { tx, log, timeouts, terminatedAt: () => terminatedAt }
 }
 
-/** Transactions listed for transport errors (a private index: checked so that nothing leaks). */
+/** The private destination index, checked so that nothing leaks. */
+function index(h: Harness): { size: number; addresses: number } {
+  return (h.layer as unknown as { pending: { size: number; addresses: number } }).pending
+}
+
+/** Transactions listed for transport errors. */
 function listed(h: Harness): number {
-  return (h.layer as unknown as { pending: { size: number } }).pending.size
+  return index(h).size
 }
 
 const BOB_TCP_FAILED: TransportFailure = { transport: 'tcp', address: BOB_TCP.address, port: BOB_TCP.port }
@@ -228,4 +233,28 @@ t.test('transportError(tx) still ends one transaction in any state and says whet
   t.equal(h.layer.transportError(c.tx), 1)
   t.same(c.timeouts.map(x => x.reason), ['transport-error'])
   t.equal(h.layer.transportError(c.tx), 0, 'already terminated')
+})
+
+t.test('the index of addresses stays bounded: emptied lists are swept', async t => {
+  const h = new Harness({ timerC: 0 })
+  const keep = start(h, 'INVITE', 'z9hG4bKkeep', BOB_TCP)
+  let maxAddresses = 0
+  let done = 0
+  for (let i = 0; i < 5000; i++) {
+    const address = `198.51.${(i >> 8) & 255}.${i & 255}`
+    const c = start(h, 'OPTIONS', 'z9hG4bKsweep' + i, { transport: 'tcp', address, port: 5060, connId: 100 + i })
+    h.layer.receiveResponse(response({ status: 200, branch: 'z9hG4bKsweep' + i, method: 'OPTIONS' }), c.tx.dest)
+    if (c.tx.state === 'Terminated') done++ // Timer K is zero on TCP
+    maxAddresses = Math.max(maxAddresses, index(h).addresses)
+  }
+  t.equal(done, 5000)
+  t.ok(maxAddresses > 1024, `empty lists are kept a while (${maxAddresses} addresses at most)`)
+  t.ok(maxAddresses <= 2 * 2 + 1024 + 1, `then swept: at most ${maxAddresses} addresses held for 5000 used one after the other`)
+  t.equal(listed(h), 1, 'only the INVITE still waits')
+  // a swept address works as before, and so does the one that was never emptied
+  const again = start(h, 'OPTIONS', 'z9hG4bKagain', { transport: 'tcp', address: '198.51.0.7', port: 5060 })
+  t.equal(h.layer.transportError({ transport: 'tcp', address: '198.51.0.7', port: 5060 }), 1)
+  t.same(again.timeouts.map(x => x.reason), ['transport-error'])
+  t.equal(h.layer.transportError(BOB_TCP_FAILED), 1)
+  t.same(keep.timeouts.map(x => x.reason), ['transport-error'])
 })
