@@ -1,15 +1,26 @@
 import { parseMessage } from '@sipedge/sip'
 import type { SipMessage } from '@sipedge/sip'
-import { InviteClientTransaction, NonInviteClientTransaction } from './client.js'
-import type { CancelOptions, ClientTransaction, ClientTransactionOptions } from './client.js'
+import { BranchIndex } from './branch-index.js'
+import type { ClientOptions } from './client.js'
+import { TransactionCounters } from './counters.js'
 import { TransactionError } from './errors.js'
-import { InviteServerTransaction, NonInviteServerTransaction } from './server.js'
-import type { ServerTransaction } from './server.js'
+import type { TransactionHost } from './host.js'
+import { InviteClientTransaction } from './ict.js'
+import { InviteServerTransaction } from './ist.js'
+import { NonInviteClientTransaction } from './nict.js'
+import { NonInviteServerTransaction } from './nist.js'
+import { PendingByDestination } from './pending.js'
+import type { TransportFailure } from './pending.js'
 import { DEFAULT_TIMERS, timerValues } from './timers.js'
 import type { TimerValues } from './timers.js'
-import type { Transaction } from './transaction.js'
+import { Transaction, noop } from './transaction.js'
 import type { Clock, Destination, SendFn, TransportName } from './types.js'
 import { TimerWheel } from './wheel.js'
+
+export type ClientTransaction = InviteClientTransaction | NonInviteClientTransaction
+export type ServerTransaction = InviteServerTransaction | NonInviteServerTransaction
+/** What `createClient` takes: the request, where it goes, and the owner's callbacks. */
+export type ClientTransactionOptions = ClientOptions<ClientTransaction>
 
 /** RFC 3261 §8.1.1.7: branches of RFC 3261 elements start with this magic cookie. */
 export const MAGIC_COOKIE = 'z9hG4bK'
@@ -61,30 +72,6 @@ const ACK_2XX: RequestResult = Object.freeze({ kind: 'ack-2xx' })
 const ACK_ABSORBED: RequestResult = Object.freeze({ kind: 'ack-absorbed' })
 const STRAY: ResponseResult = Object.freeze({ kind: 'stray' })
 
-/** Counters for metrics; monotonic except where noted. Read them through `stats()`. */
-export class TransactionCounters {
-  ictCreated = 0
-  ictTerminated = 0
-  nictCreated = 0
-  nictTerminated = 0
-  istCreated = 0
-  istTerminated = 0
-  nistCreated = 0
-  nistTerminated = 0
-  /** Timer A/E retransmissions and ACKs resent for retransmitted 3xx-6xx. */
-  retransmittedRequests = 0
-  /** Timer G and responses resent for retransmitted requests. */
-  retransmittedResponses = 0
-  /** Request retransmissions (and duplicate ACKs are not counted) received by server transactions. */
-  absorbedRequests = 0
-  /** Response retransmissions absorbed by client transactions. */
-  absorbedResponses = 0
-  /** Timer B/F/H, Timer C without provisional, §9.1 cancel timeout. */
-  timeouts = 0
-  transportErrors = 0
-  strayResponses = 0
-}
-
 export interface TransactionStats {
   active: { ict: number; nict: number; ist: number; nist: number; total: number }
   created: { ict: number; nict: number; ist: number; nist: number }
@@ -100,8 +87,6 @@ export interface TransactionStats {
 function defaultIsReliable(t: TransportName): boolean {
   return t !== 'udp'
 }
-
-function noop(): void {}
 
 const performanceClock: Clock = { now: () => performance.now() }
 
@@ -123,8 +108,11 @@ export function responseDestination(msg: SipMessage, source: Destination, reliab
 /**
  * The transaction layer of one worker: indexes, the timer wheel, counters.
  * Everything runs on the caller's thread; nothing here is asynchronous except the timer driver.
+ *
+ * It is the `TransactionHost` of every transaction it creates (host.ts): the machines reach the
+ * layer only through that interface.
  */
-export class TransactionLayer {
+export class TransactionLayer implements TransactionHost<Transaction> {
   readonly counters: TransactionCounters
   readonly wheel: TimerWheel
   readonly clock: Clock
@@ -136,8 +124,9 @@ export class TransactionLayer {
   private readonly isReliableFn: (transport: TransportName) => boolean
   private readonly onStray: (msg: SipMessage, source: Destination) => void
   private readonly manual: boolean
-  private readonly clients: Map<string, Transaction>
-  private readonly servers: Map<string, Transaction>
+  private readonly clients: BranchIndex
+  private readonly servers: BranchIndex
+  private readonly pending: PendingByDestination
   private readonly servers2543: Map<string, ServerTransaction>
   private driver: ReturnType<typeof setInterval> | null
   private closed: boolean
@@ -166,8 +155,9 @@ export class TransactionLayer {
     this.isReliableFn = opts.isReliable ?? defaultIsReliable
     this.onStray = opts.onStrayResponse ?? noop
     this.manual = opts.manualTimers ?? false
-    this.clients = new Map()
-    this.servers = new Map()
+    this.clients = new BranchIndex()
+    this.servers = new BranchIndex()
+    this.pending = new PendingByDestination()
     this.servers2543 = new Map()
     this.driver = null
     this.closed = false
@@ -304,10 +294,8 @@ export class TransactionLayer {
 
   /** The client transaction with this branch and method (§17.1.3). */
   findClient(branch: string, method: string): ClientTransaction | undefined {
-    let tx = this.clients.get(branch)
-    while (tx !== undefined) {
+    for (let tx = this.clients.get(branch) ?? null; tx !== null; tx = tx._chain) {
       if (tx.method === method) return tx as ClientTransaction
-      tx = tx._chain ?? undefined
     }
     return undefined
   }
@@ -323,27 +311,47 @@ export class TransactionLayer {
   createClient(opts: ClientTransactionOptions): ClientTransaction {
     const method = opts.method
     if (method === 'ACK') throw new TransactionError('ERR_TX_ACK_NOT_A_TRANSACTION', 'ACK is not sent in a client transaction (§17.1.1.3: non-2xx ACK is generated by the INVITE transaction, 2xx ACK is end to end)')
-    if (this.findClient(opts.branch, method) !== undefined) throw new TransactionError('ERR_TX_DUPLICATE', `a ${method} client transaction with branch ${opts.branch} already exists`)
-    const reliable = this.isReliableFn(opts.dest.transport)
-    const tv = reliable ? this.timersReliable : this.timersUnreliable
-    let tx: ClientTransaction
-    if (method === 'INVITE') {
-      tx = new InviteClientTransaction(this, opts, tv)
-      this.counters.ictCreated++
-    } else {
-      tx = new NonInviteClientTransaction(this, opts, tv)
-      this.counters.nictCreated++
-    }
-    const head = this.clients.get(opts.branch)
-    tx._chain = head ?? null
-    this.clients.set(opts.branch, tx)
+    const tv = this.isReliableFn(opts.dest.transport) ? this.timersReliable : this.timersUnreliable
+    const tx = method === 'INVITE' ? new InviteClientTransaction(this, opts, tv) : new NonInviteClientTransaction(this, opts, tv)
+    this.addClient(tx) // throws ERR_TX_DUPLICATE before anything is sent
     tx.start(this.clock.now())
     return tx
   }
 
-  /** The host reports that sending for `tx` failed: terminates it with reason 'transport-error'. */
-  transportError(tx: Transaction): void {
-    tx.transportError()
+  /**
+   * The transport reports a failure: a TCP connect refused or reset, a TLS handshake failure, a
+   * connection lost. §18.4: "If the transport user asks for a request to be sent over a reliable
+   * transport, and the result is a connection failure, the transport layer SHOULD inform the
+   * transport user of a failure in sending." §17.1.4: "the client transaction SHOULD inform the TU
+   * that a Transport Error has occurred, and the client transaction SHOULD transition directly to
+   * the "Terminated" state." The TU then acts as on a 503 (§16.9 for a proxy, §8.1.3.1 for a UAC)
+   * and fails over at once, not after Timer B/F.
+   *
+   * - `transportError(dest)`: ends every client transaction still awaiting a final response
+   *   (Calling, Trying, Proceeding) whose destination has the same transport, address and port,
+   *   or the same connection (`dest.connId` given and non-zero, with the connection's address),
+   *   each with `onTimeout(tx, 'transport-error')`. A transaction past its final response (ICT
+   *   Completed/Accepted, NICT Completed) is left alone, and so are server transactions (§18.2.2:
+   *   the transport retries a response at the Via sent-by; see server.ts). Cost: one Map lookup by
+   *   address when nothing waits on that address, else a walk of that address's waiting
+   *   transactions (pending.ts); nothing is done per message to make this possible beyond linking
+   *   and unlinking the transaction in that list.
+   * - `transportError(tx)`: ends that one transaction, client (§17.1.4) or server (§17.2.4), in
+   *   whatever state it is.
+   *
+   * Returns how many transactions it ended. May be called from inside `send`.
+   */
+  transportError(target: TransportFailure | Transaction): number {
+    if (target instanceof Transaction) return target.transportError() ? 1 : 0
+    const list = this.pending.matching(target)
+    if (list === null) return 0
+    let n = 0
+    for (let i = 0; i < list.length; i++) {
+      // An owner's onTimeout for an earlier one may have ended this one already (e.g. its CANCEL).
+      const tx = list[i]!
+      if (tx.awaitingFinal && tx.transportError()) n++
+    }
+    return n
   }
 
   // ------------------------------------------------------------------ metrics
@@ -367,15 +375,15 @@ export class TransactionLayer {
     }
   }
 
-  // ------------------------------------------------------------------ internal (used by transactions)
+  // ------------------------------------------------------------------ TransactionHost (used by transactions)
 
   /** @internal */
-  _send(dest: Destination, data: Buffer | Buffer[]): void {
+  send(dest: Destination, data: Buffer | Buffer[]): void {
     this.sendFn(dest, data)
   }
 
   /** @internal */
-  _schedule(tx: Transaction, at: number): void {
+  schedule(tx: Transaction, at: number): void {
     this.wheel.schedule(tx, at)
     if (this.driver === null && !this.manual && !this.closed) {
       const d = setInterval(this.driverTick, this.wheel.tickMs)
@@ -385,26 +393,27 @@ export class TransactionLayer {
   }
 
   /** @internal */
-  _unschedule(tx: Transaction): void {
+  unschedule(tx: Transaction): void {
     this.wheel.cancel(tx)
   }
 
-  /** @internal the CANCEL's own non-INVITE client transaction (§9.1) */
-  _createCancel(invite: InviteClientTransaction, bytes: Buffer, o: CancelOptions | null): NonInviteClientTransaction {
-    return this.createClient({
-      request: bytes,
-      method: 'CANCEL',
-      branch: invite.branch,
-      dest: invite.dest,
-      onResponse: o?.onResponse ?? noop,
-      onTimeout: o?.onTimeout ?? noop,
-      onTerminated: o?.onTerminated ?? noop,
-      context: o?.context,
-    }) as NonInviteClientTransaction
+  /** @internal indexes and counts a new client transaction (the layer's own and an INVITE's CANCEL) */
+  addClient(tx: Transaction): void {
+    if (this.findClient(tx.branch, tx.method) !== undefined) throw new TransactionError('ERR_TX_DUPLICATE', `a ${tx.method} client transaction with branch ${tx.branch} already exists`)
+    const c = tx as ClientTransaction
+    if (c.kind === 'ict') this.counters.ictCreated++
+    else this.counters.nictCreated++
+    this.clients.add(c)
+    this.pending.link(c)
+  }
+
+  /** @internal the client transaction has its final response (or is terminating) */
+  settleClient(tx: Transaction): void {
+    this.pending.unlink(tx as ClientTransaction)
   }
 
   /** @internal removes a terminated transaction from the indexes and counts it */
-  _remove(tx: Transaction): void {
+  remove(tx: Transaction): void {
     const c = this.counters
     switch (tx.kind) {
       case 'ict': c.ictTerminated++; break
@@ -418,9 +427,9 @@ export class TransactionLayer {
         if (this.servers2543.get(key) === tx) this.servers2543.delete(key)
         return
       }
-      unchain(this.servers, tx)
+      this.servers.remove(tx)
     } else {
-      unchain(this.clients, tx)
+      this.clients.remove(tx)
     }
   }
 
@@ -431,9 +440,7 @@ export class TransactionLayer {
       if (!this.servers2543.has(key)) this.servers2543.set(key, tx)
       return
     }
-    const head = this.servers.get(tx.branch)
-    tx._chain = head ?? null
-    this.servers.set(tx.branch, tx)
+    this.servers.add(tx)
   }
 
   /**
@@ -444,10 +451,9 @@ export class TransactionLayer {
    * of the request that created the transaction is INVITE."
    */
   private matchServer(branch: string, host: string, port: number, method: string): ServerTransaction | undefined {
-    let tx = this.servers.get(branch) as ServerTransaction | undefined
-    while (tx !== undefined) {
+    for (let t = this.servers.get(branch) ?? null; t !== null; t = t._chain) {
+      const tx = t as ServerTransaction
       if (tx.method === method && tx.viaPort === port && (tx.viaHost === host || tx.viaHost === host.toLowerCase())) return tx
-      tx = (tx._chain ?? undefined) as ServerTransaction | undefined
     }
     return undefined
   }
@@ -467,23 +473,6 @@ export class TransactionLayer {
     const tag = msg.to.tag
     if (isAck) return tag === responseToTag(tx) ? tx : undefined
     return tag === tx.request.to.tag ? tx : undefined
-  }
-}
-
-function unchain(map: Map<string, Transaction>, tx: Transaction): void {
-  const head = map.get(tx.branch)
-  if (head === undefined) return
-  if (head === tx) {
-    if (tx._chain === null) map.delete(tx.branch)
-    else map.set(tx.branch, tx._chain)
-    tx._chain = null
-    return
-  }
-  let prev = head
-  while (prev._chain !== null && prev._chain !== tx) prev = prev._chain
-  if (prev._chain === tx) {
-    prev._chain = tx._chain
-    tx._chain = null
   }
 }
 

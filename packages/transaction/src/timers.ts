@@ -24,6 +24,8 @@ export interface TimerConfig {
  * For the wait timers D, I, J and K, 0 means "terminate at once" (reliable transport).
  */
 export interface TimerValues {
+  /** Which of the two sets this is: for a reliable transport (the layer's `isReliable`) or not. */
+  readonly reliable: boolean
   readonly T1: number
   readonly T2: number
   readonly T4: number
@@ -58,6 +60,7 @@ export function timerValues(cfg: TimerConfig, reliable: boolean): TimerValues {
   }
   const t64 = 64 * t1
   return Object.freeze({
+    reliable,
     T1: t1,
     T2: t2,
     T4: t4,

@@ -1,8 +1,24 @@
 import { TransactionError } from './errors.js'
+import type { TransactionHost } from './host.js'
 import type { TimerValues } from './timers.js'
-import type { Destination, TransactionKind, TransactionState } from './types.js'
+import type { Destination, TimeoutReason, TransactionKind, TransactionState } from './types.js'
 import { TimerEntry } from './wheel.js'
-import type { TransactionLayer } from './layer.js'
+
+export function noop(): void {}
+
+/**
+ * The edges of the two non-INVITE machines, which are the same: Figure 6 (client, §17.1.2) and
+ * Figure 8 (server, §17.2.2). Trying -> Proceeding -> Completed -> Terminated, Trying ->
+ * Completed, and Trying/Proceeding -> Terminated (Timer F, transport error).
+ */
+export function nonInviteEdge(from: TransactionState, to: TransactionState): boolean {
+  switch (from) {
+    case 'Trying': return to === 'Proceeding' || to === 'Completed' || to === 'Terminated'
+    case 'Proceeding': return to === 'Completed' || to === 'Terminated'
+    case 'Completed': return to === 'Terminated'
+    default: return false
+  }
+}
 
 /**
  * What every transaction has. A transaction is its own timer-wheel entry: the RFC timers that
@@ -10,7 +26,8 @@ import type { TransactionLayer } from './layer.js'
  * is scheduled once, at the earliest. No closure and no timer object per transaction.
  */
 export abstract class Transaction extends TimerEntry {
-  readonly layer: TransactionLayer
+  /** The layer that owns the transaction, seen through the interface transactions need. */
+  readonly host: TransactionHost<Transaction>
   /** Via branch: ours for client transactions, the peer's for server transactions. */
   readonly branch: string
   /** Method of the request that created the transaction (CSeq method). */
@@ -31,9 +48,9 @@ export abstract class Transaction extends TimerEntry {
   /** @internal next transaction with the same branch in the layer's index */
   _chain: Transaction | null
 
-  constructor(layer: TransactionLayer, state: TransactionState, branch: string, method: string, dest: Destination, tv: TimerValues) {
+  constructor(host: TransactionHost<Transaction>, state: TransactionState, branch: string, method: string, dest: Destination, tv: TimerValues) {
     super()
-    this.layer = layer
+    this.host = host
     this.branch = branch
     this.method = method
     this.state = state
@@ -49,16 +66,16 @@ export abstract class Transaction extends TimerEntry {
   /** Which of the four machines (a prototype getter: no per-transaction field). */
   abstract get kind(): TransactionKind
 
-  /** Whether the transport is reliable (derived from the timer set: no per-transaction field). */
+  /** Whether the transport is reliable (read from the timer set: no per-transaction field). */
   get reliable(): boolean {
-    return this.tv === this.layer.timersReliable
+    return this.tv.reliable
   }
 
   get terminated(): boolean {
     return this.state === 'Terminated'
   }
 
-  /** Whether `from -> to` is an edge of this machine's diagram. */
+  /** Whether `from -> to` is an edge of this machine's RFC diagram. */
   protected abstract canEnter(from: TransactionState, to: TransactionState): boolean
 
   /** Asserted transition: an edge missing from the RFC diagram is a bug, not a runtime condition. */
@@ -87,27 +104,54 @@ export abstract class Transaction extends TimerEntry {
     this.retransAt = at
   }
 
-  /** Schedules this entry at its earliest running timer, or unschedules it. */
+  /**
+   * Schedules this entry at its earliest running timer, or unschedules it. Nothing once
+   * terminated: a send may report a transport error synchronously and end the transaction in
+   * the middle of a state's entry actions.
+   */
   protected rearm(): void {
+    if (this.state === 'Terminated') return
     let at = this.retransAt
     const t = this.timeoutAt
     if (t >= 0 && (at < 0 || t < at)) at = t
     at = this.extraDeadline(at)
-    if (at < 0) this.layer._unschedule(this)
-    else if (at !== this._wAt || this._wTick < 0) this.layer._schedule(this, at)
+    if (at < 0) this.host.unschedule(this)
+    else this.host.schedule(this, at)
   }
 
-  /** Moves to Terminated, drops timers and the index entry; subclasses then notify their owner. */
-  protected finish(): boolean {
-    if (this.state === 'Terminated') return false
+  /**
+   * Moves to Terminated, drops the timers and the index entries, then tells the owner: first
+   * `onTimeout(reason)` when the transaction failed (a timer or a transport error), then
+   * `onTerminated`. A second call does nothing.
+   */
+  protected end(reason: TimeoutReason | null): void {
+    if (this.state === 'Terminated') return
     this.enter('Terminated')
     this.retransAt = -1
     this.timeoutAt = -1
-    this.layer._unschedule(this)
-    this.layer._remove(this)
-    return true
+    this.host.unschedule(this)
+    this.host.remove(this)
+    if (reason !== null) {
+      if (reason === 'transport-error') this.host.counters.transportErrors++
+      else this.host.counters.timeouts++
+      this.notifyTimeout(reason)
+    }
+    this.notifyTerminated()
   }
 
-  /** The host reports that sending for this transaction failed (§17.1.4, §17.2.4). */
-  abstract transportError(): void
+  /** Calls the owner's `onTimeout` with the concrete transaction. */
+  protected abstract notifyTimeout(reason: TimeoutReason): void
+  /** Calls the owner's `onTerminated` with the concrete transaction. */
+  protected abstract notifyTerminated(): void
+
+  /**
+   * The host reports that sending for this transaction failed: terminates it and tells the owner
+   * `onTimeout(tx, 'transport-error')` (client §17.1.4, server §17.2.4). Returns false when it had
+   * already terminated.
+   */
+  transportError(): boolean {
+    if (this.state === 'Terminated') return false
+    this.end('transport-error')
+    return true
+  }
 }

@@ -17,8 +17,6 @@
  * their deadlines in its own fields and schedules itself at the earliest one.
  */
 export class TimerEntry {
-  /** @internal deadline the entry was scheduled for, ms */
-  _wAt: number
   /** @internal absolute tick; IDLE when not scheduled, FIRING while collected for firing */
   _wTick: number
   /** @internal */
@@ -27,7 +25,6 @@ export class TimerEntry {
   _wNext: TimerEntry | null
 
   constructor() {
-    this._wAt = 0
     this._wTick = IDLE
     this._wPrev = null
     this._wNext = null
@@ -90,12 +87,15 @@ export class TimerWheel {
     return e._wTick >= 0 || e._wTick === FIRING
   }
 
-  /** (Re)schedules `e` to fire at `at` (ms). An entry already scheduled is moved. */
+  /**
+   * (Re)schedules `e` to fire at `at` (ms). An entry already scheduled is moved; one already in
+   * the tick `at` falls in is left where it is (no per-entry deadline field is needed for that).
+   */
   schedule(e: TimerEntry, at: number): void {
-    if (e._wTick >= 0) this.unlink(e)
     let tick = Math.ceil(at / this.tickMs)
     if (tick <= this.current) tick = this.current + 1
-    e._wAt = at
+    if (e._wTick === tick) return
+    if (e._wTick >= 0) this.unlink(e)
     e._wTick = tick
     const i = tick & this.mask
     const head = this.heads[i]!
