@@ -218,7 +218,7 @@ export class Proxy implements CoreState, CoreApi {
 
   /** The transport could not reach `dest` (connection refused/reset, TLS failure): fail its transactions now. */
   transportError(dest: Destination): number {
-    return (this.layer as unknown as { transportError(d: Destination): number }).transportError(dest)
+    return this.layer.transportError(dest)
   }
 
   private response(msg: SipMessage, source: Source): void {
