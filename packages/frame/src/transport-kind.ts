@@ -18,7 +18,6 @@ export const TRANSPORT_NAMES: readonly TransportName[] = Object.freeze(['udp', '
 
 // Indexed by kind; slot 0 (no transport) and anything past WSS read undefined.
 const NAME_BY_KIND: readonly (TransportName | undefined)[] = [undefined, ...TRANSPORT_NAMES]
-const KIND_BY_NAME: ReadonlyMap<string, TransportKind> = new Map(TRANSPORT_NAMES.map((n, i) => [n, (i + 1) as TransportKind]))
 
 /** The name of a kind number, or undefined for a number that names no transport. */
 export function nameOf(kind: number): TransportName | undefined {
@@ -29,7 +28,15 @@ export function nameOf(kind: number): TransportName | undefined {
 export function kindOf(name: TransportName): TransportKind
 export function kindOf(name: string): TransportKind | 0
 export function kindOf(name: string): TransportKind | 0 {
-  return KIND_BY_NAME.get(name) ?? 0
+  // A switch on five short strings: no map, no prototype lookups; called per outgoing frame.
+  switch (name) {
+    case 'udp': return UDP
+    case 'tcp': return TCP
+    case 'tls': return TLS
+    case 'ws': return WS
+    case 'wss': return WSS
+    default: return 0
+  }
 }
 
 /** TCP, TLS, WS and WSS: reliable, connection-oriented (RFC 3261 §18: no retransmission timers). */

@@ -9,7 +9,7 @@ const files = readdirSync(src).filter(f => f.endsWith('.ts'))
 t.ok(files.length >= 4, 'sources found')
 for (const f of files) {
   const text = readFileSync(src + f, 'utf8')
-  for (const m of text.matchAll(/(?:^|\n)\s*(?:import|export)[^'"\n]*?from\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g)) {
+  for (const m of text.matchAll(/(?:^|\n)\s*(?:import|export)\b[^'";=(]*?\bfrom\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g)) {
     const spec = (m[1] ?? m[2])!
     t.ok(spec.startsWith('./'), `${f} imports ${spec}`)
   }
