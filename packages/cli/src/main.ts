@@ -93,6 +93,10 @@ function restartKeys(prev: FrozenConfig, next: FrozenConfig): string[] {
   diff('limits')
   diff('metrics')
   if (JSON.stringify(next.admin) !== JSON.stringify(prev.admin)) out.push('admin')
+  // The workers open their stores once, at start (the registrar's location store, the dialog
+  // mirror); a changed URL is not reopened by a reload.
+  if (next.registrar.store !== prev.registrar.store) out.push('registrar.store')
+  if (next.dialog.store !== prev.dialog.store) out.push('dialog.store')
   return out
 }
 
