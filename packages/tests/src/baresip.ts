@@ -139,6 +139,10 @@ export class BaresipPhone {
     const first = o.contacts?.[0] !== undefined ? /<([^>]+)>/.exec(o.contacts[0])?.[1] : undefined
     if (first !== undefined) writeFileSync(join(dir, 'current_contact'), first)
     const proc = spawn(BARESIP, ['-f', dir], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] })
+    // a test process that dies must not leave phones holding their ports
+    const orphan = (): void => { if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL') }
+    process.once('exit', orphan)
+    proc.once('exit', () => process.off('exit', orphan))
     const p = new BaresipPhone(o, proc, dir)
     try {
       p.ctrl = await p.connectWhenUp(o.ctrlPort, 'ctrl_tcp')

@@ -38,6 +38,11 @@ const PAGE = `<!doctype html>
   const watch = (s, dir) => {
     session = s
     s.stateChange.addListener(st => log.push({ ev: 'session', dir, state: st }))
+    // in-dialog requests the browser receives
+    s.delegate = {
+      onAck: () => log.push({ ev: 'ack', dir }),
+      onBye: () => log.push({ ev: 'bye', dir }),
+    }
   }
   window.phone = {
     log,

@@ -35,7 +35,7 @@ t.test('check-config-missing-users-file: check-config and the start both refuse 
   const cfg = file('missing-users.yaml', withUsers(missing))
   const r = run('check-config', cfg)
   t.equal(r.status, 1, `check-config exits 1 (stdout: ${r.stdout})`)
-  t.match(r.stderr, `${cfg}:6:`, 'file:line of users_file')
+  t.match(r.stderr, `${cfg}:9:`, 'file:line of users_file')
   t.match(r.stderr, /auth\.domains\.example\.com\.users_file: users file .*no-such-users\.txt does not exist/)
   const start = run('--config', cfg)
   t.equal(start.status, 1, 'the start refuses it too, before anything listens')
@@ -56,7 +56,7 @@ t.test('check-config-bad-users-file: a users file the auth code cannot load is r
 t.test('check-config-tls-files: a tls listener whose certificate is missing or does not match its key', async t => {
   const a = makeCert(tmp.dir, 'a', 'a.test')
   const b = makeCert(tmp.dir, 'b', 'b.test')
-  const cfg = (cert: string, key: string): string => `${base}listen: [udp:127.0.0.1:${SIP}, tls:127.0.0.1:${SIP + 1}]\ntls:\n  certificates: [{ cert: ${cert}, key: ${key} }]\n`
+  const cfg = (cert: string, key: string): string => `workers: 1\nlisten: [udp:127.0.0.1:${SIP}, tls:127.0.0.1:${SIP + 1}]\nmetrics: { listen: 127.0.0.1:${HTTP} }\ntls:\n  certificates: [{ cert: ${cert}, key: ${key} }]\n`
   const gone = run('check-config', file('tls-missing.yaml', cfg(join(tmp.dir, 'none.crt'), a.key)))
   t.equal(gone.status, 1)
   t.match(gone.stderr, /tls\.certificates\[0\]\.cert: certificate .*none\.crt does not exist/)
@@ -101,6 +101,6 @@ t.test('ops-admin-listen-default: with admin.listen unset the admin API answers 
   const doc = readFileSync(fileURLToPath(new URL('../../../docs/operations-observability.md', import.meta.url)), 'utf8')
   const admin = doc.slice(doc.indexOf('## Admin API'), doc.indexOf('## Logs'))
   t.notMatch(admin, /9091/, 'no separate default port in the docs')
-  t.match(admin, /`admin\.listen`[^.]*default is\s+`null`[^.]*shares the `metrics\.listen` listener/, 'the docs name the shared listener')
+  t.match(admin, /Its default is\s+`null`: the admin API then shares the\s+`metrics\.listen` listener/, 'the docs name the shared listener')
   t.equal((await edge.stop()).code, 0)
 })

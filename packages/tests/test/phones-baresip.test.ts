@@ -9,7 +9,7 @@
 import t from 'tap'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { tempDir } from '@sipedge/tests'
+import { tempDir, coreTodo } from '@sipedge/tests'
 import { startSipedge, http, sampleValue } from '../dist/ops.js'
 import { BaresipPhone, baresipMissing, type AccountOptions } from '../dist/baresip.js'
 import { makeCa, makeServerCert } from '../dist/pki.js'
@@ -126,7 +126,7 @@ for (const transport of ['udp', 'tcp', 'tls'] as const) {
       await t.test('defect-5-dialogs-active-during-lookup-call: sipedge_dialogs_active and /api/dialogs count an established call routed by registrar lookup', async t => {
         t.ok(active >= 1, `sipedge_dialogs_active ${active}`)
         t.match(dialogs.text, /[1-9]/, `/api/dialogs: ${dialogs.text}`)
-      }, { todo: 'needs core fix: issue #16 defect 5 (dialogs of lookup-routed calls are not tracked)' })
+      }, { todo: coreTodo('issue #16 defect 5 (dialogs of lookup-routed calls are not tracked)') })
     }
     // The callee hangs up first, on the first call: its BYE goes to the caller's Contact. Over
     // TCP/TLS it must go over the connection the caller's requests came on (issue #16 defect 4):
@@ -142,7 +142,7 @@ for (const transport of ['udp', 'tcp', 'tls'] as const) {
     if (transport === 'tls') {
       // seen failing in most runs on the branch before the fix (BYE lost), passing in some
       await t.test('defect-4-tls-callee-bye-reaches-caller: the callee hangs up, the caller on TLS gets the BYE', calleeHangsUp,
-        { todo: 'needs core fix: issue #16 defect 4 (in-dialog request to the caller opens a new connection to its Contact)' })
+        { todo: coreTodo('issue #16 defect 4 (in-dialog request to the caller opens a new connection to its Contact)') })
     } else {
       await t.test('callee hangs up', calleeHangsUp)
     }
@@ -162,7 +162,7 @@ for (const transport of ['udp', 'tcp', 'tls'] as const) {
     if (transport !== 'udp') {
       await t.test(`defect-4-${transport}-in-dialog-reuses-caller-connection: in-dialog requests to a phone on ${transport.toUpperCase()} go over its own connection`, async t => {
         t.equal(opened, 0, `connections opened by sipedge during three calls and their BYEs (none needed: every phone has its connection): ${opened}`)
-      }, { todo: 'needs core fix: issue #16 defect 4 (in-dialog request opens a new connection to the Contact)' })
+      }, { todo: coreTodo('issue #16 defect 4 (in-dialog request opens a new connection to the Contact)') })
     }
 
     const text = `hello over ${transport}`
@@ -214,7 +214,7 @@ t.test('defect-3-baresip-default-digest-algorithms: baresip 1.0 registers on a d
   const r = await frank.until(() => frank.events.slice(since).find(e => e.accountaor === 'sip:frank@sha.test' && (e.type === 'REGISTER_OK' || e.type === 'REGISTER_FAIL')), 10_000, 'registration outcome')
   await t.test('baresip answers the challenge sipedge gives it', async t => {
     t.equal(r.type, 'REGISTER_OK', `baresip says: ${r.param ?? ''}`)
-  }, { todo: 'needs core fix: issue #16 defect 3 (apply auth.md5_only_user_agents in the auth code)' })
+  }, { todo: coreTodo('issue #16 defect 3 (apply auth.md5_only_user_agents in the auth code)') })
   await frank.stop()
 })
 }

@@ -11,7 +11,7 @@ import t from 'tap'
 import { createHash, randomBytes } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { tempDir, UdpClient, uniqueCallId, waitForOutput, type SipResponse } from '@sipedge/tests'
+import { tempDir, UdpClient, uniqueCallId, waitForOutput, type SipResponse, coreTodo } from '@sipedge/tests'
 import { startSipedge, http, sampleValue } from '../dist/ops.js'
 import { BaresipPhone, baresipMissing } from '../dist/baresip.js'
 import { parseExposition } from '../../metrics/test/fixtures/expo-parser.js'
@@ -75,10 +75,13 @@ function register(user: string, o: { route?: string; auth?: string; expires?: nu
 const challenges = (r: SipResponse): string[] => r.raw.split('\r\n').filter(l => /^WWW-Authenticate:/i.test(l)).map(l => l.slice(l.indexOf(':') + 1).trim())
 const param = (ch: string, k: string): string | undefined => new RegExp(`${k}="?([^",]+)"?`, 'i').exec(ch)?.[1]
 
-/** REGISTER, answer the MD5 challenge with `pw`, return the final answer. */
-async function registerWithDigest(user: string, pw: string): Promise<SipResponse> {
-  const callId = uniqueCallId('auth')
-  const first = await client.request(register(user, { callId }), SIP)
+/**
+ * REGISTER, answer the MD5 challenge with `pw`, return the final answer. A phone keeps its
+ * Call-ID across registrations (RFC 3261 §10.2.4), so retries land on the same worker.
+ */
+async function registerWithDigest(user: string, pw: string, callId = uniqueCallId('auth'), cseq = 1): Promise<SipResponse> {
+  client.responses.delete(callId)
+  const first = await client.request(register(user, { callId, cseq }), SIP)
   if (first.status !== 401) return first
   const ch = challenges(first).find(c => /algorithm=MD5/i.test(c))
   if (ch === undefined) return first
@@ -89,7 +92,7 @@ async function registerWithDigest(user: string, pw: string): Promise<SipResponse
   const resp = md5(`${ha1}:${nonce}:00000001:${cnonce}:auth:${ha2}`)
   const auth = `Digest username="${user}", realm="example.com", nonce="${nonce}", uri="sip:example.com", response="${resp}", algorithm=MD5, qop=auth, nc=00000001, cnonce="${cnonce}"`
   client.responses.delete(callId)
-  return client.request(register(user, { callId, auth, cseq: 2 }), SIP)
+  return client.request(register(user, { callId, auth, cseq: cseq + 1 }), SIP)
 }
 
 async function metric(family: string, labels: Record<string, string> = {}): Promise<number> {
@@ -113,7 +116,7 @@ t.test('defect-1-preloaded-route-register: a REGISTER through an outbound proxy 
   const routed = await client.request(register('alice', { route: `<sip:127.0.0.1:${SIP};lr>` }), SIP)
   t.test('with the preloaded Route naming sipedge: the same 401, not 403 No Route', async t => {
     t.equal(routed.status, 401, `${routed.status} ${routed.reason}`)
-  }, { todo: 'needs core fix: issue #16 defect 1 (RFC 3261 §16.4: remove our Route, keep the Request-URI)' })
+  }, { todo: coreTodo('issue #16 defect 1 (RFC 3261 §16.4: remove our Route, keep the Request-URI)') })
 })
 
 t.test('defect-1-preloaded-route-register with a real phone: baresip with an outbound proxy registers on a domain-matched rule', async t => {
@@ -125,18 +128,19 @@ t.test('defect-1-preloaded-route-register with a real phone: baresip with an out
   const e = await p.until(() => p.events.find(x => x.type === 'REGISTER_OK' || x.type === 'REGISTER_FAIL'), 10_000, 'registration outcome')
   t.test('REGISTER_OK', async t => {
     t.equal(e.type, 'REGISTER_OK', `baresip: ${e.type} ${e.param ?? ''}`)
-  }, { todo: 'needs core fix: issue #16 defect 1 (RFC 3261 §16.4: remove our Route, keep the Request-URI)' })
+  }, { todo: coreTodo('issue #16 defect 1 (RFC 3261 §16.4: remove our Route, keep the Request-URI)') })
 })
 
 t.test('defect-5-auth-failed-403-counted: a 403 after too many failed attempts counts messages_dropped{reason="auth_failed"}', async t => {
   const before = await metric('sipedge_messages_dropped_total', { reason: 'auth_failed' })
   let last: SipResponse | undefined
-  for (let i = 0; i < 8 && last?.status !== 403; i++) last = await registerWithDigest('mallory', 'wrong-pw')
+  const callId = uniqueCallId('mallory')
+  for (let i = 0; i < 8 && last?.status !== 403; i++) last = await registerWithDigest('mallory', 'wrong-pw', callId, 1 + 2 * i)
   t.equal(last?.status, 403, 'wrong password again and again: 403 in the end')
   const after = await metric('sipedge_messages_dropped_total', { reason: 'auth_failed' })
   t.test('counted', async t => {
     t.ok(after - before >= 1, `auth_failed went from ${before} to ${after}`)
-  }, { todo: 'needs core fix: issue #16 defect 5 (auth 403 not counted in messages_dropped)' })
+  }, { todo: coreTodo('issue #16 defect 5 (auth 403 not counted in messages_dropped)') })
 })
 
 t.test('defect-5-no-route-403-logged: a 403 No Route is logged at debug with the request and the rules it was matched against', async t => {
@@ -160,7 +164,7 @@ t.test('defect-5-no-route-403-logged: a 403 No Route is logged at debug with the
     t.match(logged ?? '', /"level":"?(20|debug)/, 'at debug')
     t.match(logged ?? '', /elsewhere\.invalid/, 'with the Request-URI')
     t.match(logged ?? '', /rules|routes/, 'with the rules it was matched against')
-  }, { todo: 'needs core fix: issue #16 defect 5 (403 No Route not logged)' })
+  }, { todo: coreTodo('issue #16 defect 5 (403 No Route not logged)') })
 })
 
 t.test('defect-2-reload-auth: a reload applies auth changes', async t => {
@@ -174,10 +178,10 @@ t.test('defect-2-reload-auth: a reload applies auth changes', async t => {
   const newbie = await registerWithDigest('newbie', 'newbie-pw')
   t.test('algorithms: [MD5] after the reload: one MD5 challenge', async t => {
     t.same(challenges(after).map(c => /algorithm=([\w-]+)/i.exec(c)?.[1]), ['MD5'])
-  }, { todo: 'needs core fix: issue #16 defect 2 (auth not rebuilt on reload)' })
+  }, { todo: coreTodo('issue #16 defect 2 (auth not rebuilt on reload)') })
   t.test('a user added to users_file can register after the reload', async t => {
     t.equal(newbie.status, 200, `${newbie.status} ${newbie.reason}`)
-  }, { todo: 'needs core fix: issue #16 defect 2 (users_file not re-read on reload)' })
+  }, { todo: coreTodo('issue #16 defect 2 (users_file not re-read on reload)') })
 })
 
 t.test('defect-2-reload-groups: every other group takes effect on reload or is named in restartNeededFor', async t => {
