@@ -26,11 +26,11 @@ const users = join(tmp.dir, 'users.txt')
 const userLine = (u: string, pw: string): string => `${u}:example.com:${md5(`${u}:example.com:${pw}`)}\n`
 writeFileSync(users, userLine('alice', 'alice-pw') + userLine('mallory', 'right-pw'))
 
-interface Opts { workers?: number; algorithms?: string; extra?: string; routes?: string; minExpires?: string; serverHeader?: string; level?: string; port?: number; storeDir?: string }
+interface Opts { domains?: string; workers?: number; algorithms?: string; extra?: string; routes?: string; minExpires?: string; serverHeader?: string; level?: string; port?: number; storeDir?: string }
 const config = (o: Opts = {}): string => `
 workers: ${o.workers ?? 2}
 listen: [udp:127.0.0.1:${o.port ?? SIP}, tcp:127.0.0.1:${o.port ?? SIP}]
-domains: [example.com, open.test]
+domains: [${o.domains ?? 'example.com, open.test'}]
 store: "lmdb:${tmp.dir}/${o.storeDir ?? 'store'}"
 metrics: { listen: 127.0.0.1:${HTTP} }
 proxy: { server_header: ${o.serverHeader ?? 'sipedge'} }
@@ -185,8 +185,11 @@ t.test('defect-2-reload-auth: a reload applies auth changes', async t => {
 })
 
 t.test('defect-2-reload-groups: every other group takes effect on reload or is named in restartNeededFor', async t => {
-  // routes, proxy.server_header, registrar.min_expires: take effect (logging.level: cli.test.ts)
+  // routes, proxy.server_header, registrar.min_expires, domains: take effect
+  const options = (host: string): string => `OPTIONS sip:${host} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:${cport};branch=z9hG4bK${randomBytes(6).toString('hex')};rport\r\nMax-Forwards: 70\r\nFrom: <sip:a@open.test>;tag=1\r\nTo: <sip:${host}>\r\nCall-ID: ${uniqueCallId('opt')}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n`
+  t.equal((await client.request(options('new.test'), SIP)).status, 403, 'new.test is no local domain before')
   const line = await reload({
+    domains: 'example.com, open.test, new.test',
     algorithms: '[MD5]', serverHeader: 'edge-reloaded', minExpires: '90s', level: 'info',
     routes: '  - { match: { method: MESSAGE }, action: { reject: { code: 488, reason: Reloaded Route } } }',
   })
@@ -200,10 +203,11 @@ t.test('defect-2-reload-groups: every other group takes effect on reload or is n
   const short = await client.request(register('zed', { domain: 'open.test', expires: 70 }), SIP)
   t.equal(short.status, 423, 'registrar.min_expires: 70 s is now too brief')
   t.match(short.headers.get('min-expires') ?? '', /^90$/, 'Min-Expires: 90')
+  t.equal((await client.request(options('new.test'), SIP)).status, 200, 'domains: the added domain is ours (OPTIONS answered by the proxy)')
 
   // listen, workers, limits, metrics, admin, registrar.store, dialog.store: named, not applied
   const restart = await reload({
-    algorithms: '[MD5]', serverHeader: 'edge-reloaded', minExpires: '90s', level: 'info', storeDir: 'store2',
+    domains: 'example.com, open.test, new.test', algorithms: '[MD5]', serverHeader: 'edge-reloaded', minExpires: '90s', level: 'info', storeDir: 'store2',
     workers: 1, extra: 'limits: { max_connections: 500 }\nadmin: { enabled: true, token: 0123456789abcdef0 }\n',
     port: SIP + 2,
   })
