@@ -98,11 +98,11 @@ async function call(caller: BaresipPhone, callee: BaresipPhone, uri: string): Pr
 }
 
 /** `by` hangs up; the other side must see the call closed by its peer (it got the BYE and answered it). */
-async function hangup(by: BaresipPhone, other: BaresipPhone): Promise<string | undefined> {
+async function hangup(by: BaresipPhone, other: BaresipPhone, ms = 10_000): Promise<string | undefined> {
   const [a, b] = [by.mark(), other.mark()]
   await by.hangup()
   await by.waitEvent('CALL_CLOSED', { since: a })
-  const closed = await other.waitEvent('CALL_CLOSED', { since: b })
+  const closed = await other.waitEvent('CALL_CLOSED', { since: b, ms })
   return closed.param
 }
 
@@ -110,15 +110,17 @@ for (const transport of ['udp', 'tcp', 'tls'] as const) {
   t.test(`${transport}: register with digest auth and an outbound proxy, call both ways, hang up from either side, MESSAGE`, async t => {
     const outbound = transport === 'tls' ? EDGE_TLS : EDGE
     const [A, B] = [`sip:alice-${transport}@example.com`, `sip:bob-${transport}@example.com`]
+    const local = async (code: string): Promise<number> => metric('sipedge_responses_total', { direction: 'local', code })
+    const [c401, c407] = [await local('401'), await local('407')]
     const alice = await phone(`alice-${transport}`, { contacts: [`"Bob" <${B}>`] })
     const bob = await phone(`bob-${transport}`)
     await register(alice, { aor: A, transport, password: 'alice-pw', outbound })
     await register(bob, { aor: B, transport, password: 'bob-pw', outbound })
-    t.pass('both phones registered (REGISTER 401 -> 200 with MD5 digest)')
+    t.pass('both phones registered (the domain asks for digest: 401, answered with MD5, 200)')
 
     const openedBefore = await metric('sipedge_connection_events_total', { event: 'opened' })
     await call(alice, bob, B)
-    t.pass('alice -> bob: INVITE (407 -> authenticated), 180, 200, ACK: established on both phones')
+    t.pass('alice -> bob: INVITE (the domain asks for proxy auth: 407, answered), 180, 200, ACK: established on both phones')
     if (transport === 'udp') {
       // issue #16 defect 5: dialogs of calls routed by registrar lookup are counted
       const dialogs = await http('GET', `http://127.0.0.1:${HTTP}/api/dialogs`)
@@ -135,7 +137,8 @@ for (const transport of ['udp', 'tcp', 'tls'] as const) {
     const ma = alice.mark()
     const calleeHangsUp = async (t: Tap.Test): Promise<void> => {
       const t0 = Date.now()
-      const why = await hangup(bob, alice).catch((e: Error) => e.message.split('\n')[0])
+      // a BYE in flight on loopback takes milliseconds; 4 s is ample
+      const why = await hangup(bob, alice, 4_000).catch((e: Error) => e.message.split('\n')[0])
       t.comment(`caller saw: ${why} after ${Date.now() - t0} ms`)
       t.equal(why, 'Connection reset by peer', 'callee hung up: the caller got the BYE')
     }
@@ -169,6 +172,9 @@ for (const transport of ['udp', 'tcp', 'tls'] as const) {
     const m = await alice.message(text)
     t.ok(m.ok, 'MESSAGE sent')
     t.match(await bob.waitConsole(new RegExp(`${A}: "${text}"`)), text, 'bob got the MESSAGE text')
+    // the phones did answer challenges: two REGISTERs and the INVITEs and MESSAGE were challenged
+    t.ok((await local('401')) - c401 >= 2, 'sipedge challenged both REGISTERs (401)')
+    t.ok((await local('407')) - c407 >= 4, 'sipedge challenged the three INVITEs and the MESSAGE (407)')
     await alice.stop()
     await bob.stop()
   })
