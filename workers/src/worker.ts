@@ -65,6 +65,7 @@ if (data.logPort !== undefined) {
     info: (m, f) => l.info(fields(f), m),
     warn: (m, f) => l.warn(fields(f), m),
     error: (m, f) => l.error(fields(f), m),
+    isLevelEnabled: level => l.isLevelEnabled(level),
   }
   tracer = new Tracer(portLogging.logger('trace'))
   if (data.traceFilters !== undefined) tracer.setFilters(data.traceFilters)

@@ -13,6 +13,8 @@ export interface HandlerLogger {
   info(msg: string, fields?: Record<string, unknown>): void
   warn(msg: string, fields?: Record<string, unknown>): void
   error(msg: string, fields?: Record<string, unknown>): void
+  /** When present: whether a level is on, so debug-only fields are built only when they are logged. */
+  isLevelEnabled?(level: string): boolean
 }
 
 /** The handler's view of the thread's metrics (see HandlerContext.metrics). */
