@@ -117,9 +117,14 @@ t.test('worker loggers post batched lines to the primary', async t => {
   const orig = port2.postMessage.bind(port2)
   port2.postMessage = (m: unknown) => { posts++; orig(m) }
   const w = createPortLogging(port2, { level: 'debug', modules: { quiet: 'error' } })
+  // the batch reaching the primary's side is the event to wait for (bounded), not a guessed delay
+  const delivered = new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('timed out after 10 s waiting for the batch on the primary port')), 10_000)
+    port1.once('message', () => { clearTimeout(timer); resolve() })
+  })
   for (let i = 0; i < 100; i++) w.logger('worker').debug({ i }, 'from worker')
   w.logger('quiet').info('dropped')
-  await new Promise(r => setTimeout(r, 50))
+  await delivered
   await log.close()
   port1.close()
   t.equal(posts, 1, 'one message for 100 lines')

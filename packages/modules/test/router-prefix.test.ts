@@ -100,14 +100,18 @@ t.test('10,000 prefix rules: one trie walk, cost does not grow with the rule cou
   t.equal(big.match('sip:+2@x'), 'all')
   const msgs = ['sip:+1000007999@x', 'sip:+1034993123@x', 'sip:+2000000@x', 'sip:+1069993123@x'].map(u => msg(u))
   for (const m of msgs) void m.requestUri // parsed once, as the proxy does before routing
+  // CPU time of this process, best of 7: on a loaded host the wall clock also counts the time
+  // other processes had the core (wall-clock ratios of 1.35x to 2.86x were seen beside two busy
+  // loops, against a bound of 3x); what disturbs a sample (GC, another thread) only ever adds.
+  const cpuMicros = (): number => { const u = process.cpuUsage(); return u.user + u.system }
   const time = (r: typeof big): number => {
     let best = Infinity
     for (let round = 0; round < 7; round++) {
-      const t0 = process.hrtime.bigint()
+      const t0 = cpuMicros()
       for (let i = 0; i < 50_000; i++) r.decide(msgs[i & 3]!)
-      best = Math.min(best, Number(process.hrtime.bigint() - t0))
+      best = Math.min(best, cpuMicros() - t0)
     }
-    return best
+    return Math.max(best, 1)
   }
   const tb = time(big)
   const ts = time(small)

@@ -3,6 +3,7 @@
 import { readFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { startSipp, scenario, type Sipp, type SippResult } from './sipp.js'
+import { until } from './index.js'
 
 export interface Backend {
   readonly ip: string
@@ -12,8 +13,10 @@ export interface Backend {
   /** Call-IDs of the INVITEs and BYEs this backend received (read from its log file). */
   seen(): { invites: string[]; byes: string[] }
   stop(): Promise<void>
-  /** Starts it again (same address), e.g. after a simulated outage. */
+  /** Starts it again (same address), e.g. after a simulated outage; then await ready(). */
   restart(): void
+  /** Resolves once its sipp is bound to ip:port (bounded; fails if sipp exits first). */
+  ready(): Promise<void>
 }
 
 function spawnBackend(ip: string, port: number, contactHost: string, timeoutS: number): Sipp {
@@ -52,8 +55,30 @@ export function startBackend(ip: string, port: number, o: { contactHost?: string
     },
     async stop() { await b.sipp.stop() },
     restart() { old.push(b.sipp); b.sipp = spawnBackend(ip, port, contact, timeoutS) },
+    ready() { return b.sipp.ready() },
   }
   return b
+}
+
+/** Starts a backend per address on `port` and waits until every one of them is bound. */
+export async function startBackends(ips: readonly string[], port: number, o: { contactHost?: string; timeoutS?: number } = {}): Promise<Backend[]> {
+  const bs = ips.map(ip => startBackend(ip, port, o))
+  try {
+    await Promise.all(bs.map(b => b.ready()))
+  } catch (err) {
+    await stopBackends(bs)
+    throw err
+  }
+  return bs
+}
+
+/**
+ * Polls the backends' logs until `cond` holds on what they have seen (bounded); returns whether
+ * it did. Each backend logs an INVITE or BYE when it receives it, so after the UAC ended every
+ * line is there or about to be: this waits for the files, not for a guessed time.
+ */
+export function untilSeen(bs: readonly Backend[], cond: (seen: Array<{ invites: string[]; byes: string[] }>) => boolean, ms = 15_000): Promise<boolean> {
+  return until(() => cond(bs.map(b => b.seen())), ms, 50)
 }
 
 export async function stopBackends(bs: readonly Backend[]): Promise<void> {
@@ -76,6 +101,15 @@ export interface UacOptions {
   /** Value of the X-Test header. */
   hdr?: string
   timeoutS?: number
+  /**
+   * sipp -cid_str, the Call-ID format (%u call number, %s local IP). sipp's default has its
+   * pid in it: hash-based shares then differ from run to run; a fixed format makes them repeat.
+   */
+  cidStr?: string
+}
+
+function uacArgs(o: UacOptions): string[] {
+  return ['-d', String(o.holdMs ?? 50), '-key', 'hdr', o.hdr ?? 'none', ...(o.cidStr !== undefined ? ['-cid_str', o.cidStr] : [])]
 }
 
 /** A bounded sipp UAC (dispatch/uac.xml); resolves when it ends, stopped in any case. */
@@ -84,7 +118,7 @@ export async function runUac(o: UacOptions): Promise<SippResult> {
     scenario: scenario('dispatch/uac.xml'), remote: o.proxy, localIp: '127.0.0.1', localPort: o.port, transport: 'u1',
     calls: o.calls, rate: o.rate ?? 50, ...(o.limit !== undefined ? { limit: o.limit } : {}), timeoutS: o.timeoutS ?? 30,
     service: o.service ?? 'alice', domain: o.domain ?? o.proxy,
-    extra: ['-d', String(o.holdMs ?? 50), '-key', 'hdr', o.hdr ?? 'none'],
+    extra: uacArgs(o),
   })
   try { return await s.done } finally { await s.stop(); s.cleanup() }
 }
@@ -95,7 +129,7 @@ export function startUac(o: UacOptions): Sipp {
     scenario: scenario('dispatch/uac.xml'), remote: o.proxy, localIp: '127.0.0.1', localPort: o.port, transport: 'u1',
     calls: o.calls, rate: o.rate ?? 50, ...(o.limit !== undefined ? { limit: o.limit } : {}), timeoutS: o.timeoutS ?? 30,
     service: o.service ?? 'alice', domain: o.domain ?? o.proxy,
-    extra: ['-d', String(o.holdMs ?? 50), '-key', 'hdr', o.hdr ?? 'none'],
+    extra: uacArgs(o),
   })
 }
 

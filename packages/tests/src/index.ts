@@ -4,8 +4,8 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram'
 import { connect as netConnect, type Socket } from 'node:net'
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls'
 import { execFileSync, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { endianness, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes, createHash } from 'node:crypto'
 
@@ -115,19 +115,26 @@ export class UdpClient {
   send(text: string | Buffer, port: number, host = '127.0.0.1'): void {
     this.sock.send(typeof text === 'string' ? Buffer.from(text, 'latin1') : text, port, host)
   }
-  /** Sends and waits for the response with the same Call-ID (retransmitting like a UAC, bounded). */
-  async request(text: string, port: number, host = '127.0.0.1', ms = 3000): Promise<SipResponse> {
+  /**
+   * Sends and waits for the response with the same Call-ID (retransmitting like a UAC, bounded).
+   * The bound is generous (a loaded 2-core CI host can stall a process for seconds); an answer
+   * ends the wait at once, so only a broken run pays for it.
+   */
+  async request(text: string, port: number, host = '127.0.0.1', ms = 15_000): Promise<SipResponse> {
     const id = parseRequestCallId(text)
     const existing = this.responses.get(id)
     if (existing?.length) return existing[0]!
     const p = new Promise<SipResponse>(r => this.waiters.set(id, r))
     this.send(text, port, host)
+    // Timer A style: 500 ms, doubling, capped at T2 = 4 s (RFC 3261 §17.1.2.2)
     let t = 500
-    const retrans = setInterval(() => { this.send(text, port, host); t *= 2 }, t)
+    let retrans: NodeJS.Timeout
+    const again = (): void => { this.send(text, port, host); t = Math.min(t * 2, 4000); retrans = setTimeout(again, t) }
+    retrans = setTimeout(again, t)
     try {
       return await Promise.race([p, timeout<SipResponse>(ms, `UDP response for ${id}`)])
     } finally {
-      clearInterval(retrans)
+      clearTimeout(retrans)
       this.waiters.delete(id)
     }
   }
@@ -170,7 +177,7 @@ export class StreamClient {
   }
   write(data: string | Buffer): void { this.sock.write(typeof data === 'string' ? Buffer.from(data, 'latin1') : data) }
   /** Waits until `n` messages have arrived in total (or the connection closed), bounded. */
-  async waitFor(n: number, ms = 3000): Promise<SipResponse[]> {
+  async waitFor(n: number, ms = 15_000): Promise<SipResponse[]> {
     const deadline = Date.now() + ms
     while (this.messages.length < n && !this.closed) {
       const left = deadline - Date.now()
@@ -179,7 +186,7 @@ export class StreamClient {
     }
     return this.messages
   }
-  async waitClosed(ms = 3000): Promise<boolean> {
+  async waitClosed(ms = 15_000): Promise<boolean> {
     const deadline = Date.now() + ms
     while (!this.closed && Date.now() < deadline) await new Promise(r => setTimeout(r, 20))
     return this.closed
@@ -222,7 +229,7 @@ export class WsClient {
         s.on('data', onData)
         s.once('close', () => reject(new Error('closed during WebSocket handshake')))
       }),
-      timeout<string>(3000, 'WebSocket handshake'),
+      timeout<string>(15_000, 'WebSocket handshake'),
     ])
     if (!/^HTTP\/1\.1 101/.test(head)) throw new Error(`WebSocket upgrade refused: ${head.split('\r\n')[0]}`)
     const accept = createHash('sha1').update(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64')
@@ -263,7 +270,7 @@ export class WsClient {
     for (let i = 0; i < len; i++) masked[i] = data[i]! ^ mask[i & 3]!
     if (!this.sock.destroyed) this.sock.write(Buffer.concat([head, mask, masked]))
   }
-  async waitFor(n: number, ms = 3000): Promise<SipResponse[]> {
+  async waitFor(n: number, ms = 15_000): Promise<SipResponse[]> {
     const deadline = Date.now() + ms
     while (this.messages.length < n && !this.closed && Date.now() < deadline) await new Promise(r => setTimeout(r, 10))
     if (this.messages.length < n) throw new Error(`timed out waiting for ${n} WS messages (have ${this.messages.length})`)
@@ -288,7 +295,7 @@ export function makeCert(dir: string, name: string, cn: string): { cert: string;
 }
 
 /** Waits for a line on a child's stdout/stderr matching `re`; returns it. */
-export function waitForOutput(child: ChildProcess, re: RegExp, ms = 10_000): Promise<string> {
+export function waitForOutput(child: ChildProcess, re: RegExp, ms = 30_000): Promise<string> {
   return new Promise((resolve, reject) => {
     let acc = ''
     const t = setTimeout(() => { cleanup(); reject(new Error(`timed out waiting for ${re} in output:\n${acc}`)) }, ms)
@@ -310,7 +317,7 @@ export function waitForOutput(child: ChildProcess, re: RegExp, ms = 10_000): Pro
   })
 }
 
-export function waitForExit(child: ChildProcess, ms = 10_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+export function waitForExit(child: ChildProcess, ms = 30_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve({ code: child.exitCode, signal: child.signalCode })
   return new Promise((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`process ${child.pid} did not exit within ${ms} ms`)), ms)
@@ -333,4 +340,61 @@ export async function sleep(ms: number): Promise<void> { await new Promise(r => 
  */
 export function coreTodo(reason: string): string | false {
   return process.env['SIPEDGE_CORE_TODO'] === 'off' ? false : `needs core fix: ${reason}`
+}
+
+/**
+ * Polls `cond` every `everyMs` until it holds; false after `ms`. For conditions that no event
+ * announces (a file line, a counter, another process's state). The bound is generous: on a
+ * loaded host things get slow, not wrong, and a condition that holds ends the wait at once.
+ */
+export async function until(cond: () => boolean | Promise<boolean>, ms = 15_000, everyMs = 20): Promise<boolean> {
+  const deadline = Date.now() + ms
+  for (;;) {
+    if (await cond()) return true
+    if (Date.now() >= deadline) return false
+    await new Promise(r => setTimeout(r, everyMs))
+  }
+}
+
+/** Like `until`, but a precondition: throws "timed out after N ms waiting for <what>". */
+export async function waitUntil(cond: () => boolean | Promise<boolean>, what: string, ms = 15_000, everyMs = 20): Promise<void> {
+  if (!(await until(cond, ms, everyMs))) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
+}
+
+/** IPv4 a.b.c.d:port as /proc/net/{udp,tcp} print it: the address as a 32-bit word in host byte order. */
+function procNetKey(ip: string, port: number): string {
+  const b = ip.split('.').map(Number)
+  if (b.length !== 4 || b.some(x => !(x >= 0 && x <= 255))) throw new Error(`not an IPv4 address: ${ip}`)
+  const hex = (n: number): string => n.toString(16).toUpperCase().padStart(2, '0')
+  const addr = (endianness() === 'LE' ? [...b].reverse() : b).map(hex).join('')
+  return `${addr}:${port.toString(16).toUpperCase().padStart(4, '0')}`
+}
+
+/**
+ * Whether some process has a UDP socket bound to, or a TCP socket listening on, ip:port (IPv4),
+ * read from /proc/net. Asking the kernel instead of binding a probe socket matters: a probe
+ * that binds would hold the port for a moment and could make the peer's own bind fail.
+ */
+export function portBound(ip: string, port: number, proto: 'udp' | 'tcp'): boolean {
+  const key = procNetKey(ip, port)
+  let text: string
+  try { text = readFileSync(`/proc/net/${proto}`, 'latin1') } catch { return false }
+  for (const line of text.split('\n')) {
+    const f = line.trim().split(/\s+/)
+    // sl local_address rem_address st ...; TCP: st 0A = LISTEN
+    if (f[1] === key && (proto === 'udp' || f[3] === '0A')) return true
+  }
+  return false
+}
+
+/**
+ * Waits until ip:port is bound (UDP) or listening (TCP), e.g. a sipp peer started in the
+ * background: traffic sent earlier would meet a closed port. Fails at once if `child` exits.
+ */
+export async function waitBound(ip: string, port: number, proto: 'udp' | 'tcp', o: { child?: ChildProcess; ms?: number } = {}): Promise<void> {
+  const ms = o.ms ?? 20_000
+  const exited = (): boolean => o.child !== undefined && (o.child.exitCode !== null || o.child.signalCode !== null)
+  await until(() => exited() || portBound(ip, port, proto), ms)
+  if (exited()) throw new Error(`process ${o.child!.pid} exited (${o.child!.exitCode ?? o.child!.signalCode}) before binding ${proto} ${ip}:${port}`)
+  if (!portBound(ip, port, proto)) throw new Error(`timed out after ${ms} ms waiting for ${proto} ${ip}:${port} to be bound`)
 }

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url'
 import { parseConfig, type FrozenConfig } from '@sipedge/config'
 import { Engine, createLogger } from '@sipedge/transport'
 import { workerEntryUrl } from '@sipedge/workers'
+import { waitBound } from './index.js'
 
 export const SIPP = process.env['SIPP'] ?? '/usr/bin/sipp'
 
@@ -57,9 +58,11 @@ export class Sipp {
   readonly proc: ChildProcess
   readonly dir: string
   readonly done: Promise<SippResult>
+  readonly opts: SippOptions
   private out = ''
 
   constructor(o: SippOptions) {
+    this.opts = o
     this.dir = mkdtempSync(join(tmpdir(), 'sipedge-sipp-'))
     const sf = o.scenario.includes('/') ? o.scenario : scenario(o.scenario)
     const args = [
@@ -73,6 +76,11 @@ export class Sipp {
       '-trace_err', '-error_file', join(this.dir, 'errors.log'),
       '-trace_stat', '-stf', join(this.dir, 'stat.csv'), '-fd', '1',
       '-max_socket', '64',
+      // UDP retransmission budget: sipp gives up after 5 (INVITE) / 7 (others) retransmissions,
+      // about 6 s at T1 = 100 ms: a loaded host stalls a peer that long (a backend aborted calls
+      // whose ACK was late, then the BYE timed out at the UAC). 10 retransmissions, capped at
+      // T2 = 4 s, wait about 22 s, within Timer B/F (64*T1 = 32 s at the RFC's T1 = 500 ms).
+      '-max_invite_retrans', '10', '-max_non_invite_retrans', '10',
       ...(o.rate !== undefined ? ['-r', String(o.rate)] : []),
       ...(o.limit !== undefined ? ['-l', String(o.limit)] : []),
       ...(o.service !== undefined ? ['-s', o.service] : []),
@@ -100,6 +108,19 @@ export class Sipp {
       for (const f of readdirSync(this.dir)) if (f.includes('error')) errors += readFileSync(join(this.dir, f), 'utf8').slice(-4000)
     } catch { /* no error log */ }
     return { code, signal, successful: stats.successful, failed: stats.failed, log: (this.out.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '') + '\n' + errors).slice(-6000), dir: this.dir }
+  }
+
+  /**
+   * Resolves once this sipp has bound its local port (UDP) or listens on it (TCP): a UAS must be
+   * there before the first request is routed to it, however long a loaded host takes to start it.
+   */
+  async ready(ms = 20_000): Promise<void> {
+    const proto = (this.opts.transport ?? 'u1').startsWith('t') ? 'tcp' : 'udp'
+    try {
+      await waitBound(this.opts.localIp, this.opts.localPort, proto, { child: this.proc, ms })
+    } catch (err) {
+      throw new Error(`sipp ${this.opts.scenario}: ${(err as Error).message}\n${this.out.slice(-2000)}`)
+    }
   }
 
   /** Stops the process (SIGTERM, then SIGKILL) and waits for it. */
@@ -158,6 +179,8 @@ export async function startProxy(yaml: string): Promise<{ engine: Engine; config
     config,
     logger: createLogger({ level: process.env['SIPEDGE_TEST_LOG'] === '1' ? 'debug' : 'silent' }),
     shutdownTimeoutMs: 2000,
+    // tests ask the workers (engine.query) while sipp keeps them busy on a loaded host
+    queryTimeoutMs: 10_000,
   })
   await engine.start()
   return { engine, config }
@@ -180,7 +203,7 @@ export interface FlowOptions {
   service?: string
   domain?: string
   timeoutS?: number
-  /** How long to let the UAS finish by itself after the UAC ended (default 4000 ms). */
+  /** How long to let the UAS finish by itself after the UAC ended (default 15000 ms; it usually exits at once). */
   uasWaitMs?: number
 }
 
@@ -193,7 +216,7 @@ export async function runFlow(o: FlowOptions): Promise<FlowResult> {
     calls: o.calls, timeoutS: (o.timeoutS ?? 30) + 5,
   })
   try {
-    await new Promise(r => setTimeout(r, 250)) // let the UAS bind
+    if (uas !== null) await uas.ready() // the first INVITE must find it listening
     const uac = startSipp({
       scenario: o.uac, remote: o.proxy, localIp: '127.0.0.1', localPort: o.uacPort, transport: o.transport,
       calls: o.calls, rate: o.rate ?? 20, timeoutS: o.timeoutS ?? 30, service: o.service ?? 'alice', domain: o.domain ?? o.proxy,
@@ -203,8 +226,11 @@ export async function runFlow(o: FlowOptions): Promise<FlowResult> {
     let uasRes: SippResult | null = null
     if (uas !== null) {
       // The UAS ends by itself after -m calls (its last pause); bounded, then stopped.
-      const t = new Promise<null>(r => setTimeout(() => r(null), o.uasWaitMs ?? 4000))
+      // Its last call ends after the scenario's final pause; a loaded host can take seconds.
+      let timer: NodeJS.Timeout | undefined
+      const t = new Promise<null>(r => { timer = setTimeout(() => r(null), o.uasWaitMs ?? 15_000) })
       uasRes = (await Promise.race([uas.done, t])) ?? await uas.stop()
+      clearTimeout(timer)
     }
     return { uac: uacRes, uas: uasRes }
   } finally {

@@ -6,7 +6,9 @@ import { spawn, spawnSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { UdpClient, sipRequest, tempDir, waitForOutput, waitForExit, killHard, sleep } from '@sipedge/tests'
+import { UdpClient, sipRequest, tempDir, waitForOutput, waitForExit, killHard, waitUntil } from '@sipedge/tests'
+import { http, sampleValue } from '../dist/ops.js'
+import { parseExposition } from '../../metrics/test/fixtures/expo-parser.js'
 
 const root = fileURLToPath(new URL('../../../', import.meta.url))
 const main = join(root, 'packages/cli/dist/main.js')
@@ -61,12 +63,20 @@ t.test('--config: logs ready, answers, drains on SIGTERM (in-flight answered) an
   await c.bind()
   t.teardown(() => c.close())
   t.equal((await c.request(sipRequest(), port)).status, 200)
-  // A request the worker is still busy with when SIGTERM arrives is answered before exit.
+  // A request the node has received when SIGTERM arrives is answered before exit. "Received"
+  // is read from its own counter (datagrams in, on the metrics port): a guessed delay would
+  // let a loaded host still hold it in the socket buffer, where no drain can see it.
+  const datagramsIn = async (): Promise<number> => {
+    const f = parseExposition((await http('GET', `http://127.0.0.1:${port + 1}/metrics`)).text)
+    return sampleValue(f, 'sipedge_transport_messages_total', 'sipedge_transport_messages_total', { direction: 'in', kind: 'datagram' })
+  }
+  const before = await datagramsIn()
+  t.ok(before >= 1, `datagrams in before (${before})`)
   const slow = sipRequest({ callId: 'in-flight', extraHeaders: ['X-Sipedge-Test: busy=400'] })
   c.send(slow, port)
-  await sleep(50)
+  await waitUntil(async () => (await datagramsIn()) > before, 'the node to receive the in-flight request')
   child.kill('SIGTERM')
-  const { code } = await waitForExit(child, 10_000)
+  const { code } = await waitForExit(child, 30_000)
   t.equal(code, 0, out)
   t.equal(c.responses.get('in-flight')?.[0]?.status, 200, 'in-flight request answered during the drain')
   t.match(out, /"msg":"stopped"/)
@@ -102,13 +112,13 @@ t.test('`pnpm sipedge --config F`: SIGTERM to the whole process group exits 0', 
   const { file, port } = config('', 1)
   const child = spawn('pnpm', ['sipedge', '--config', file], { cwd: root, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
   t.teardown(() => killHard(child, true))
-  await waitForOutput(child, /"msg":"ready"/, 30_000)
+  await waitForOutput(child, /"msg":"ready"/, 60_000)
   const c = new UdpClient()
   await c.bind()
   t.teardown(() => c.close())
   t.equal((await c.request(sipRequest(), port)).status, 200)
   process.kill(-child.pid!, 'SIGTERM')
-  const { code, signal } = await waitForExit(child, 15_000)
+  const { code, signal } = await waitForExit(child, 30_000)
   t.equal(signal, null)
   t.equal(code, 0)
 })
@@ -125,7 +135,7 @@ t.test('an HTTP port already taken by another node is a startup error, not a sil
   t.teardown(() => killHard(b))
   const failed = await waitForOutput(b, /startup failed/)
   t.match(failed, /ERR_METRICS_LISTEN|cannot listen/)
-  t.equal((await waitForExit(b, 10_000)).code, 1)
+  t.equal((await waitForExit(b, 30_000)).code, 1)
   a.kill('SIGTERM')
   t.equal((await waitForExit(a)).code, 0)
 })

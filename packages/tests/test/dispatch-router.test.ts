@@ -2,7 +2,7 @@
 // longest prefix winning across consecutive prefix rules, method; first match wins otherwise.
 import t from 'tap'
 import { startProxy } from '../dist/sipp.js'
-import { startBackend, stopBackends, runUac, sleep, type Backend } from '../dist/dispatch.js'
+import { startBackends, stopBackends, runUac, untilSeen, type Backend } from '../dist/dispatch.js'
 
 const PROXY = '127.0.0.1:20300'
 const BP = 20310
@@ -25,16 +25,17 @@ routes:
 `
 
 const { engine } = await startProxy(config)
-const backends: Backend[] = ['127.0.0.2', '127.0.0.3', '127.0.0.4'].map(ip => startBackend(ip, BP))
-t.teardown(async () => { await stopBackends(backends); await engine.stop() })
-await sleep(300)
+t.teardown(() => engine.stop())
+const backends: Backend[] = await startBackends(['127.0.0.2', '127.0.0.3', '127.0.0.4'], BP)
+t.teardown(() => stopBackends(backends))
 
 let port = 20320
 async function route(t: Tap.Test, o: { service: string; domain?: string; hdr?: string }): Promise<string> {
   const before = backends.map(b => b.seen().invites.length)
   const r = await runUac({ proxy: PROXY, port: port++, calls: 10, rate: 50, service: o.service, ...(o.domain ? { domain: o.domain } : {}), ...(o.hdr ? { hdr: o.hdr } : {}) })
   t.equal(r.successful, 10, 'calls completed', { log: r.log })
-  await sleep(300)
+  // the 10 INVITEs in the backends' logs (bounded wait for the files)
+  await untilSeen(backends, seen => seen.reduce((n, s, i) => n + s.invites.length - before[i]!, 0) >= 10)
   const got = backends.filter((b, i) => b.seen().invites.length - before[i]! === 10).map(b => b.ip)
   return got.join(',')
 }

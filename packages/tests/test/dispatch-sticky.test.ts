@@ -9,7 +9,8 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startProxy } from '../dist/sipp.js'
-import { startBackend, stopBackends, startUac, sleep, type Backend } from '../dist/dispatch.js'
+import { waitUntil } from '@sipedge/tests'
+import { startBackends, stopBackends, startUac, untilSeen, type Backend } from '../dist/dispatch.js'
 
 process.env['SIPEDGE_TEST_HOOKS'] = '1'
 const dir = mkdtempSync(join(tmpdir(), 'sipedge-dlg-'))
@@ -28,19 +29,26 @@ routes:
 `
 
 const { engine } = await startProxy(config)
-const backends: Backend[] = ['127.0.0.2', '127.0.0.3'].map(ip => startBackend(ip, BP))
-t.teardown(async () => { await stopBackends(backends); await engine.stop(); rmSync(dir, { recursive: true, force: true }) })
-await sleep(300)
+t.teardown(async () => { await engine.stop(); rmSync(dir, { recursive: true, force: true }) })
+const backends: Backend[] = await startBackends(['127.0.0.2', '127.0.0.3'], BP)
+t.teardown(() => stopBackends(backends))
 
 t.test('dialog table lost while calls are up: ACK/BYE still reach the right backend', async t => {
   const uac = startUac({ proxy: PROXY, port: 20420, calls: 30, rate: 30, limit: 100, holdMs: 2500, timeoutS: 30 })
-  await sleep(1300)
+  t.teardown(async () => { await uac.stop(); uac.cleanup() })
+  // Drop the tables while calls are up: once the backends have seen INVITEs and no BYE yet
+  // (calls are held 2.5 s), however slowly sipp got going.
+  await waitUntil(() => backends.reduce((n, b) => n + b.seen().invites.length, 0) >= 10, '10 calls up at the backends')
+  const byesBefore = backends.reduce((n, b) => n + b.seen().byes.length, 0)
   engine.control({ type: 'dialog-admin', action: 'clear' })
+  await engine.query('all', 'dialogs') // answered after the clear (same port, in order)
   const r = await uac.done
-  await uac.stop(); uac.cleanup()
   t.equal(r.failed, 0, 'no failed call', { log: r.log })
   t.equal(r.successful, 30)
-  await sleep(400)
+  t.equal(byesBefore, 0, 'the tables were dropped before any call ended')
+  // every INVITE and BYE in the backends' logs (bounded wait for the files)
+  await untilSeen(backends, seen => seen.reduce((n, s) => n + s.invites.length, 0) >= 30 &&
+    seen.reduce((n, s) => n + s.byes.length, 0) >= 30)
   let total = 0
   for (const b of backends) {
     const s = b.seen()

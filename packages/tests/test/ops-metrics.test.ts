@@ -3,7 +3,7 @@
 // HTTP client while sipp runs (each scrape must parse strictly, counters never go back), and
 // after the run the per-method counters must match what sipp sent.
 import t from 'tap'
-import { tempDir } from '@sipedge/tests'
+import { tempDir, until } from '@sipedge/tests'
 import { startSipp, type SippResult } from '../dist/sipp.js'
 import { startSipedge, http, sampleValue, sippCounts, sleepMs } from '../dist/ops.js'
 import { parseExposition, type ExpoFamily } from '../../metrics/test/fixtures/expo-parser.js'
@@ -63,8 +63,11 @@ t.test('the exposition parses strictly and carries the process-level series', as
   t.equal(sampleValue(f, 'sipedge_config_generation', 'sipedge_config_generation'), 1)
   t.equal(sampleValue(f, 'sipedge_ready', 'sipedge_ready'), 1)
   t.equal(sampleValue(f, 'sipedge_workers_alive', 'sipedge_workers_alive'), 2)
-  await sleepMs(1_200) // every thread has sampled itself once
-  const g = await scrape()
+  // Every thread samples its event-loop lag once a second (later on a loaded host): wait for
+  // the three series rather than for a guessed second.
+  let g = f
+  const lagThreads = (f: Map<string, ExpoFamily>): string[] => f.get('sipedge_event_loop_lag_p99_seconds')?.samples.map(s => s.labels['thread']!).sort() ?? []
+  await until(async () => { g = await scrape(); return lagThreads(g).length >= 3 }, 15_000, 200)
   const threads = g.get('sipedge_event_loop_lag_p99_seconds')?.samples.map(s => s.labels['thread']).sort()
   t.same(threads, ['main', 'worker0', 'worker1'], 'event-loop lag per thread')
   t.equal(sampleValue(g, 'sipedge_ring_capacity_bytes', 'sipedge_ring_capacity_bytes', { worker: '1', direction: 'in' }) > 0, true, 'ring series per worker')
@@ -80,7 +83,7 @@ t.test(`${CALLS} sipp calls: counters match what sipp sent, scraped during the r
   let uacN: (m: string, k: string) => number = () => 0
   const scrapes: Array<Map<string, ExpoFamily>> = []
   try {
-    await sleepMs(250)
+    await uas.ready() // the first INVITE must find it listening
     const uac = startSipp({
       scenario: 'uac-call.xml', remote: `127.0.0.1:${SIP}`, localIp: '127.0.0.1', localPort: UAC, transport: 'u1',
       calls: CALLS, rate: 10, timeoutS: 30, service: 'alice', domain: '127.0.0.1', extra: ['-trace_counts'],
@@ -96,7 +99,10 @@ t.test(`${CALLS} sipp calls: counters match what sipp sent, scraped during the r
     uacN = sippCounts(uac.dir)
     await uac.stop()
     uac.cleanup()
-    uasRes = (await Promise.race([uas.done, sleepMs(4_000).then(() => undefined)])) ?? await uas.stop()
+    // the UAS ends by itself after its last call's final pause (seconds on a loaded host)
+    let timer: NodeJS.Timeout | undefined
+    uasRes = (await Promise.race([uas.done, new Promise<undefined>(r => { timer = setTimeout(() => r(undefined), 15_000) })])) ?? await uas.stop()
+    clearTimeout(timer)
     uasN = sippCounts(uas.dir)
   } finally {
     await uas.stop()
@@ -109,8 +115,12 @@ t.test(`${CALLS} sipp calls: counters match what sipp sent, scraped during the r
     if (received(scrapes[i]!, 'INVITE') < received(scrapes[i - 1]!, 'INVITE')) t.fail(`INVITE counter went backwards at scrape ${i}`)
   }
 
-  await sleepMs(1_200) // the workers' once-a-second gauges
-  const after = await scrape()
+  // The counters are read live; the workers' gauges (dispatcher state) are published once a
+  // second, later on a loaded host: wait for them rather than for a guessed second.
+  let after = await scrape()
+  const gaugesIn = (f: Map<string, ExpoFamily>): boolean => f.has('sipedge_registrations_aors') &&
+    sampleValue(f, 'sipedge_dispatcher_destination_state', 'sipedge_dispatcher_destination_state', { set: 'apps', destination: `sip:127.0.0.2:${UAS}`, state: 'active' }) === 1
+  await until(async () => { if (gaugesIn(after)) return true; after = await scrape(); return gaugesIn(after) }, 15_000, 200)
   const d = (fn: (f: Map<string, ExpoFamily>) => number): number => fn(after) - fn(before)
   // What sipp put on the wire, retransmissions included (a stateful proxy absorbs the client's
   // retransmissions and retransmits on its own towards the UAS, so each hop is compared with the

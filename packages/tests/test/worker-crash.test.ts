@@ -44,12 +44,12 @@ t.test('crash under load: replaced, sockets kept, UDP answered afterwards', asyn
     if (i === 100) c.send(sipRequest({ callId: 'crash-me', extraHeaders: ['X-Sipedge-Test: crash'] }), udp)
     if (i % 100 === 99) await sleep(2)
   }
-  const deadline = Date.now() + 5000
+  const deadline = Date.now() + 15_000
   while (engine.counters.workerCrashes === 0 && Date.now() < deadline) await sleep(20)
   t.equal(engine.counters.workerCrashes, 1, 'the crash was seen')
   t.ok(logs.some(l => l.includes('worker exited unexpectedly')), 'logged')
 
-  const r = await c.request(sipRequest({ callId: uniqueCallId('after') }), udp, '127.0.0.1', 5000)
+  const r = await c.request(sipRequest({ callId: uniqueCallId('after') }), udp, '127.0.0.1', 15_000)
   t.equal(r.status, 200, 'UDP answered by the replacement worker')
   t.ok(logs.some(l => l.includes('worker replaced')), 'replacement logged')
 

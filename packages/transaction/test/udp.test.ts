@@ -49,15 +49,18 @@ t.test('client transaction retransmits to a silent peer, then times out (Timer A
       onTimeout: (_tx, reason) => resolve({ reason, at: performance.now() }),
     })
   })
-  const { reason, at } = await withTimeout(done, 5000, 'Timer B')
+  const { reason, at } = await withTimeout(done, 15_000, 'Timer B')
   t.equal(reason, 'timeout')
   const elapsed = at - started
   t.ok(elapsed >= 1280, `Timer B not early (${elapsed.toFixed(0)} ms >= 64*T1 = 1280)`)
   // Exact retransmission times are asserted with the fake clock (ict/nict tests); over real
-  // sockets on a shared machine only the count is stable: 0, 20, 60, 140, 300, 620, 1260 ms,
-  // the last one possibly lost to a stalled loop, and never more.
-  await new Promise(r => setTimeout(r, 30))
-  t.ok(arrivals.length >= 4 && arrivals.length <= 7, `request sent ${arrivals.length} times`)
+  // sockets on a shared machine only bounds are stable: at most 7 sends (0, 20, 60, 140, 300,
+  // 620, 1260 ms), and at least one retransmission; a stalled loop fires late timers once,
+  // not once per missed interval, so a loaded host sees fewer.
+  const deadline = performance.now() + 5_000
+  while (arrivals.length < 2 && performance.now() < deadline) await new Promise(r => setTimeout(r, 10))
+  await new Promise(r => setTimeout(r, 30)) // a datagram sent just before Timer B is read too
+  t.ok(arrivals.length >= 2 && arrivals.length <= 7, `request sent ${arrivals.length} times (2..7)`)
   t.equal(layer.stats().active.total, 0)
   t.equal(layer.stats().timersPending, 0, 'wheel empty: the native driver stops')
 })
@@ -72,10 +75,11 @@ t.test('server transaction absorbs a retransmitted request and resends its respo
   })
   t.teardown(() => layer.close())
   const kinds: string[] = []
+  let answeredAt = 0
   proxy.on('message', (buf, rinfo) => {
     const r = layer.receiveRequest(parseMessage(buf), { transport: 'udp', address: rinfo.address, port: rinfo.port })
     kinds.push(r.kind)
-    if (r.kind === 'new') r.tx.respond(200)
+    if (r.kind === 'new') { r.tx.respond(200); answeredAt = performance.now() }
   })
   const responses: string[] = []
   const gotTwo = new Promise<void>(resolve => {
@@ -91,12 +95,19 @@ t.test('server transaction absorbs a retransmitted request and resends its respo
   peer.send(req, to.port, to.address)
   await new Promise(r => setTimeout(r, 50))
   peer.send(req, to.port, to.address) // retransmission
-  await withTimeout(gotTwo, 3000, 'two responses')
+  await withTimeout(gotTwo, 10_000, 'two responses')
   t.same(kinds, ['new', 'retransmission'])
   t.same(responses, ['SIP/2.0 200 OK', 'SIP/2.0 200 OK'])
   t.equal(layer.stats().absorbed.requests, 1)
   t.equal(layer.stats().retransmissions.responses, 1)
-  t.equal(layer.stats().active.nist, 1, 'in Completed until Timer J')
-  await new Promise(r => setTimeout(r, 64 * 20 + 200))
+  // In Completed until Timer J (64*T1 = 1280 ms after the response): checked only while it is
+  // certainly not due yet, so a stalled test process cannot make Timer J look early.
+  if (performance.now() - answeredAt < 64 * 20 - 100) t.equal(layer.stats().active.nist, 1, 'in Completed until Timer J')
+  else t.comment('process stalled past Timer J before the check: "in Completed" not observable in this run')
+  // Then it ends by itself: wait for that (bounded), and never before Timer J.
+  const deadline = performance.now() + 10_000
+  while (layer.stats().active.nist !== 0 && performance.now() < deadline) await new Promise(r => setTimeout(r, 10))
+  const ended = performance.now() - answeredAt
   t.equal(layer.stats().active.nist, 0, 'Timer J (64*T1) ended it')
+  t.ok(ended >= 64 * 20 - 20, `not before Timer J (${ended.toFixed(0)} ms after the response >= 64*T1 = 1280)`)
 })

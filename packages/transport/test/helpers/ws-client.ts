@@ -12,6 +12,12 @@ import type { WsConnection, WsSink } from '../../dist/ws-types.js'
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
 
+/**
+ * Bound of every wait unless a test gives its own. Generous: a loaded 2-core host stalls a
+ * process for seconds, and a wait that is satisfied ends at once, so only a broken run pays.
+ */
+const DEFAULT_TIMEOUT_MS = 15_000
+
 export const OP_CONT = 0x0
 export const OP_TEXT = 0x1
 export const OP_BINARY = 0x2
@@ -138,7 +144,7 @@ export class WsTestClient {
     this.socket = socket
     this.protocol = protocol
     this.responseHeaders = headers
-    this.timeoutMs = opts.timeoutMs ?? 5000
+    this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS
     this.autoPong = opts.autoPong ?? true
     this.closed = new Promise(resolve => {
       socket.once('close', () => {
@@ -156,7 +162,7 @@ export class WsTestClient {
 
   /** Opens a WebSocket; rejects with HandshakeRefused when the server does not answer 101. */
   static async connect(opts: WsClientOptions): Promise<WsTestClient> {
-    const timeoutMs = opts.timeoutMs ?? 5000
+    const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS
     const socket: Socket = opts.tls === true
       ? tlsConnect({ host: opts.host, port: opts.port, servername: 'localhost', rejectUnauthorized: false, ...opts.tlsOptions })
       : netConnect({ host: opts.host, port: opts.port })
@@ -423,7 +429,7 @@ export class RecordingSink implements WsSink {
   }
 
   /** Polls (5 ms) until `cond` holds; rejects after timeoutMs. */
-  async waitFor(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  async waitFor(cond: () => boolean, what: string, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<void> {
     const deadline = Date.now() + timeoutMs
     while (!cond()) {
       if (Date.now() > deadline) throw new Error(`timeout after ${timeoutMs} ms waiting for ${what}`)
