@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The `sipedge` command: runs the proxy in the foreground, or checks a configuration file.
 import { readFileSync } from 'node:fs'
+import { resolve as resolvePath } from 'node:path'
 import { MessageChannel, type MessagePort } from 'node:worker_threads'
 import { checkConfigFile, loadConfigFile, ConfigError, formatIssue, type FrozenConfig } from '@sipedge/config'
 import { Engine } from '@sipedge/transport'
@@ -250,10 +251,11 @@ export async function run(file: string): Promise<void> {
     const adminOn = adminListen !== null && (a.enabled || isLoopback(adminListen.address))
     const adminToken = adminOn ? resolveAdminToken(a, { create: true }) : null
     if (adminToken !== null && adminToken.file !== null) {
-      adminTokenFile = adminToken.file
-      if (adminToken.source === 'generated') log.info({ tokenFile: adminToken.file }, 'admin API token created: /api requests need "Authorization: Bearer <the token in tokenFile>"')
+      // absolute: the operator reading the log may not know the service's working directory
+      adminTokenFile = resolvePath(adminToken.file)
+      if (adminToken.source === 'generated') log.info({ tokenFile: adminTokenFile }, 'admin API token created: /api requests need "Authorization: Bearer <the token in tokenFile>"')
       if (adminToken.looseMode !== undefined)
-        log.warn({ tokenFile: adminToken.file, mode: '0' + adminToken.looseMode.toString(8) }, 'admin token file is readable by other users: chmod 600 it')
+        log.warn({ tokenFile: adminTokenFile, mode: '0' + adminToken.looseMode.toString(8) }, 'admin token file is readable by other users: chmod 600 it')
     }
     const metricsPart = m.listen !== null ? { registry, path: m.path } : null
     const adminPart = adminOn ? { backend, token: adminToken!.token, enabled: a.enabled } : null
