@@ -37,7 +37,7 @@ t.test(`handler fuzz: ${COUNT} mutated inputs over UDP and TCP, never a throw, o
   }
   try { await h.close() } catch (e) { record(COUNT, e, null) }
   t.comment(`seed 0x${SEED.toString(16)}: ${h.stats.frames} frames in, ${h.stats.sent} out, ${h.stats.responsesFed} responses fed back; ` +
-    `logged ${h.logged.error} errors, ${h.logged.warn} warnings${h.logged.firstError !== null ? ` (first: ${h.logged.firstError})` : ''}`)
+    `logged ${h.logged.error} errors${h.logged.firstError !== null ? ` (first: ${h.logged.firstError})` : ''}, ${h.logged.warn} warnings${h.logged.firstWarn !== null ? ` (first: ${h.logged.firstWarn})` : ''}`)
   t.comment('sent: ' + Object.entries(h.stats.sentByKind).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(', '))
   t.same(failures, [], 'the handler never threw and sent only SIP messages that parse')
   // the run reached the interesting paths: local answers, challenges, forwarding, ACKs for non-2xx

@@ -99,7 +99,7 @@ export async function createHandlerHarness({ dir, seeds }) {
   let offset = 0
   const now = () => performance.timeOrigin + performance.now() + offset
   const sent = []
-  const logged = { error: 0, warn: 0, firstError: null }
+  const logged = { error: 0, warn: 0, firstError: null, firstWarn: null }
   const ctx = {
     workerIndex: 0,
     config,
@@ -107,7 +107,7 @@ export async function createHandlerHarness({ dir, seeds }) {
     now,
     log: {
       debug() {}, info() {},
-      warn() { logged.warn++ },
+      warn(msg, fields) { logged.warn++; logged.firstWarn ??= `${msg} ${JSON.stringify(fields ?? {})}` },
       error(msg, fields) { logged.error++; logged.firstError ??= `${msg} ${JSON.stringify(fields ?? {})}` },
     },
     send(meta, payload) {
