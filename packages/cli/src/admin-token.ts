@@ -3,7 +3,7 @@
 // without a token (docs/security.md "Admin API").
 import { randomBytes } from 'node:crypto'
 import { closeSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs'
-import { dirname } from 'node:path'
+import { dirname, isAbsolute } from 'node:path'
 
 /** RFC 6750 §2.1 b64token, as the configuration checks `admin.token`. */
 const B64TOKEN_RE = /^[A-Za-z0-9\-._~+/]+=*$/
@@ -37,7 +37,10 @@ export function resolveAdminToken(admin: { token: string | null; token_file: str
   const file = admin.token_file
   const existing = readTokenFile(file)
   if (existing !== null) return existing
-  if (!o.create) throw new AdminTokenError(file, 'does not exist: start sipedge once (it creates the file) or set admin.token')
+  if (!o.create) {
+    const hint = isAbsolute(file) ? '' : ` (a relative path, taken from the working directory ${process.cwd()}: run this where sipedge runs, or make the path absolute)`
+    throw new AdminTokenError(file, `does not exist${hint}: start sipedge once (it creates the file) or set admin.token`)
+  }
   return createTokenFile(file)
 }
 

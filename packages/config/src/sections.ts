@@ -451,7 +451,7 @@ const admin = obj({
   token: str('string').check(v => (v.length < 16 ? 'token must be at least 16 characters' : B64TOKEN_RE.test(v) ? undefined : 'token may hold only letters, digits and -._~+/ (RFC 6750 b64token)'))
     .nullable().def(null).desc('Bearer token that every `/api` request must carry (`Authorization: Bearer <token>`, compared in constant time). Wins over `token_file`.'),
   token_file: str('path').nullable().def(null, '`admin.token` in the directory of the `store` LMDB database (`./var/admin.token` with the default store)')
-    .desc('File with the bearer token, used when `token` is not set. Missing on the first start: created with a random 256-bit token, mode 0600, and its path logged; re-used on every later start. Read it with `sipedge admin` or `curl -H "Authorization: Bearer $(cat FILE)"`.'),
+    .desc('File with the bearer token, used when `token` is not set. Missing on the first start: created with a random 256-bit token, mode 0600, and its path logged; re-used on every later start. A relative path is relative to the working directory, as for `store`. Read it with `sipedge admin` or `curl -H "Authorization: Bearer $(cat FILE)"`.'),
 }).finish((o, path, ctx) => {
   const l = o['listen'] as AddrPort | null
   if (l === null) return // shares metrics.listen: checked in finishRoot, where both are known
