@@ -125,7 +125,7 @@ export async function createHandlerHarness({ dir, seeds }) {
   /** Requests the handler forwarded, to answer them (responses exercise the client transactions). */
   const forwarded = []
   let lastInput = -1
-  const stats = { frames: 0, sent: 0, responsesFed: 0, sentByKind: {} }
+  const stats = { frames: 0, sent: 0, responsesFed: 0, sentByKind: {}, activeAfterTimers: null }
 
   function frame(buf, meta, input) {
     const n = Math.min(buf.length, scratch.length)
@@ -190,6 +190,10 @@ export async function createHandlerHarness({ dir, seeds }) {
         checkSent()
       }
     },
+    /** The handler's transaction statistics (the `transactions` query), for diagnostics. */
+    transactions() {
+      return handler.onQuery?.('transactions', {}) ?? null
+    },
     /** Lets `jumpMs` pass on the handler's clock and the event loop run (timer ticks, store answers); checks what it sent. */
     async settle(jumpMs) {
       offset += jumpMs
@@ -198,9 +202,14 @@ export async function createHandlerHarness({ dir, seeds }) {
       checkSent()
     },
     async close() {
-      offset += 600_000
-      await new Promise(r => setTimeout(r, 60))
+      // past every transaction timer (Timer C is 3 min): what is still active now never ends
+      for (const jump of [200_000, 200_000, 200_000]) {
+        offset += jump
+        await new Promise(r => setTimeout(r, 60))
+      }
       checkSent()
+      const tx = handler.onQuery?.('transactions', {})
+      stats.activeAfterTimers = tx?.active ?? null
       await handler.close?.()
       checkSent()
     },
