@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The `sipedge` command: runs the proxy in the foreground, or checks a configuration file.
 import { readFileSync } from 'node:fs'
+import { resolve as resolvePath } from 'node:path'
 import { MessageChannel, type MessagePort } from 'node:worker_threads'
 import { checkConfigFile, loadConfigFile, ConfigError, formatIssue, type FrozenConfig, type LoadOptions } from '@sipedge/config'
 import { Engine } from '@sipedge/transport'
@@ -13,11 +14,17 @@ import type { Stores } from '@sipedge/store'
 import { engineOptionsFromConfig } from './options.js'
 import { engineLogger } from './log-adapter.js'
 import { createAdminBackend, destinationStatuses, TraceState } from './admin.js'
+import { resolveAdminToken } from './admin-token.js'
+import { adminCommand } from './admin-client.js'
 
 const USAGE = `Usage:
   sipedge --config FILE          run the proxy in the foreground (SIGTERM drains and exits 0,
                                  SIGHUP reopens logs and reloads the configuration)
   sipedge check-config FILE      validate FILE; print every problem as file:line:col and exit 1
+  sipedge admin -c FILE METHOD PATH [JSON]
+                                 call the admin API of the proxy that runs with FILE, with its
+                                 token (admin.token or admin.token_file); prints the answer,
+                                 exits 1 on an HTTP error. e.g. admin -c FILE GET /api/stats
   sipedge --help | --version
 
 Options:
@@ -250,6 +257,7 @@ export async function run(file: string): Promise<void> {
   })
 
   // ------------------------------------------------------------ start
+  let adminTokenFile: string | null = null
   try {
     // the log thread boots while the workers do; lines logged meanwhile wait in its stream
     await Promise.all([logging.ready(), engine.start()])
@@ -261,12 +269,20 @@ export async function run(file: string): Promise<void> {
     const m = config.metrics
     const a = config.admin
     // admin.listen null: the admin API shares the metrics listener. Off on a public address
-    // unless admin.enabled (the config check demands a token then).
+    // unless admin.enabled. Never without a token: admin.token, else the one in admin.token_file
+    // (created on the first start).
     const adminListen = a.listen ?? m.listen
-    // (enabled on a non-loopback metrics.listen without a token: refused by the configuration check)
     const adminOn = adminListen !== null && (a.enabled || isLoopback(adminListen.address))
+    const adminToken = adminOn ? resolveAdminToken(a, { create: true }) : null
+    if (adminToken !== null && adminToken.file !== null) {
+      // absolute: the operator reading the log may not know the service's working directory
+      adminTokenFile = resolvePath(adminToken.file)
+      if (adminToken.source === 'generated') log.info({ tokenFile: adminTokenFile }, 'admin API token created: /api requests need "Authorization: Bearer <the token in tokenFile>"')
+      if (adminToken.looseMode !== undefined)
+        log.warn({ tokenFile: adminTokenFile, mode: '0' + adminToken.looseMode.toString(8) }, 'admin token file is readable by other users: chmod 600 it')
+    }
     const metricsPart = m.listen !== null ? { registry, path: m.path } : null
-    const adminPart = adminOn ? { backend, token: a.token, enabled: a.enabled } : null
+    const adminPart = adminOn ? { backend, token: adminToken!.token, enabled: a.enabled } : null
     if (metricsPart !== null && adminPart !== null && sameAddr(m.listen, adminListen)) {
       servers.push(await startHttpServer({ listen: adminListen!, metrics: metricsPart, admin: adminPart }))
     } else {
@@ -293,6 +309,7 @@ export async function run(file: string): Promise<void> {
     pid: process.pid, workers: engine.workerCount, generation,
     listen: engine.listeners.map(l => `${l.transport}:${l.address.includes(':') ? `[${l.address}]` : l.address}:${l.port}`),
     http: servers.map(s => `${s.address}:${s.port}`),
+    ...(adminTokenFile !== null ? { adminTokenFile } : {}),
   }, 'ready')
 }
 
@@ -306,6 +323,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
     process.stdout.write(`sipedge ${version()}\n`)
     return 0
   }
+  if (args[0] === 'admin') return adminCommand(args.slice(1), USAGE)
   if (args[0] === 'check-config') {
     if (args[1] === undefined) { process.stderr.write('sipedge check-config: missing FILE\n' + USAGE); return 2 }
     return checkConfig(args[1])

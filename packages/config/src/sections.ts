@@ -2,6 +2,7 @@
 // is generated from this file (renderConfigDocs), and a test keeps the two in sync.
 import { availableParallelism } from 'node:os'
 import { isIPv4, isIPv6 } from 'node:net'
+import { dirname, join as joinPath } from 'node:path'
 import {
   alt, bool, BAD, Ctx, duration, int, join, list, mapOf, obj, offOr, oneOf, size, str, xform,
 } from './schema.js'
@@ -371,7 +372,8 @@ const timers = obj({
 const proxy = obj({
   record_route: bool().def(true).desc('Insert Record-Route so in-dialog requests come back through this proxy (needed for NAT, topology hiding and sticky dialogs).'),
   max_forwards: int(1, 255).def(70).desc('Max-Forwards set on requests that arrive without one; requests arriving with 0 are answered 483.'),
-  server_header: str('string').check(noCrLf('server_header')).nullable().def('sipedge').desc('Server header on locally generated responses; null: no header.'),
+  // Off by default: a product name (and any version in it) tells a scanner which exploits to try.
+  server_header: str('string').check(noCrLf('server_header')).nullable().def(null).desc('Server header on locally generated responses (e.g. `sipedge`); null: no header, which tells scanners nothing about the software.'),
   user_agent: str('string').check(noCrLf('user_agent')).def('sipedge').desc('User-Agent of requests this proxy originates (probes, keep-alives, BYE on dialog timeout).'),
 }).desc('Stateful proxy behaviour.')
 
@@ -458,17 +460,33 @@ const metrics = obj({
   path: str('path').check(v => (v.startsWith('/') ? undefined : 'path must start with /')).def('/metrics').desc('HTTP path of the metrics.'),
 }).rename([{ key: 'port', use: 'metrics.listen', note: 'as ADDRESS:PORT' }]).desc('Prometheus metrics.')
 
+// RFC 6750 §2.1 b64token: what can follow "Bearer " in an Authorization header.
+const B64TOKEN_RE = /^[A-Za-z0-9\-._~+/]+=*$/
 const admin = obj({
-  enabled: bool().def(false).desc('Serve the admin HTTP API (drain, reload, inspect).'),
+  enabled: bool().def(false).desc('Serve the admin API (`/api`) on a non-loopback address too; on a loopback address it is always served. Either way every `/api` request needs the bearer token (`token` or `token_file`).'),
   listen: addrPort().nullable().def(null, '`null` (the metrics listener)').desc('HTTP address of the admin API; `null` serves it on `metrics.listen`, next to `/metrics`.'),
-  token: str('string').check(v => (v.length >= 16 ? undefined : 'token must be at least 16 characters')).nullable().def(null).desc('Bearer token required on every admin request; mandatory when `listen` is not a loopback address.'),
+  token: str('string').check(v => (v.length < 16 ? 'token must be at least 16 characters' : B64TOKEN_RE.test(v) ? undefined : 'token may hold only letters, digits and -._~+/ (RFC 6750 b64token)'))
+    .nullable().def(null).desc('Bearer token that every `/api` request must carry (`Authorization: Bearer <token>`, compared in constant time). Wins over `token_file`.'),
+  token_file: str('path').nullable().def(null, '`admin.token` in the directory of the `store` LMDB database (`./var/admin.token` with the default store)')
+    .desc('File with the bearer token, used when `token` is not set. Missing on the first start: created with a random 256-bit token, mode 0600, and its path logged; re-used on every later start. A relative path is relative to the working directory, as for `store`. Read it with `sipedge admin` or `curl -H "Authorization: Bearer $(cat FILE)"`.'),
 }).finish((o, path, ctx) => {
   const l = o['listen'] as AddrPort | null
-  if (l === null) return // shares metrics.listen: checked where both are known (the command)
-  const loopback = isLoopbackAddress(l.address)
-  if (o['enabled'] === true && !loopback && o['token'] === null)
-    ctx.issue('ERR_CONFIG_CONFLICT', join(path, 'token'), ctx.posOf(join(path, 'listen')), 'admin API on a non-loopback address needs a token')
-}).desc('Admin HTTP API.')
+  if (l === null) return // shares metrics.listen: checked in finishRoot, where both are known
+  if (o['enabled'] === true && !isLoopbackAddress(l.address) && o['token'] === null && o['token_file'] === null)
+    ctx.issue('ERR_CONFIG_CONFLICT', join(path, 'token'), ctx.posOf(join(path, 'listen')), 'admin API on a non-loopback address needs a token (`token`, or a `token_file` you provision)')
+}).desc('Admin HTTP API (docs/security.md "Admin API").')
+
+// Substrings of the User-Agent of well-known SIP scanners. Kamailio 5.6's default kamailio.cfg
+// (route[REQINIT]) drops `friendly|scanner|sipcli|sipvicious|VaxSIPUserAgent|pplsip` silently;
+// the widely published iptables string-match rules block friendly-scanner, sipcli/,
+// VaxSIPUserAgent/ and pplsip; community lists add sundayddr, iWar and sip-scan. Kamailio's bare
+// "friendly" and "scanner" are narrowed to "friendly-scanner" (fewer false positives). sipsak and
+// SIPp are left out on purpose: operators monitor and load-test with them.
+const SCANNER_USER_AGENTS = ['friendly-scanner', 'sipvicious', 'sipcli', 'VaxSIPUserAgent', 'pplsip', 'sundayddr', 'iWar', 'sip-scan']
+const security = obj({
+  drop_user_agents: list(str('substring').check(v => (v.trim() === '' ? 'must not be empty' : noCrLf('drop_user_agents')(v)))).single().def(SCANNER_USER_AGENTS)
+    .desc('Requests whose User-Agent contains one of these strings (ASCII case-insensitive) are dropped without any answer and counted: a scanner learns nothing and gets nothing to reflect. `[]` turns it off. The default lists well-known SIP scanners (SIPVicious `friendly-scanner`, `sipcli`, ...); the diagnostic tools sipsak and SIPp are deliberately not on it.'),
+}).desc('Protections for a node on a public address (docs/security.md).')
 
 const logging = obj({
   level: oneOf(LOG_LEVELS).def('info').desc('Log level.'),
@@ -501,6 +519,7 @@ export const configSchema: ObjS = obj({
   topology_hiding: bool().def(false).desc('Hide internal addresses: strip Via/Record-Route of the inside, rewrite Contact, so endpoints see one hop. Not implemented in this version: accepted, and a warning is logged when on.'),
   nat,
   pike,
+  security,
   metrics,
   admin,
   logging,
@@ -523,6 +542,7 @@ function finishRoot(o: Record<string, unknown>, _path: string, ctx: Ctx): void {
   if (reg['store'] === null) reg['store'] = o['store']
   const dlg = o['dialog'] as Record<string, unknown>
   if (dlg['store'] === null) dlg['store'] = o['store']
+  finishAdmin(o, ctx)
 
   const sets = (o['dispatcher'] as { sets: Record<string, Record<string, unknown>> }).sets
   for (const [name, set] of Object.entries(sets)) {
@@ -578,6 +598,22 @@ function finishRoot(o: Record<string, unknown>, _path: string, ctx: Ctx): void {
     for (const k of Object.keys(r)) delete r[k]
     Object.assign(r, rule)
   })
+}
+
+const isLoopbackAddress = (a: string): boolean => a.startsWith('127.') || a === '::1'
+
+/** Admin on the metrics listener (admin.listen null): the token rule there; token_file's default. */
+function finishAdmin(o: Record<string, unknown>, ctx: Ctx): void {
+  const a = o['admin'] as Record<string, unknown>
+  const m = (o['metrics'] as { listen: AddrPort | null }).listen
+  if (a['listen'] === null && m !== null && a['enabled'] === true && !isLoopbackAddress(m.address) && a['token'] === null && a['token_file'] === null)
+    ctx.issue('ERR_CONFIG_CONFLICT', 'admin.token', ctx.posOf('admin'), 'admin API on a non-loopback address (metrics.listen) needs a token (`token`, or a `token_file` you provision)')
+  if (a['token_file'] === null) {
+    // next to the embedded store: the state directory the operator already keeps and backs up
+    const st = parseStoreUrl(o['store'] as string)
+    const dir = st.ok && st.value.kind === 'lmdb' ? dirname(st.value.path.replace(/\?.*$/, '')) : './var'
+    a['token_file'] = joinPath(dir, 'admin.token')
+  }
 }
 
 export function unknownSet(name: string, names: readonly string[]): string {

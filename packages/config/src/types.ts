@@ -133,7 +133,14 @@ export interface RouteRule {
 
 export interface DialogConfig { timeout: number; send_bye_on_timeout: boolean; secret: string | null; enabled: boolean; store: string; mirror: boolean }
 export interface MetricsConfig { listen: AddrPort | null; path: string }
-export interface AdminConfig { enabled: boolean; listen: AddrPort | null; token: string | null }
+export interface AdminConfig {
+  enabled: boolean
+  listen: AddrPort | null
+  token: string | null
+  /** Always set after validation (default next to the LMDB store). */
+  token_file: string
+}
+export interface SecurityConfig { drop_user_agents: string[] }
 export interface LogRotate { size: number; interval: number; keep: number }
 export interface LoggingConfig { level: LogLevel; modules: Record<string, LogLevel>; file: string | null; rotate: LogRotate }
 export interface PikeLimits { enabled: boolean; window: number; max_requests: number; ban_time: number }
@@ -158,6 +165,7 @@ export interface Config {
   topology_hiding: boolean
   nat: NatConfig
   pike: PikeConfig
+  security: SecurityConfig
   metrics: MetricsConfig
   admin: AdminConfig
   logging: LoggingConfig

@@ -290,6 +290,31 @@ t.test('cross-field checks', async t => {
   t.equal(parseConfig('metrics: { listen: false }\n').metrics.listen, null)
 })
 
+t.test('admin-open-by-default: admin keys for a token on every start', async t => {
+  const d = defaultConfig()
+  t.same(d.admin, { enabled: false, listen: null, token: null, token_file: 'var/admin.token' }, 'token file next to the default lmdb store')
+  t.equal(parseConfig('store: "lmdb:/srv/sip/db?sync=commit"\n').admin.token_file, '/srv/sip/admin.token')
+  t.equal(parseConfig('store: redis://127.0.0.1:6379/0\n').admin.token_file, 'var/admin.token', 'no lmdb directory: ./var')
+  t.equal(parseConfig('admin: { token_file: /etc/sipedge/token }\n').admin.token_file, '/etc/sipedge/token')
+  // a non-loopback admin listener needs a token the operator chose: in the file or a file they provision
+  t.equal(parseConfig('admin: { enabled: true, listen: 0.0.0.0:9091, token_file: /etc/t }\n').admin.listen?.address, '0.0.0.0')
+  const shared = parseError('admin: { enabled: true }\nmetrics: { listen: 0.0.0.0:9090 }\n')
+  t.same([shared.issues[0]!.code, shared.issues[0]!.path], ['ERR_CONFIG_CONFLICT', 'admin.token'], 'also when it shares metrics.listen')
+  t.equal(parseError('admin: { token: "has spaces in the token" }\n').issues[0]!.path, 'admin.token', 'RFC 6750 b64token only')
+  t.equal(parseError('admin: { token: short }\n').issues[0]!.path, 'admin.token')
+})
+
+t.test('security defaults: no Server header, known scanners dropped', async t => {
+  const d = defaultConfig()
+  t.equal(d.proxy.server_header, null)
+  t.ok(d.security.drop_user_agents.includes('friendly-scanner'))
+  t.notOk(d.security.drop_user_agents.some(u => /sipsak|sipp/i.test(u)), 'monitoring and load tools are not scanners')
+  t.same(parseConfig('security: { drop_user_agents: [] }\n').security.drop_user_agents, [])
+  t.same(parseConfig('security: { drop_user_agents: evil-ua }\n').security.drop_user_agents, ['evil-ua'], 'a single string is a list of one')
+  t.equal(parseError('security: { drop_user_agents: [""] }\n').issues[0]!.path, 'security.drop_user_agents[0]')
+  t.equal(parseConfig('proxy: { server_header: sipedge }\n').proxy.server_header, 'sipedge')
+})
+
 t.test('errors travel across threads as plain data', async t => {
   const e = parseError('wokers: 1\n')
   const back = ConfigError.fromJSON(structuredClone(e.toJSON()))

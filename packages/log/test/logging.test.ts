@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { MessageChannel } from 'node:worker_threads'
 import t from 'tap'
-import { FileSink, Tracer, createLogging, createPortLogging } from '../dist/index.js'
+import { FileSink, Tracer, createLogging, createPortLogging, redactCredentials } from '../dist/index.js'
 
 function tmp(t: { teardown(fn: () => void): void }): string {
   const d = mkdtempSync(join(tmpdir(), 'sipedge-log-'))
@@ -153,4 +153,36 @@ t.test('tracer: cheap when off, matches Call-ID or source', async t => {
   const got = lines(file)
   t.equal(got.length, 1, 'traced even though the trace module is at error: it was asked for')
   t.match(got[0], { module: 'trace', trace: 'in', callId: 'c1@x', sip: /^OPTIONS/ })
+})
+
+t.test('trace-logs-digest-credentials: Authorization and Proxy-Authorization are redacted in trace lines', async t => {
+  const file = join(tmp(t), 'trace.log')
+  const log = createLogging({ file })
+  const tr = new Tracer(log.logger('trace'))
+  tr.setFilters({ callIds: ['reg1@x'], sources: [] })
+  const response = 'response="6629fae49393a05397450978507c4ef1"'
+  const register = [
+    'REGISTER sip:example.com SIP/2.0',
+    'Via: SIP/2.0/UDP 127.0.200.7:5060;branch=z9hG4bK-r1',
+    'From: <sip:alice@example.com>;tag=1', 'To: <sip:alice@example.com>', 'Call-ID: reg1@x', 'CSeq: 2 REGISTER',
+    `Authorization: Digest username="alice", realm="example.com", nonce="dcd98b7102dd2f0e", uri="sip:example.com", ${response}, algorithm=MD5`,
+    // another case, space before the colon, and a folded value (RFC 3261 §7.3.1)
+    'proxy-authorization : Digest username="alice",', ` realm="example.com", ${response}`,
+    'Content-Length: 0', '', '',
+  ].join('\r\n')
+  tr.trace('in', { callId: 'reg1@x', address: '127.0.200.7', port: 5060, transport: 'udp' }, Buffer.from(register))
+  tr.trace('out', { callId: 'reg1@x', address: '127.0.0.9', port: 5060, transport: 'tcp' }, 'INVITE sip:b@x SIP/2.0\r\nAuthorization: Basic YWxpY2U6c2VjcmV0\r\nWWW-Authenticate: Digest realm="x", nonce="n1"\r\nAuthorization: Bearer eyJ.sig\r\n\r\n')
+  await log.close()
+  const got = lines(file).map(l => l['sip'] as string)
+  t.equal(got.length, 2)
+  t.notMatch(got[0], /6629fae4|dcd98b71|username="alice"/, 'neither the digest response nor its inputs are logged')
+  t.match(got[0], /\r\nAuthorization: Digest <redacted>\r\n/)
+  t.match(got[0], /\r\nproxy-authorization : Digest <redacted>\r\nContent-Length: 0\r\n/, 'the folded continuation line is redacted with it')
+  t.match(got[0], /^REGISTER sip:example\.com SIP\/2\.0\r\nVia: .*\r\nCall-ID: reg1@x\r\n/s, 'the rest of the message is traced as it was')
+  t.notMatch(got[1], /YWxpY2U6c2VjcmV0|eyJ/, 'Basic and Bearer credentials are the secret itself')
+  t.match(got[1], /Authorization: Basic <redacted>\r\n/)
+  t.match(got[1], /WWW-Authenticate: Digest realm="x", nonce="n1"/, 'a challenge carries no secret and stays')
+  t.equal(redactCredentials('Authorization: s3cret-without-scheme\r\n'), 'Authorization: <redacted>\r\n')
+  const plain = 'OPTIONS sip:x SIP/2.0\r\nX-Authorization-Hint: kept\r\n\r\n'
+  t.equal(redactCredentials(plain), plain, 'only the two credential headers')
 })

@@ -4,7 +4,7 @@
 // so everything needed is copied out first; onAborted is attached before any asynchronous work
 // and checked before every write; writes after an await are corked; a body is read with onData,
 // copying each chunk (uWS reuses/neuters the ArrayBuffer after the callback).
-import { timingSafeEqual } from 'node:crypto'
+import { createHash, timingSafeEqual } from 'node:crypto'
 import { AdminError, type AdminBackend, type DestinationAction, type TraceFilters } from './admin.js'
 import type { SipedgeMetrics } from './registry.js'
 
@@ -23,10 +23,13 @@ export interface HttpServerOptions {
   /** Serve Prometheus metrics at `path` (default /metrics). */
   metrics?: { registry: SipedgeMetrics; path?: string } | null
   /**
-   * Serve /health, /ready and the /api routes. The /api routes need `Authorization: Bearer <token>`
-   * when a token is set (401 otherwise), and answer 403 on a non-loopback listener unless `enabled`.
+   * Serve /health, /ready (open: load balancers and keepalived ask them) and the /api routes.
+   * There is no admin API without a token: every /api request needs `Authorization: Bearer
+   * <token>` (401 otherwise), comes from no other origin (403), changes state only with
+   * POST/PUT/DELETE and a JSON body type (405/415), and on a non-loopback listener is served only
+   * when `enabled` (403). docs/security.md "Admin API".
    */
-  admin?: { backend: AdminBackend; token?: string | null; enabled?: boolean } | null
+  admin?: { backend: AdminBackend; token: string; enabled?: boolean } | null
   /** Largest request body accepted (413 beyond). Default 64 KiB. */
   maxBodyBytes?: number
   /** For tests: a specific uWS module. */
@@ -51,7 +54,7 @@ export class HttpServerError extends Error {
 
 const STATUS_TEXT: Record<number, string> = {
   200: '200 OK', 202: '202 Accepted', 400: '400 Bad Request', 401: '401 Unauthorized', 403: '403 Forbidden', 404: '404 Not Found',
-  405: '405 Method Not Allowed', 413: '413 Payload Too Large', 500: '500 Internal Server Error', 501: '501 Not Implemented',
+  405: '405 Method Not Allowed', 413: '413 Payload Too Large', 415: '415 Unsupported Media Type', 500: '500 Internal Server Error', 501: '501 Not Implemented',
   503: '503 Service Unavailable',
 }
 const JSON_TYPE = 'application/json; charset=utf-8'
@@ -65,8 +68,39 @@ interface Ctx {
   readonly method: string
   readonly path: string
   readonly query: URLSearchParams
+  /** Request headers the checks need, copied out of the uWS request ('' when absent). */
+  readonly authorization: string
+  readonly origin: string
+  readonly fetchSite: string
+  readonly contentType: string
+  readonly host: string
   aborted: boolean
   done: boolean
+}
+
+/** Methods that may change state; GET and HEAD never do. */
+const STATE_CHANGING = new Set(['POST', 'PUT', 'DELETE', 'PATCH'])
+
+/**
+ * `application/json` (parameters such as charset allowed). What an HTML form can send without a
+ * CORS preflight — application/x-www-form-urlencoded, multipart/form-data, text/plain — never
+ * passes, so a page on another site cannot drive the API even where a browser leaves out Origin.
+ */
+function isJsonType(contentType: string): boolean {
+  const semi = contentType.indexOf(';')
+  return (semi < 0 ? contentType : contentType.slice(0, semi)).trim().toLowerCase() === 'application/json'
+}
+
+/** The origins a page served by this listener would have (none is, but a same-origin caller is no attack). */
+function ownOrigins(address: string, port: number): Set<string> {
+  const hosts = [address.includes(':') ? `[${address}]` : address]
+  if (isLoopback(address)) hosts.push('localhost', '127.0.0.1', '[::1]')
+  const out = new Set<string>()
+  for (const h of hosts) {
+    out.add(`http://${h}:${port}`)
+    if (port === 80) out.add(`http://${h}`)
+  }
+  return out
 }
 
 function send(ctx: Ctx, status: number, contentType: string, body: string, extra?: Record<string, string>): void {
@@ -76,6 +110,8 @@ function send(ctx: Ctx, status: number, contentType: string, body: string, extra
     ctx.res.writeStatus(STATUS_TEXT[status] ?? `${status} Status`)
     ctx.res.writeHeader('Content-Type', contentType)
     ctx.res.writeHeader('Cache-Control', 'no-store')
+    // never sniffed into HTML by a browser; and no Access-Control-* header, ever (no CORS)
+    ctx.res.writeHeader('X-Content-Type-Options', 'nosniff')
     if (extra !== undefined) for (const [k, v] of Object.entries(extra)) ctx.res.writeHeader(k, v)
     ctx.res.end(body)
   })
@@ -131,12 +167,11 @@ function decode(segment: string): string {
   }
 }
 
+/** Constant time: both sides hashed first, so neither the content nor the length leaks through timing. */
 function tokenMatches(header: string, token: string): boolean {
   const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header)
   if (m === null) return false
-  const a = Buffer.from(m[1]!, 'utf8')
-  const b = Buffer.from(token, 'utf8')
-  return a.length === b.length && timingSafeEqual(a, b)
+  return timingSafeEqual(createHash('sha256').update(m[1]!).digest(), createHash('sha256').update(token).digest())
 }
 
 function strList(v: unknown, name: string): string[] {
@@ -156,7 +191,11 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
   const metrics = opts.metrics ?? null
   const metricsPath = metrics?.path ?? '/metrics'
   const admin = opts.admin ?? null
-  const token = admin?.token ?? null
+  if (admin !== null && (typeof admin.token !== 'string' || admin.token.length < 16))
+    throw new HttpServerError('ERR_ADMIN_NO_TOKEN', 'the admin API needs a bearer token of at least 16 characters')
+  const token = admin?.token ?? ''
+  const wildcard = opts.listen.address === '0.0.0.0' || opts.listen.address === '::'
+  let origins = new Set<string>() // filled once the port is known
   const adminAllowed = admin !== null && (admin.enabled === true || isLoopback(opts.listen.address))
   const backend = admin?.backend
 
@@ -276,11 +315,26 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
     })
   }
 
-  async function dispatch(ctx: Ctx, authorization: string): Promise<void> {
+  /**
+   * A request a browser sends on behalf of another site: an Origin other than this listener's
+   * (also "null": sandboxed frames, file: pages), or Sec-Fetch-Site saying so. "same-site" is
+   * refused too: another port on the same host (a local web app) is same-site but not our origin.
+   */
+  function crossOrigin(ctx: Ctx): boolean {
+    if (ctx.fetchSite !== '' && ctx.fetchSite !== 'same-origin' && ctx.fetchSite !== 'none') return true
+    if (ctx.origin === '') return false
+    const o = ctx.origin.toLowerCase()
+    if (origins.has(o)) return false
+    // a wildcard listener has no one address: the name the client used (Host) is its origin
+    return !(wildcard && ctx.host !== '' && o === `http://${ctx.host.toLowerCase()}`)
+  }
+
+  async function dispatch(ctx: Ctx): Promise<void> {
     const segments = ctx.path.split('/').slice(1)
     if (segments[0] === 'api') {
       if (!adminAllowed) return sendError(ctx, 403, 'ERR_ADMIN_DISABLED', 'the admin API is not enabled on this non-loopback listener (admin.enabled)')
-      if (token !== null && !tokenMatches(authorization, token)) {
+      if (crossOrigin(ctx)) return sendError(ctx, 403, 'ERR_ADMIN_CROSS_ORIGIN', 'cross-origin requests are refused')
+      if (!tokenMatches(ctx.authorization, token)) {
         return sendError(ctx, 401, 'ERR_ADMIN_UNAUTHORIZED', 'missing or wrong bearer token', { 'WWW-Authenticate': 'Bearer realm="sipedge"' })
       }
     }
@@ -290,6 +344,9 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
       const h = r.methods[ctx.method]
       if (h === undefined) {
         return sendError(ctx, 405, 'ERR_ADMIN_METHOD_NOT_ALLOWED', `${ctx.method} is not allowed on ${ctx.path}`, { Allow: Object.keys(r.methods).join(', ') })
+      }
+      if (STATE_CHANGING.has(ctx.method) && !isJsonType(ctx.contentType)) {
+        return sendError(ctx, 415, 'ERR_ADMIN_CONTENT_TYPE', `${ctx.method} needs Content-Type: application/json`)
       }
       return h(ctx, params)
     }
@@ -304,12 +361,16 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
       method: req.getMethod().toUpperCase(),
       path: req.getUrl(),
       query: new URLSearchParams(req.getQuery() ?? ''),
+      authorization: req.getHeader('authorization'),
+      origin: req.getHeader('origin'),
+      fetchSite: req.getHeader('sec-fetch-site').toLowerCase(),
+      contentType: req.getHeader('content-type'),
+      host: req.getHeader('host'),
       aborted: false,
       done: false,
     }
-    const authorization = req.getHeader('authorization')
     res.onAborted(() => { ctx.aborted = true })
-    dispatch(ctx, authorization).catch(err => sendCaught(ctx, err))
+    dispatch(ctx).catch(err => sendCaught(ctx, err))
   })
 
   const listenSocket = await new Promise<ListenSocket>((resolve, reject) => {
@@ -320,6 +381,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
     })
   })
   const port = uws.us_socket_local_port(listenSocket as never)
+  origins = ownOrigins(opts.listen.address, port)
   let closed = false
   return {
     address: opts.listen.address,

@@ -45,6 +45,8 @@ t.before(async () => {
 t.teardown(() => server.close())
 
 const auth = { authorization: `Bearer ${TOKEN}` }
+/** What a state-changing request carries: the token and a JSON body type. */
+const authJson = { ...auth, 'content-type': 'application/json' }
 
 t.test('GET /metrics: Prometheus text, no auth needed', async t => {
   const r = await fetch(`${base}/metrics`)
@@ -103,18 +105,18 @@ t.test('registrations paging parameters', async t => {
 })
 
 t.test('dispatcher actions with raw or encoded URIs', async t => {
-  let r = await fetch(`${base}/api/dispatcher/pbx/sip:127.0.0.2:5070/drain`, { method: 'POST', headers: auth })
+  let r = await fetch(`${base}/api/dispatcher/pbx/sip:127.0.0.2:5070/drain`, { method: 'POST', headers: authJson })
   t.equal(r.status, 200)
   t.same(await r.json(), { uri: 'sip:127.0.0.2:5070', state: 'draining' })
-  r = await fetch(`${base}/api/dispatcher/pbx/${encodeURIComponent('sip:127.0.0.3:5070;transport=tcp')}/enable`, { method: 'POST', headers: auth })
+  r = await fetch(`${base}/api/dispatcher/pbx/${encodeURIComponent('sip:127.0.0.3:5070;transport=tcp')}/enable`, { method: 'POST', headers: authJson })
   t.equal(r.status, 200)
   t.equal(calls.at(-1), 'dest pbx sip:127.0.0.3:5070;transport=tcp enable')
-  r = await fetch(`${base}/api/dispatcher/other/sip:x/disable`, { method: 'POST', headers: auth })
+  r = await fetch(`${base}/api/dispatcher/other/sip:x/disable`, { method: 'POST', headers: authJson })
   t.equal(r.status, 404, 'AdminError keeps its status')
   t.equal(((await r.json()) as { error: { code: string } }).error.code, 'ERR_ADMIN_NOT_FOUND')
-  r = await fetch(`${base}/api/dispatcher/pbx/sip:x/explode`, { method: 'POST', headers: auth })
+  r = await fetch(`${base}/api/dispatcher/pbx/sip:x/explode`, { method: 'POST', headers: authJson })
   t.equal(r.status, 404)
-  r = await fetch(`${base}/api/dispatcher/pbx/%E0%A4%A/drain`, { method: 'POST', headers: auth })
+  r = await fetch(`${base}/api/dispatcher/pbx/%E0%A4%A/drain`, { method: 'POST', headers: authJson })
   t.equal(r.status, 400)
 })
 
@@ -122,11 +124,11 @@ t.test('backend errors become JSON 500s; bans; reload', async t => {
   let r = await fetch(`${base}/api/bans`, { headers: auth })
   t.equal(r.status, 500)
   t.same(await r.json(), { error: { code: 'ERR_STORE_DOWN', message: 'store unreachable' } })
-  r = await fetch(`${base}/api/bans/192.0.2.1`, { method: 'DELETE', headers: auth })
+  r = await fetch(`${base}/api/bans/192.0.2.1`, { method: 'DELETE', headers: authJson })
   t.equal(r.status, 200)
-  r = await fetch(`${base}/api/bans/192.0.2.9`, { method: 'DELETE', headers: auth })
+  r = await fetch(`${base}/api/bans/192.0.2.9`, { method: 'DELETE', headers: authJson })
   t.equal(r.status, 404)
-  r = await fetch(`${base}/api/reload`, { method: 'POST', headers: auth })
+  r = await fetch(`${base}/api/reload`, { method: 'POST', headers: authJson })
   t.equal(r.status, 400)
   const body = (await r.json()) as { error: { code: string }; errors: unknown[] }
   t.equal(body.error.code, 'ERR_CONFIG_INVALID')
@@ -140,18 +142,18 @@ t.test('request bodies: JSON checked, size limited', async t => {
   let filters = { callIds: [] as string[], sources: [] as string[] }
   b.traceFilters = async () => filters
   b.setTraceFilters = async f => (filters = f)
-  const s = await startHttpServer({ listen: { address: '127.0.0.1', port: 0 }, admin: { backend: b } })
+  const s = await startHttpServer({ listen: { address: '127.0.0.1', port: 0 }, admin: { backend: b, token: TOKEN } })
   t.teardown(() => s.close())
   const u = `http://127.0.0.1:${s.port}/api/trace`
-  let r = await fetch(u, { method: 'PUT', body: JSON.stringify({ callIds: ['a@b'] }) })
+  let r = await fetch(u, { method: 'PUT', headers: authJson, body: JSON.stringify({ callIds: ['a@b'] }) })
   t.same(await r.json(), { callIds: ['a@b'], sources: [] })
-  r = await fetch(u, { method: 'PUT', body: '{nope' })
+  r = await fetch(u, { method: 'PUT', headers: authJson, body: '{nope' })
   t.equal(r.status, 400)
-  r = await fetch(u, { method: 'PUT', body: JSON.stringify({ callIds: 'x'.repeat(70_000) }) })
+  r = await fetch(u, { method: 'PUT', headers: authJson, body: JSON.stringify({ callIds: 'x'.repeat(70_000) }) })
   t.equal(r.status, 413)
-  r = await fetch(u, { method: 'PUT', body: JSON.stringify({ callIds: [1] }) })
+  r = await fetch(u, { method: 'PUT', headers: authJson, body: JSON.stringify({ callIds: [1] }) })
   t.equal(r.status, 400)
-  r = await fetch(u, { method: 'DELETE' })
+  r = await fetch(u, { method: 'DELETE', headers: authJson })
   t.same(await r.json(), { callIds: [], sources: [] })
   r = await fetch(`http://127.0.0.1:${s.port}/metrics`)
   t.equal(r.status, 404, 'no metrics route when not asked for')
@@ -169,7 +171,7 @@ t.test('an aborted request does not crash the server', async t => {
   // a POST whose body never completes, then aborted
   await new Promise<void>(resolve => {
     const sock = connect(server.port, '127.0.0.1', () => {
-      sock.write(`PUT /api/trace HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Length: 100\r\n\r\n{"call`)
+      sock.write(`PUT /api/trace HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"call`)
       setTimeout(() => { sock.destroy(); resolve() }, 20)
     })
   })
@@ -185,4 +187,126 @@ t.test('listen errors and loopback rule', async t => {
   t.ok(isLoopback('::1'))
   t.notOk(isLoopback('0.0.0.0'))
   t.notOk(isLoopback('192.0.2.10'))
+})
+
+// ------------------------------------------------------------------ issue 14: safe on a public address
+
+/** A listener with a backend that records every state change, to prove refused requests change nothing. */
+async function recorder(t: { teardown(fn: () => void): void }, address = '127.0.0.1'): Promise<{ base: string; port: number; changes: string[] }> {
+  const changes: string[] = []
+  const b = backend(changes)
+  b.reload = async () => { changes.push('reload'); return { ok: true, generation: 2 } }
+  b.setTraceFilters = async f => { changes.push(`trace ${JSON.stringify(f)}`); return f }
+  b.traceFilters = async () => ({ callIds: [], sources: [] })
+  b.reopenLogs = async () => { changes.push('reopen') }
+  const s = await startHttpServer({ listen: { address, port: 0 }, metrics: { registry: createMetricsRegistry() }, admin: { backend: b, token: TOKEN } })
+  t.teardown(() => s.close())
+  return { base: `http://127.0.0.1:${s.port}`, port: s.port, changes }
+}
+
+t.test('admin-open-by-default: no admin API without a token; /api needs it, /metrics /health /ready do not', async t => {
+  const b = backend([])
+  for (const token of [undefined, null, '', 'too-short']) {
+    await t.rejects(startHttpServer({ listen: { address: '127.0.0.1', port: 0 }, admin: { backend: b, token: token as unknown as string } }),
+      { code: 'ERR_ADMIN_NO_TOKEN' }, `token ${JSON.stringify(token)}`)
+  }
+  const { base, changes } = await recorder(t)
+  for (const [method, path] of [['GET', '/api/stats'], ['GET', '/api/registrations'], ['PUT', '/api/trace'], ['POST', '/api/reload']] as const) {
+    const body = method === 'GET' ? undefined : '{"callIds":["x"]}'
+    let r = await fetch(base + path, { method, headers: { 'content-type': 'application/json' }, ...(body !== undefined ? { body } : {}) })
+    t.equal(r.status, 401, `${method} ${path} without a token`)
+    t.equal(((await r.json()) as { error: { code: string } }).error.code, 'ERR_ADMIN_UNAUTHORIZED')
+    r = await fetch(base + path, { method, headers: { 'content-type': 'application/json', authorization: 'Bearer wrong-token-0123456789' }, ...(body !== undefined ? { body } : {}) })
+    t.equal(r.status, 401, `${method} ${path} with a wrong token`)
+    await r.arrayBuffer()
+    r = await fetch(base + path, { method, headers: { 'content-type': 'application/json', authorization: `Basic ${Buffer.from(`x:${TOKEN}`).toString('base64')}` }, ...(body !== undefined ? { body } : {}) })
+    t.equal(r.status, 401, `${method} ${path}: only the Bearer scheme`)
+    await r.arrayBuffer()
+    r = await fetch(base + path, { method, headers: authJson, ...(body !== undefined ? { body } : {}) })
+    t.equal(r.status, 200, `${method} ${path} with the token`)
+    await r.arrayBuffer()
+  }
+  t.same(changes.filter(c => c === 'reload' || c.startsWith('trace')), ['trace {"callIds":["x"],"sources":[]}', 'reload'], 'only the authorised requests changed anything')
+  for (const path of ['/metrics', '/health', '/ready']) {
+    const r = await fetch(base + path)
+    t.ok(r.status === 200 || r.status === 503, `${path} readable without a token (${r.status})`)
+    await r.arrayBuffer()
+  }
+})
+
+t.test('admin-cross-origin-post: a browser on another origin cannot drive the API', async t => {
+  const { base, port, changes } = await recorder(t)
+  const before = changes.length
+  // what an HTML form on any web page can send to 127.0.0.1 without a CORS preflight
+  for (const type of ['application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'text/plain', 'text/plain;charset=UTF-8']) {
+    const r = await fetch(`${base}/api/reload`, { method: 'POST', headers: { ...auth, 'content-type': type }, body: 'a=b' })
+    t.equal(r.status, 415, type)
+    t.equal(((await r.json()) as { error: { code: string } }).error.code, 'ERR_ADMIN_CONTENT_TYPE')
+  }
+  let r = await fetch(`${base}/api/reload`, { method: 'POST', headers: auth })
+  t.equal(r.status, 415, 'no Content-Type at all')
+  await r.arrayBuffer()
+  r = await fetch(`${base}/api/trace`, { method: 'DELETE', headers: { ...auth, 'content-type': 'text/plain' } })
+  t.equal(r.status, 415, 'DELETE too')
+  await r.arrayBuffer()
+  for (const origin of ['http://evil.example', 'null', `http://127.0.0.1:${port + 1}`, `https://127.0.0.1:${port}`]) {
+    r = await fetch(`${base}/api/reload`, { method: 'POST', headers: { ...authJson, origin } })
+    t.equal(r.status, 403, `Origin ${origin}`)
+    t.equal(((await r.json()) as { error: { code: string } }).error.code, 'ERR_ADMIN_CROSS_ORIGIN')
+  }
+  for (const site of ['cross-site', 'same-site']) {
+    r = await fetch(`${base}/api/reload`, { method: 'POST', headers: { ...authJson, 'sec-fetch-site': site } })
+    t.equal(r.status, 403, `Sec-Fetch-Site: ${site}`)
+    await r.arrayBuffer()
+  }
+  r = await fetch(`${base}/api/stats`, { headers: { ...auth, origin: 'http://evil.example' } })
+  t.equal(r.status, 403, 'cross-origin reads are refused as well')
+  await r.arrayBuffer()
+  t.equal(changes.length, before, 'nothing was changed by any refused request')
+  // a CORS preflight gets no CORS headers, so the browser never sends the real request
+  r = await fetch(`${base}/api/reload`, { method: 'OPTIONS', headers: { origin: 'http://evil.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization,content-type' } })
+  t.equal(r.status, 403)
+  t.same([...r.headers.keys()].filter(k => k.startsWith('access-control-')), [], 'no Access-Control-* header')
+  await r.arrayBuffer()
+  // the listener's own origin and same-origin fetch metadata are fine
+  for (const headers of [{ origin: `http://127.0.0.1:${port}` }, { origin: `http://localhost:${port}` }, { 'sec-fetch-site': 'same-origin' }, { 'sec-fetch-site': 'none' }]) {
+    r = await fetch(`${base}/api/reload`, { method: 'POST', headers: { ...authJson, ...headers } })
+    t.equal(r.status, 200, JSON.stringify(headers))
+    t.same([...r.headers.keys()].filter(k => k.startsWith('access-control-')), [])
+    t.equal(r.headers.get('x-content-type-options'), 'nosniff')
+    await r.arrayBuffer()
+  }
+  t.equal(changes.filter(c => c === 'reload').length, 4)
+})
+
+t.test('admin: GET never changes state (405 on every state-changing route)', async t => {
+  const { base, changes } = await recorder(t)
+  const before = changes.length
+  for (const path of ['/api/reload', '/api/logs/reopen', '/api/dispatcher/pbx/sip:127.0.0.2:5070/drain', '/api/bans/192.0.2.1']) {
+    const r = await fetch(base + path, { headers: auth })
+    t.equal(r.status, 405, `GET ${path}`)
+    t.equal(((await r.json()) as { error: { code: string } }).error.code, 'ERR_ADMIN_METHOD_NOT_ALLOWED')
+    t.notMatch(r.headers.get('allow') ?? '', /GET/)
+  }
+  const r = await fetch(`${base}/api/trace`, { headers: auth })
+  t.equal(r.status, 200, 'GET /api/trace only reads the filters')
+  await r.arrayBuffer()
+  t.equal(changes.length, before)
+})
+
+t.test('admin on a wildcard listener: the Host the client used is the own origin', async t => {
+  const { port, changes } = await recorder(t, '0.0.0.0')
+  const u = `http://127.0.0.1:${port}/api/reload`
+  let r = await fetch(u, { method: 'POST', headers: { ...authJson, origin: `http://127.0.0.1:${port}` } })
+  t.equal(r.status, 403, 'a wildcard listener is not enabled for non-loopback use')
+  await r.arrayBuffer()
+  const s = await startHttpServer({ listen: { address: '0.0.0.0', port: 0 }, admin: { backend: backend(changes), token: TOKEN, enabled: true } })
+  t.teardown(() => s.close())
+  const v = `http://127.0.0.1:${s.port}/api/dialogs`
+  r = await fetch(v, { headers: { ...auth, origin: `http://127.0.0.1:${s.port}` } })
+  t.equal(r.status, 200)
+  await r.arrayBuffer()
+  r = await fetch(v, { headers: { ...auth, origin: 'http://evil.example' } })
+  t.equal(r.status, 403)
+  await r.arrayBuffer()
 })

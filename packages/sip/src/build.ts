@@ -4,10 +4,11 @@
  * bytes; only new text is encoded.
  */
 import { randomFillSync } from 'node:crypto'
-import { H_CALL_ID, H_CSEQ, H_FROM, H_ROUTE, H_TO, H_VIA, wireName } from './headers.js'
+import { H_CALL_ID, H_CSEQ, H_FROM, H_ROUTE, H_TO, H_VIA, WIRE, wireName } from './headers.js'
 import type { HeaderField, SipMessage } from './message.js'
 import { MAGIC_COOKIE, parseVia } from './via.js'
 import { splitList, type ParamSpan } from './params.js'
+import { SipParseError, ErrorCodes } from './errors.js'
 
 /** Default reason phrases (RFC 3261 §21 and common extensions). */
 export const REASONS: Record<number, string> = {
@@ -350,6 +351,13 @@ function isLwsByte(c: number): boolean {
   return c === 32 || c === 9 || c === 13 || c === 10
 }
 
+/** The first header field `id` of `msg`; a SipParseError (Missing ...) when there is none. */
+function field(msg: SipMessage, id: number): HeaderField {
+  const i = msg.indexOf(id)
+  if (i < 0) throw new SipParseError(ErrorCodes.ERR_SIP_MISSING_HEADER, 'Missing ' + WIRE[id]!, 400, 'Missing ' + WIRE[id]! + ' header')
+  return msg.headers[i]!
+}
+
 function common(invite: SipMessage, method: string, toSource: SipMessage): Buffer {
   begin()
   try {
@@ -366,9 +374,11 @@ function common(invite: SipMessage, method: string, toSource: SipMessage): Buffe
     // Route header fields of the original request are copied (§9.1, §17.1.1.3)
     for (let i = 0; i < ih.length; i++) if (ih[i]!.id === H_ROUTE) line(B_ROUTE, invite, ih[i]!)
     putBytes(B_MF70)
-    line(B_FROM, invite, ih[invite.indexOf(H_FROM)]!)
-    line(B_TO, toSource, toSource.headers[toSource.indexOf(H_TO)]!)
-    line(B_CALL_ID, invite, ih[invite.indexOf(H_CALL_ID)]!)
+    line(B_FROM, invite, field(invite, H_FROM))
+    // the response being acknowledged comes off the network with only its top Via decoded: a
+    // missing To is a malformed response (a typed error the caller drops it for), not a TypeError
+    line(B_TO, toSource, field(toSource, H_TO))
+    line(B_CALL_ID, invite, field(invite, H_CALL_ID))
     const seq = invite.cseq.seq
     putBytes(B_CSEQ)
     putUint(seq)

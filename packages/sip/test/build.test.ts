@@ -39,6 +39,17 @@ t.test('ACK for non-2xx and CANCEL', async t => {
   c.validate()
 })
 
+t.test('fuzz-ack-for-response-without-to: a final response without To gives a typed error, not a TypeError', async t => {
+  // found by the handler fuzzer: a 4xx to a forwarded INVITE, mutated to lose its To header,
+  // reached the INVITE client transaction, whose ACK copy of To threw a TypeError that killed the worker
+  const noTo = parseMessage(crlf('SIP/2.0 486 Busy Here\nVia: SIP/2.0/UDP a.example.com;branch=z9hG4bK1\nFrom: <sip:alice@example.com>;tag=1\nCall-ID: b@x\nCSeq: 7 INVITE\nContent-Length: 0\n\n'))
+  t.throws(() => buildAckForNonTwoXx(INVITE, noTo), { name: 'SipParseError', code: 'ERR_SIP_MISSING_HEADER', reason: 'Missing To' })
+  // and the slab the builders share is left usable
+  const ack = parseMessage(buildAckForNonTwoXx(INVITE, parseMessage(buildResponse(INVITE, 486, undefined, { toTag: 'b1' }))))
+  t.equal(ack.to.tag, 'b1')
+  ack.validate()
+})
+
 t.test('random identifiers', async t => {
   const seen = new Set<string>()
   for (let i = 0; i < 2000; i++) {

@@ -80,10 +80,9 @@ export async function http(method: string, url: string, o: { token?: string; bod
   const headers: Record<string, string> = {}
   if (o.token !== undefined) headers['authorization'] = `Bearer ${o.token}`
   let body: string | undefined
-  if (o.body !== undefined) {
-    headers['content-type'] = 'application/json'
-    body = JSON.stringify(o.body)
-  }
+  // the admin API takes state-changing requests only with a JSON body type (415 otherwise)
+  if (method !== 'GET' && method !== 'HEAD') headers['content-type'] = 'application/json'
+  if (o.body !== undefined) body = JSON.stringify(o.body)
   const res = await fetch(url, { method, headers, ...(body !== undefined ? { body } : {}), signal: AbortSignal.timeout(o.ms ?? 5_000) })
   const text = await res.text()
   let json: unknown = undefined
