@@ -4,7 +4,7 @@ import { TransactionError } from './errors.js'
 import type { TransactionHost } from './host.js'
 import type { TimerValues } from './timers.js'
 import { Transaction, noop } from './transaction.js'
-import type { Destination, TimeoutReason, TransactionState } from './types.js'
+import type { Destination, TimeoutReason, TransactionState, TransportName } from './types.js'
 
 export interface RespondOptions {
   toTag?: string
@@ -38,6 +38,8 @@ export abstract class ServerBase<Self extends ServerBase<Self>> extends Transact
   readonly viaPort: number
   /** @internal RFC 2543 matching key when the request had no magic-cookie branch, else null */
   readonly key2543: string | null
+  /** @internal the transport the request arrived on: a request on another one is not a retransmission (layer.ts matchServer) */
+  readonly arrival: TransportName
   /** Timer H fired (no ACK, INVITE only) or the host reported a transport error. */
   onTimeout: (tx: Self, reason: TimeoutReason) => void
   onTerminated: (tx: Self) => void
@@ -51,6 +53,7 @@ export abstract class ServerBase<Self extends ServerBase<Self>> extends Transact
     this.viaHost = viaHost
     this.viaPort = viaPort
     this.key2543 = key2543
+    this.arrival = dest.transport
     this.onTimeout = noop
     this.onTerminated = noop
   }
