@@ -60,7 +60,7 @@ function isAckPrefix(b: Uint8Array, i: number): boolean {
 }
 
 function emptyHooks(): Hooks {
-  return { onArrival: [], onRequest: [], onDialogRequest: [], onForward: [], onResponse: [], onAttemptFailed: [], onReply: [], onFinished: [] }
+  return { onArrival: [], onRequest: [], onDialogRequest: [], onForward: [], onResponse: [], onAttemptFailed: [], onReply: [], onFinished: [], trusts: [] }
 }
 
 export class Proxy implements CoreState, CoreApi {

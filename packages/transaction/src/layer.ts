@@ -81,6 +81,8 @@ export interface TransactionStats {
   timeouts: number
   transportErrors: number
   strayResponses: number
+  /** Response retransmissions withheld under a server transaction's `limitResponses`. */
+  withheldResponses: number
   timersPending: number
 }
 
@@ -219,6 +221,7 @@ export class TransactionLayer implements TransactionHost<Transaction> {
     }
     const existing = magic ? this.matchServer(branch, via.host, port, method, source.transport) : this.match2543(msg, method, false, source.transport)
     if (existing !== undefined) {
+      existing.requestBytes += msg.buf.length
       existing.receiveRetransmission()
       return RETRANSMISSION
     }
@@ -374,6 +377,7 @@ export class TransactionLayer implements TransactionHost<Transaction> {
       timeouts: c.timeouts,
       transportErrors: c.transportErrors,
       strayResponses: c.strayResponses,
+      withheldResponses: c.withheldResponses,
       timersPending: this.wheel.size,
     }
   }

@@ -32,6 +32,8 @@ export class AuthModule implements ModuleInstance {
   /** The current DigestAuth (replaced on reload); null when no domain is configured. */
   digest: DigestAuth | null
   private trusted: ReadonlySet<string>
+  /** Requests whose credentials verified on arrival (for `trusts`; the core holds the message while it answers). */
+  private readonly verified: WeakSet<SipMessage>
   /** 403s for too many failures by DigestAuth instances replaced on reload (metrics stay monotonic). */
   private retiredForbidden: number
   private readonly core: CoreApi
@@ -41,6 +43,7 @@ export class AuthModule implements ModuleInstance {
     this.core = ctx.core
     this.stores = ctx.stores
     this.retiredForbidden = 0
+    this.verified = new WeakSet()
     this.digest = this.build(ctx.config)
     this.trusted = trustedSources(ctx.config)
   }
@@ -77,9 +80,21 @@ export class AuthModule implements ModuleInstance {
     const done = (r: AuthResult): Reply | null => {
       if (!r.ok) return new Reply(r.status, r.reason, r.headers)
       // The authenticated user must be the one the request claims to come from.
-      return r.user !== from.user ? FORBIDDEN_FROM : null
+      if (r.user !== from.user) return FORBIDDEN_FROM
+      this.verified.add(req)
+      return null
     }
     return v instanceof Promise ? v.then(done) : done(v)
+  }
+
+  /**
+   * The core answers this request itself: is its source genuine? Application servers of the
+   * dispatcher sets are, and so is a request whose credentials verified on arrival (a spoofed
+   * source cannot answer a fresh nonce). Others get no response retransmissions beyond 3x their
+   * request bytes (issue "Safe on a public address" 6).
+   */
+  trusts(req: SipMessage, source: Source): boolean {
+    return this.verified.has(req) || this.trusted.has(source.address.toLowerCase())
   }
 
   /** Reload: users files and algorithms are read again; a broken file keeps the previous ones. */
