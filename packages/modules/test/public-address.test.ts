@@ -6,7 +6,7 @@ import { parseConfig, type FrozenConfig } from '@sipedge/config'
 import type { Destination, Proxy, ProxyOptions } from '@sipedge/proxy'
 import { computeHa1, openStores, type Stores } from '@sipedge/store'
 import { proxyWith, quietLog } from './fixtures/proxy.js'
-import { digestResponse, type AuthModule } from '../dist/index.js'
+import { digestResponse, type AuthModule, type DispatcherModule } from '../dist/index.js'
 
 declare namespace Tap { type Test = typeof t }
 interface Sent { dest: Destination; bytes: number; text: string }
@@ -235,3 +235,58 @@ t.test('auth-unknown-user-oracle: an unknown user and a wrong password get byte-
     t.same(same(unknown, ua), same(known, ka), `${method}: every answer byte-identical but for the nonce, tag and the client's own address and name`)
   }
 })
+
+// ------------------------------------------------------------------------------ item 8: dispatcher
+
+// Under garbage traffic a healthy destination "flapped active/inactive 184 times in a minute while
+// every probe succeeded": passive marks (a 503 or a timeout on a request that happened to go to it,
+// then any response) were reported as state changes — logged at info and, on the probing worker,
+// posted to every other worker as `dispatcher-state`. Only probe verdicts change the reported
+// state now; passive suspicion stays this worker's routing hint.
+t.test('dispatcher-flaps-under-garbage: passive marks from garbage never change the reported state', async t => {
+  const infos: Array<Record<string, unknown>> = []
+  const posted: Array<Record<string, unknown>> = []
+  const log = { ...quietLog, info: (msg: string, f?: Record<string, unknown>) => { if (msg === 'dispatcher destination state') infos.push(f ?? {}) } }
+  const { p, sent, run } = await harness(t, `
+workers: 1
+listen: [udp:127.0.0.1:5060]
+domains: [example.com]
+timers: { t1: 100ms, t2: 1s, t4: 1s }
+dispatcher: { sets: { apps: { probe: { interval: 2s, timeout: 1s }, destinations: ["sip:127.0.0.8:5080"] } } }
+routes:
+  - { match: { domain: example.com }, action: { dispatch: apps } }
+`, { log, postControl: m => { posted.push(m as Record<string, unknown>) } })
+  const disp = p.module<DispatcherModule>('dispatcher')!.dispatcher
+  const set = disp.get('apps')!
+  const dest = set.destinations[0]!
+  const APP = { ...UA, address: '127.0.0.8', port: 5080 }
+  const probeOk = (): void => { dest.probeSeq++; dest.probeOutstanding = true; disp.probeResult(set, dest, dest.probeSeq, 200) }
+  for (let i = 0; i < 30; i++) {
+    sent.length = 0
+    p.receive(req('INVITE', 'sip:bob@example.com', { headers: ['X-Garbage: ' + 'z'.repeat(i)] }), UA)
+    const fwd = sent.find(s => s.text.startsWith('INVITE '))
+    t.ok(fwd, `request ${i} dispatched`)
+    if (fwd === undefined) continue
+    if (i % 3 === 0) p.receive(answerTo(fwd.text, 503), APP) // the backend refuses garbage with 503
+    else if (i % 3 === 1) p.receive(answerTo(fwd.text, 400), APP) // ... or 400
+    else run(64 * 100 + 100) // ... or ignores it: Timer B
+    if (i % 5 === 0) probeOk()
+  }
+  t.equal(dest.probeState, 'active')
+  t.ok(dest.failed > 0, 'the passive marks happened (the destination was suspected)')
+  t.same(infos, [], 'no state change logged')
+  t.same(posted.filter(m => m['type'] === 'dispatcher-state'), [], 'no state change posted to the other workers')
+  t.equal(dest.state, 'active', 'the reported state stayed active')
+  // A probe verdict still changes it, and is reported.
+  for (let i = 0; i < 3; i++) { dest.probeSeq++; dest.probeOutstanding = true; disp.probeResult(set, dest, dest.probeSeq, 0) }
+  t.equal(dest.state, 'inactive')
+  t.match(infos, [{ state: 'inactive' }], 'a probe verdict is logged')
+  t.match(posted.filter(m => m['type'] === 'dispatcher-state'), [{ state: 'inactive' }], 'and posted')
+})
+
+function answerTo(fwd: string, status: number): Buffer {
+  const lines = fwd.split('\r\n')
+  const keep = lines.filter(l => /^(Via|From|Call-ID|CSeq):/.test(l))
+  const to = lines.find(l => l.startsWith('To:'))! + ';tag=tt'
+  return Buffer.from([`SIP/2.0 ${status} X`, ...keep, to, 'Content-Length: 0', '', ''].join('\r\n'))
+}
