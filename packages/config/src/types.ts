@@ -71,10 +71,12 @@ export interface AuthDomain {
   nonce_ttl: number
   methods: string[]
 }
+export interface AuthThrottleConfig { max_failures: number; window: number; ban_users: number; ban_failures: number; ban_time: number }
 export interface AuthConfig {
   /** Regular expressions (source text) of User-Agents challenged with MD5 only. */
   md5_only_user_agents: string[]
   domains: Record<string, AuthDomain>
+  throttle: AuthThrottleConfig
 }
 
 export interface ProbeConfig {
@@ -134,6 +136,7 @@ export interface RouteRule {
 export interface DialogConfig { timeout: number; send_bye_on_timeout: boolean; secret: string | null; enabled: boolean; store: string; mirror: boolean }
 export interface MetricsConfig { listen: AddrPort | null; path: string }
 export interface AdminConfig { enabled: boolean; listen: AddrPort | null; token: string | null }
+export interface SecurityConfig { drop_user_agents: string[] }
 export interface LogRotate { size: number; interval: number; keep: number }
 export interface LoggingConfig { level: LogLevel; modules: Record<string, LogLevel>; file: string | null; rotate: LogRotate }
 export interface PikeLimits { enabled: boolean; window: number; max_requests: number; ban_time: number }
@@ -158,6 +161,7 @@ export interface Config {
   topology_hiding: boolean
   nat: NatConfig
   pike: PikeConfig
+  security: SecurityConfig
   metrics: MetricsConfig
   admin: AdminConfig
   logging: LoggingConfig

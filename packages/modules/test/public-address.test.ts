@@ -6,7 +6,7 @@ import { parseConfig, type FrozenConfig } from '@sipedge/config'
 import type { Destination, Proxy, ProxyOptions } from '@sipedge/proxy'
 import { computeHa1, openStores, type Stores } from '@sipedge/store'
 import { proxyWith, quietLog } from './fixtures/proxy.js'
-import { digestResponse, type AuthModule, type DispatcherModule } from '../dist/index.js'
+import { digestResponse, type DispatcherModule } from '../dist/index.js'
 
 declare namespace Tap { type Test = typeof t }
 interface Sent { dest: Destination; bytes: number; text: string }
@@ -121,7 +121,9 @@ workers: 2
 listen: [udp:127.0.0.1:5060]
 domains: [example.com]
 registrar: { store: "lmdb:${join(dir, 'store')}" }
-auth: { domains: { example.com: { users_file: ${join(dir, 'users.json')}, methods: [REGISTER, INVITE] } } }
+auth:
+  domains: { example.com: { users_file: ${join(dir, 'users.json')}, methods: [REGISTER, INVITE] } }
+  throttle: { ban_users: ${o.banUsers ?? 10} }
 routes:
   - { match: { method: REGISTER }, action: register }
   - { match: { domain: example.com }, action: { forward: "sip:127.0.0.8:5080" } }
@@ -145,7 +147,6 @@ routes:
   // The auth module's store is optional (users come from a file): opened in the background.
   for (let i = 0; i < 100 && !w.every(x => (x.p.stats() as { auth?: { sharedCounters?: boolean } }).auth?.sharedCounters === true); i++) await new Promise(r => setTimeout(r, 10))
   t.ok(w.every(x => (x.p.stats() as { auth: { sharedCounters: boolean } }).auth.sharedCounters), 'both workers count in the store')
-  if (o.banUsers !== undefined) for (const x of w) { const d = x.p.module<AuthModule>('auth')!.digest!; (d.throttle as { banUsers: number }).banUsers = o.banUsers }
   return { w, stores }
 }
 
@@ -290,3 +291,37 @@ function answerTo(fwd: string, status: number): Buffer {
   const to = lines.find(l => l.startsWith('To:'))! + ';tag=tt'
   return Buffer.from([`SIP/2.0 ${status} X`, ...keep, to, 'Content-Length: 0', '', ''].join('\r\n'))
 }
+
+// ------------------------------------------------------------------------------ item 8: scanners
+
+t.test('scanner-user-agent-answered: security.drop_user_agents drops scanners without an answer, counted', async t => {
+  const { p, sent } = await harness(t, NO_ROUTE)
+  const ua = (v: string | null, method = 'OPTIONS', ruri = 'sip:100@127.0.0.1'): Buffer => req(method, ruri, { headers: v === null ? [] : [`User-Agent: ${v}`] })
+  for (const v of ['friendly-scanner', 'FRIENDLY-SCANNER', 'sipvicious 0.3.4', 'sipcli/v1.8', 'Mozilla VaxSIPUserAgent/3.1', 'x iWar y']) {
+    sent.length = 0
+    p.receive(ua(v), UA)
+    p.receive(ua(v, 'INVITE', 'sip:0011972599@example.com'), UA)
+    p.receive(ua(v, 'REGISTER', 'sip:example.com'), UA)
+    t.equal(sent.length, 0, `${v}: no answer at all`)
+  }
+  t.equal((p.stats() as { security: { scannersDropped: number } }).security.scannersDropped, 18, 'every one counted')
+  t.equal(p.counters.arrivalDropped, 18)
+  t.equal(p.layer.stats().created.ist + p.layer.stats().created.nist, 0, 'no transaction for any of them')
+  for (const v of ['Linphone/5.2 (belle-sip/5.2)', 'sipp', 'sipsak 0.9.8', 'friendly scanner', null]) {
+    sent.length = 0
+    p.receive(ua(v), UA)
+    t.match(sent.at(-1)?.text ?? '', /^SIP\/2\.0 [1-6]\d\d /, `${v ?? 'no User-Agent'}: answered`)
+  }
+})
+
+t.test('security.drop_user_agents: [] turns it off; a reload applies a new list', async t => {
+  const off = await harness(t, NO_ROUTE + 'security: { drop_user_agents: [] }\n')
+  off.p.receive(req('OPTIONS', 'sip:127.0.0.1', { headers: ['User-Agent: friendly-scanner'] }), UA)
+  t.match(off.sent.at(-1)?.text ?? '', /^SIP\/2\.0 200 /, 'answered when the list is empty')
+  t.equal(off.p.module('security'), undefined, 'the module is not even loaded')
+  const on = await harness(t, NO_ROUTE)
+  on.p.applyConfig(parseConfig(NO_ROUTE + 'security: { drop_user_agents: [Linphone] }\n') as FrozenConfig)
+  on.p.receive(req('OPTIONS', 'sip:127.0.0.1', { headers: ['User-Agent: linphone/5'] }), UA)
+  on.p.receive(req('OPTIONS', 'sip:127.0.0.1', { headers: ['User-Agent: friendly-scanner'] }), UA)
+  t.equal(on.sent.length, 1, 'the new list applies, the old one is gone')
+})

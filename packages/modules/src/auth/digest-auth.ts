@@ -32,10 +32,10 @@ export interface AuthOptions {
    * worker reading the same files), else random per worker (with a warning).
    */
   secret?: string | Buffer
-  /** Wrong responses from one user+address within `failureWindowMs` before answering 403. Default 5. */
+  /** Wrong responses from one user+address within `failureWindowMs` before answering 403. Default `auth.throttle`. */
   maxFailures?: number
   failureWindowMs?: number
-  /** Bans of sources that fail against many users (throttle.ts); defaults there. */
+  /** Bans of sources that fail against many users (throttle.ts). Default `auth.throttle`. */
   banUsers?: number
   banFailures?: number
   banMs?: number
@@ -101,12 +101,15 @@ export class DigestAuth {
   constructor(opts: AuthOptions) {
     this.now = opts.now ?? Date.now
     this.log = opts.log
-    const t: ThrottleOptions = {}
-    if (opts.maxFailures !== undefined) t.maxFailures = opts.maxFailures
-    if (opts.failureWindowMs !== undefined) t.windowMs = opts.failureWindowMs
-    if (opts.banUsers !== undefined) t.banUsers = opts.banUsers
-    if (opts.banFailures !== undefined) t.banFailures = opts.banFailures
-    if (opts.banMs !== undefined) t.banMs = opts.banMs
+    // auth.throttle from the configuration; the options (tests) win.
+    const ct = opts.config.auth.throttle
+    const t: ThrottleOptions = {
+      maxFailures: opts.maxFailures ?? ct.max_failures,
+      windowMs: opts.failureWindowMs ?? ct.window,
+      banUsers: opts.banUsers ?? ct.ban_users,
+      banFailures: opts.banFailures ?? ct.ban_failures,
+      banMs: opts.banMs ?? ct.ban_time,
+    }
     this.throttle = new AuthThrottle(t, this.now, opts.onBan ?? (() => undefined), opts.log)
     this.checkUri = opts.checkUri ?? false
     this.counts = new NonceCounts(opts.nonceCacheSize ?? 10_000)
