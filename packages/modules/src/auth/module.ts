@@ -179,7 +179,7 @@ export const authModule: ModuleDeclaration<AuthModule, Stores> = {
   requires: [],
   uses: [],
   actions: [],
-  metrics: ['sipedge_messages_dropped_total'],
+  metrics: ['sipedge_messages_dropped_total', 'sipedge_bans_total'],
   enabled: config => Object.keys(config.auth.domains).length > 0,
   // Always the store of registrar.store: failure counters shared by every worker (lmdb) and node
   // (Redis), and bans. Required only when it also holds the users (`users_file: store:`).
