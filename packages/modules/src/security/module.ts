@@ -47,36 +47,71 @@ export function containsFolded(buf: Uint8Array, start: number, end: number, pat:
   return false
 }
 
+/**
+ * Patterns indexed by their first (folded) byte: one pass over the User-Agent bytes, and only the
+ * few patterns that start with the byte at hand are compared there (8 patterns over a 70-byte
+ * User-Agent: ~0.1 µs instead of ~0.8 µs for one search per pattern).
+ */
+export class PatternSet {
+  readonly size: number
+  private readonly byFirst: Uint8Array[][]
+  /** 1 for a raw byte that (folded) starts some pattern: the common case is one typed-array read. */
+  private readonly starts: Uint8Array
+  constructor(list: readonly string[]) {
+    const pats = compilePatterns(list)
+    this.size = pats.length
+    this.byFirst = []
+    for (let c = 0; c < 256; c++) this.byFirst.push([])
+    this.starts = new Uint8Array(256)
+    for (const p of pats) this.byFirst[p[0]!]!.push(p)
+    for (let c = 0; c < 256; c++) if (this.byFirst[LOWER[c]!]!.length > 0) this.starts[c] = 1
+  }
+
+  /** Whether buf[start, end) contains one of the patterns (ASCII case-insensitive). */
+  matches(buf: Uint8Array, start: number, end: number): boolean {
+    const starts = this.starts
+    for (let i = start; i < end; i++) {
+      if (starts[buf[i]!] === 0) continue
+      const cand = this.byFirst[LOWER[buf[i]!]!]!
+      for (let k = 0; k < cand.length; k++) {
+        const p = cand[k]!
+        const n = p.length
+        if (i + n > end) continue
+        let j = 1
+        while (j < n && LOWER[buf[i + j]!] === p[j]) j++
+        if (j === n) return true
+      }
+    }
+    return false
+  }
+}
+
 export class SecurityModule implements ModuleInstance {
   /** Requests dropped for a scanner User-Agent, since start. */
   scannersDropped: number
-  private patterns: Uint8Array[]
+  private patterns: PatternSet
 
   constructor(ctx: ModuleContext) {
     this.scannersDropped = 0
-    this.patterns = compilePatterns(userAgentsOf(ctx.config))
+    this.patterns = new PatternSet(userAgentsOf(ctx.config))
   }
 
   onArrival(req: SipMessage, _source: Source): typeof DROP | null {
     const pats = this.patterns
-    if (pats.length === 0) return null
+    if (pats.size === 0) return null
     const hs = req.headers
-    const buf = req.buf
     for (let i = 0; i < hs.length; i++) {
       const f = hs[i]!
-      if (f.id !== H_USER_AGENT) continue
-      for (let k = 0; k < pats.length; k++) {
-        if (containsFolded(buf, f.valueStart, f.valueEnd, pats[k]!)) {
-          this.scannersDropped++
-          return DROP
-        }
+      if (f.id === H_USER_AGENT && pats.matches(req.buf, f.valueStart, f.valueEnd)) {
+        this.scannersDropped++
+        return DROP
       }
     }
     return null
   }
 
   applyConfig(config: FrozenConfig): void {
-    this.patterns = compilePatterns(userAgentsOf(config))
+    this.patterns = new PatternSet(userAgentsOf(config))
   }
 
   stats(): Record<string, unknown> {
