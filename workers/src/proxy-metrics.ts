@@ -4,8 +4,8 @@
 // or per admin query.
 import type { FrozenConfig } from '@sipedge/config'
 import type { Proxy, ProxyMetrics } from '@sipedge/proxy'
-import type { AuthModule, DialogModule, DispatcherModule } from '@sipedge/modules'
-import { DestinationSlots, DropReason, TransactionKind, METRICS_LAYOUT, type WorkerMetrics } from '@sipedge/metrics'
+import type { AuthModule, DialogModule, DispatcherModule, SecurityModule } from '@sipedge/modules'
+import { BanReason, DestinationSlots, DropReason, TransactionKind, METRICS_LAYOUT, type WorkerMetrics } from '@sipedge/metrics'
 import type { HandlerMetrics } from './types.js'
 
 const O = METRICS_LAYOUT.offsets
@@ -104,9 +104,14 @@ export function publishProxyGauges(proxy: Proxy, m: WorkerMetrics, sink: ProxyMe
   f[O.drops + DropReason.Loop] = c.loops
   f[O.drops + DropReason.NoRoute] = c.noRoute
   f[O.drops + DropReason.StrayResponse] = c.strayDropped
-  f[O.drops + DropReason.Other] = c.rejected + c.acksDropped + c.drainRefused
+  // Scanners dropped on arrival (security.drop_user_agents) count as `other`.
+  f[O.drops + DropReason.Other] = c.rejected + c.acksDropped + c.drainRefused + (proxy.module<SecurityModule>('security')?.scannersDropped ?? 0)
   const auth = proxy.module<AuthModule>('auth')
-  if (auth !== undefined) f[O.drops + DropReason.AuthFailed] = auth.forbiddenTotal
+  if (auth !== undefined) {
+    f[O.drops + DropReason.AuthFailed] = auth.forbiddenTotal
+    f[O.drops + DropReason.Banned] = auth.bannedDropped
+    f[O.bans + BanReason.AuthFailures] = auth.bansReported
+  }
   // Dialogs not dispatched (lookup, forward): the set="none" series.
   const dlg = proxy.module<DialogModule>('dialog')
   if (dlg !== undefined) m.setDialogs(0, dlg.undispatched)

@@ -234,7 +234,7 @@ const routeAction = alt<RouteAction>({
     return { type: 'reject', code: r.code, reason: r.reason }
   }),
 }, ACTION_DOC)
-routeAction.desc(`What to do with a matching request: one of ${ACTION_DOC}. \`register\` handles REGISTER as the registrar for the domain; \`lookup\` sends to the registered contacts of the Request-URI (404 when none).`)
+routeAction.desc(`What to do with a matching request: one of ${ACTION_DOC}. \`register\` handles REGISTER as the registrar for the domain; \`lookup\` sends to the registered contacts of the Request-URI (480 when none, for known and unknown users alike).`)
 
 function parseHeaderLine(v: string): AddHeader | string {
   const i = v.indexOf(':')
@@ -413,6 +413,15 @@ const auth = obj({
     methods: list(method()).single().min(1).unique().def(['REGISTER']).desc('Requests from clients of this domain that must authenticate.'),
   }), 'domain').keys(k => (isHostname(k) || isIPv4(k) ? undefined : `auth domain ${q(k)} is not a domain name`))
     .desc('Digest authentication per local domain (each must be listed in `domains`).'),
+  // docs/security.md "Authentication throttling": counted in the store of registrar.store, so
+  // every worker (lmdb) and every node (Redis) sees the same counts.
+  throttle: obj({
+    max_failures: int(1, 1000).def(5).desc('Wrong answers (or answers for users that do not exist: the same thing to a client) from one user at one source address within `window` before that pair is answered 403 without a password check, until the window ends. Per pair, so a guesser elsewhere cannot lock a real user out.'),
+    window: duration(SECOND, DAY).def(5 * MINUTE).desc('The counting window; it starts at the first failure and is fixed.'),
+    ban_users: int(0, 1_000_000).def(10).desc('Distinct users that one source address fails against within `window` before it is banned (a scanner spraying guesses over many users). 0: never.'),
+    ban_failures: int(0, 1_000_000).def(30).desc('Failures from one source address within `window` before it is banned. 0: never.'),
+    ban_time: duration(MINUTE, 30 * DAY).def(HOUR).desc('How long a ban lasts: requests from the address are dropped without an answer; the ban is reported to the primary (`ban` control message) and written to the BanStore.'),
+  }).desc('Throttling of failed digest authentication, across every worker and node.'),
 }).desc('Digest authentication (RFC 3261 §22, RFC 8760).')
 
 const dispatcher = obj({

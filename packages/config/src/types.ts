@@ -71,10 +71,12 @@ export interface AuthDomain {
   nonce_ttl: number
   methods: string[]
 }
+export interface AuthThrottleConfig { max_failures: number; window: number; ban_users: number; ban_failures: number; ban_time: number }
 export interface AuthConfig {
   /** Regular expressions (source text) of User-Agents challenged with MD5 only. */
   md5_only_user_agents: string[]
   domains: Record<string, AuthDomain>
+  throttle: AuthThrottleConfig
 }
 
 export interface ProbeConfig {

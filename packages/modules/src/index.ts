@@ -6,13 +6,17 @@ import { authModule } from './auth/index.js'
 import { dialogModule } from './dialog/index.js'
 import { dispatcherModule } from './dispatcher/index.js'
 import { registrarModule } from './registrar/index.js'
+import { securityModule } from './security/index.js'
 
 export * from './auth/index.js'
 export * from './dialog/index.js'
 export * from './dispatcher/index.js'
 export * from './registrar/index.js'
+export * from './security/index.js'
 
 export const MODULES: readonly ModuleDeclaration[] = Object.freeze([
+  // First: a scanner's request is dropped before any other module spends anything on it.
+  securityModule as ModuleDeclaration,
   authModule as ModuleDeclaration,
   registrarModule as ModuleDeclaration,
   dispatcherModule as ModuleDeclaration,

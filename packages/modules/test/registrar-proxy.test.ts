@@ -53,7 +53,7 @@ function reply(req: string, status: number, reason: string): string {
   return [`SIP/2.0 ${status} ${reason}`, ...keep, 'Content-Length: 0', '', ''].join('\r\n')
 }
 
-t.test('register, then INVITE/NOTIFY from the application server reach the phone; unknown -> 404', async t => {
+t.test('register, then INVITE/NOTIFY from the application server reach the phone; unknown -> 480', async t => {
   const dir = t.testdir({})
   const config = parseConfig(`
 workers: 1
@@ -97,12 +97,11 @@ routes:
     t.match(final, new RegExp(`CSeq: 1 ${method}`), `${method}: the phone's answer reaches the application server`)
   }
   app.send(request('INVITE', 'sip:nobody@example.com', app, { callId: 'inv-404' }))
-  t.match(await app.next(/^SIP\/2\.0 404[\s\S]*\r\nCall-ID: inv-404\r\n/), /Call-ID: inv-404/, 'unknown user: 404')
+  t.match(await app.next(/^SIP\/2\.0 480[\s\S]*\r\nCall-ID: inv-404\r\n/), /Call-ID: inv-404/, 'unknown user: 480, as for any user without a binding')
 
-  // Unregister: then 404 (no users file, so no 480)
+  // Unregister: then 480
   phone.send(request('REGISTER', 'sip:example.com', phone, { callId: 'reg-1', cseq: 2, to: 'sip:alice@example.com', fromUri: 'sip:alice@example.com', headers: ['Contact: *', 'Expires: 0'] }))
   t.notMatch(await phone.next(/^SIP\/2\.0 200/), /Contact:/)
   app.send(request('INVITE', 'sip:alice@example.com', app, { callId: 'inv-after' }))
-  // the 404 above is retransmitted (Timer G, nobody ACKs it): wait for this call's own answer
-  t.match(await app.next(/^SIP\/2\.0 404[\s\S]*\r\nCall-ID: inv-after\r\n/), /Call-ID: inv-after/)
+  t.match(await app.next(/^SIP\/2\.0 480[\s\S]*\r\nCall-ID: inv-after\r\n/), /Call-ID: inv-after/)
 })

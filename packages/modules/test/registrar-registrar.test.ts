@@ -94,8 +94,8 @@ t.test('add, refresh, remove; 200 lists every binding with expires and Date', as
   r = await send(reg, register({ contacts: ['*'], expires: 0 }))
   t.equal(r.status, 200)
   t.equal(hv(r, 'Contact').length, 0)
-  t.same(await reg.lookup(invite('sip:alice@example.com')), { status: 404, reason: 'Not Found' })
-  t.same(await reg.lookup(invite('sip:alice@other.org')), { status: 404, reason: 'Not Found' })
+  t.same(await reg.lookup(invite('sip:alice@example.com')), { status: 480, reason: 'Temporarily Unavailable' })
+  t.same(await reg.lookup(invite('sip:alice@other.org')), { status: 404, reason: 'Not Found' }, 'a domain not served here: 404')
 })
 
 t.test('q order, default expiry, max expiry cut, max_contacts', async t => {
@@ -180,7 +180,9 @@ t.test('outbound: two flows of one instance kept apart, Require: outbound, flow 
   t.notMatch(hv(r, 'Contact').join(' '), /reg-id/)
 })
 
-t.test('expired bindings: lookup 404 (480 for a known user)', async t => {
+// Issue "Safe on a public address" 8: 404 for unknown and 480 for known users let scanners
+// enumerate the users; every user of our domains without a binding now gets 480.
+t.test('lookup-enumerates-users: expired bindings and unknown users both get 480', async t => {
   let now = Date.now()
   const dir = t.testdir({ 'users.json': JSON.stringify({ users: { alice: 'pw' } }) })
   const config = parseConfig(`
@@ -196,7 +198,7 @@ auth: { domains: { example.com: { users_file: ${join(dir, 'users.json')}, method
   now += 3000
   t.same(await reg.lookup(invite('sip:alice@example.com')), { status: 480, reason: 'Temporarily Unavailable' })
   t.equal(await stores.location.sweepExpired(now), 1, 'swept')
-  t.same(await reg.lookup(invite('sip:nobody@example.com')), { status: 404, reason: 'Not Found' })
+  t.same(await reg.lookup(invite('sip:nobody@example.com')), { status: 480, reason: 'Temporarily Unavailable' }, 'a user that does not exist: the same answer')
 })
 
 t.test('REGISTER with digest auth: 401, then 200; wrong user 403', async t => {

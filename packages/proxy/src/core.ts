@@ -60,7 +60,7 @@ function isAckPrefix(b: Uint8Array, i: number): boolean {
 }
 
 function emptyHooks(): Hooks {
-  return { onArrival: [], onRequest: [], onDialogRequest: [], onForward: [], onResponse: [], onAttemptFailed: [], onReply: [], onFinished: [] }
+  return { onArrival: [], onRequest: [], onDialogRequest: [], onForward: [], onResponse: [], onAttemptFailed: [], onReply: [], onFinished: [], trusts: [] }
 }
 
 export class Proxy implements CoreState, CoreApi {
@@ -208,7 +208,7 @@ export class Proxy implements CoreState, CoreApi {
       // server transaction exists already, answer through it, so it ends properly.
       this.counters.parseErrors++
       if (!msg.isRequest || msg.method === 'ACK') return
-      const tx = this.layer.findServerTransaction(msg)
+      const tx = this.layer.findServerTransaction(msg, source.transport)
       if (tx === undefined) { statelessReply(this, msg, source, err.status, err.reason); return }
       const ctx = tx.context as RequestContext | undefined
       if (ctx !== undefined) { if (!ctx.done) reply(this, ctx, err.status, err.reason) }
@@ -244,7 +244,7 @@ export class Proxy implements CoreState, CoreApi {
       if (r.kind === 'ack-2xx') forwardAck(this, msg, source)
       return
     }
-    if (arrival.length > 0 && this.layer.findServerTransaction(msg) === undefined) this.arrive(0, msg, source)
+    if (arrival.length > 0 && this.layer.findServerTransaction(msg, source.transport) === undefined) this.arrive(0, msg, source)
     else this.admit(msg, source)
   }
 
@@ -273,7 +273,7 @@ export class Proxy implements CoreState, CoreApi {
 
   /** A request past the arrival hooks: the server transaction (new, retransmission or CANCEL). */
   private admit(msg: SipMessage, source: Source): void {
-    if (this.draining && this.layer.findServerTransaction(msg) === undefined) {
+    if (this.draining && this.layer.findServerTransaction(msg, source.transport) === undefined) {
       this.counters.drainRefused++
       statelessReply(this, msg, source, 503, 'Service Unavailable', [['Retry-After', '5']])
       return

@@ -22,6 +22,7 @@ export interface Hooks {
   onAttemptFailed: ModuleInstance[]
   onReply: ModuleInstance[]
   onFinished: ModuleInstance[]
+  trusts: ModuleInstance[]
 }
 
 export interface CoreState {

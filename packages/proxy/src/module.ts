@@ -227,6 +227,12 @@ export interface ModuleInstance {
   onReply?(ed: MessageEditor, resp: SipMessage, view: RequestView): void
   /** The request has its final answer (`status`: the final status sent). */
   onFinished?(view: RequestView, status: number): void
+  /**
+   * Whether this module vouches for the source of `req` (a configured peer, or credentials that
+   * verified on arrival). Asked only when the core answers a request over UDP itself: responses to
+   * sources nobody vouches for are not retransmitted beyond 3x the request bytes (replies.ts).
+   */
+  trusts?(req: SipMessage, source: Source): boolean
   /** On control: a control message from the primary (not `config`: see applyConfig). */
   onControl?(msg: ControlMessage): void
   /** On query: an admin/inspection question; undefined: not mine. */

@@ -15,10 +15,28 @@ export function settle(core: CoreState, ctx: RequestContext, status: number): vo
   for (let i = 0; i < hs.length; i++) hs[i]!.onFinished!(ctx, status)
 }
 
+/**
+ * What a locally answered request may cost in response bytes over UDP, as a multiple of what it
+ * brought in (request and retransmissions), unless a module vouches for its source (`trusts`).
+ * Issue "Safe on a public address" 6: an INVITE answered 403 No Route was retransmitted by Timer G
+ * (RFC 3261 §17.2.1) until Timer H: 12.4x its bytes towards a spoofed source. The first final is
+ * always sent; the transaction withholds retransmissions beyond this (ServerBase.limitResponses
+ * quotes §17.2.1 on why a real client still gets the response).
+ */
+export const LOCAL_REPLY_RATIO = 3
+
+/** Whether a module vouches for the request's source (a configured peer, valid credentials). */
+function trusted(core: CoreState, ctx: RequestContext): boolean {
+  const hs = core.hooks.trusts
+  for (let i = 0; i < hs.length; i++) if (hs[i]!.trusts!(ctx.req, ctx.source)) return true
+  return false
+}
+
 /** A local response through the server transaction; a final one settles the request. */
 export function reply(core: CoreState, ctx: RequestContext, status: number, reason?: string, headers?: ReadonlyArray<readonly [string, string]>): void {
   core.counters.localReplies++
   if (core.metrics !== undefined) core.metrics.serverResponse(ctx.req.method, ctx.source.recvTime, ctx.server.lastStatus, status, false)
+  if (status >= 200 && !ctx.server.reliable && !trusted(core, ctx)) ctx.server.limitResponses(LOCAL_REPLY_RATIO)
   const h = headers ?? core.localHeaders
   ctx.server.respond(status, reason, h.length > 0 ? { headers: h as Array<[string, string]> } : undefined)
   if (status >= 200) settle(core, ctx, status)

@@ -260,7 +260,7 @@ function fastVia(buf: Buffer, vs: number, ve: number): Via | undefined {
     const d0 = ++i
     while (i < b && DIGIT[buf[i]!] === 1) i++
     const n = smallNumber(raw, d0 - vs, i - vs, 65535)
-    if (n < 0) return undefined
+    if (n <= 0) return undefined // port 0 or out of range: parseVia gives the error
     port = n
   }
   const params = new Map<string, string | null>()

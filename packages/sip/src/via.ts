@@ -122,7 +122,10 @@ export function parseVia(s: string, a = 0, b = s.length, spans: ParamSpan[] | nu
     if (i === d0 || i - d0 > 10) throw bad(s, 'bad port')
     let n = 0
     for (let k = d0; k < i; k++) n = n * 10 + s.charCodeAt(k) - 48
-    if (n > 65535) throw bad(s, 'port out of range')
+    // RFC 3261 §18.2.2 sends responses to the sent-by port (RFC 3581: the source port): port 0
+    // names no socket anyone listens on, so it is as bad as 65536 (issue "Safe on a public
+    // address": a Via with port 0 was accepted and every answer then failed to send).
+    if (n > 65535 || n === 0) throw bad(s, 'port out of range')
     port = n
   }
   const params = new Map<string, string | null>()

@@ -118,3 +118,20 @@ t.test('validate() decodes Contact only where routing reads it', async t => {
     t.throws(() => x.contacts, { code: 'ERR_SIP_BAD_NAME_ADDR' })
   }
 })
+
+// Issue "Safe on a public address" 8: a Via with port 0 was accepted, and every answer to it
+// later failed in the transport ("UDP send failed ... port 0"). Port 0 or one above 65535 in the
+// sent-by is a bad Via: 400 at validate() (top Via) or where a lower one is read.
+t.test('via-port-zero-accepted: port 0 and out-of-range ports in a Via are ERR_SIP_BAD_VIA', async t => {
+  const req = (via: string, second = '') => parseMessage(crlf(`INVITE sip:bob@example.com SIP/2.0\nVia: ${via}\n${second}` +
+    'Max-Forwards: 70\nFrom: <sip:a@example.com>;tag=1\nTo: <sip:bob@example.com>\nCall-ID: vp0\nCSeq: 1 INVITE\nContent-Length: 0\n\n'))
+  for (const port of ['0', '00', '65536', '99999']) {
+    for (const via of [`SIP/2.0/UDP 192.0.2.1:${port};branch=z9hG4bKa;rport`, `SIP/2.0/UDP [2001:db8::1]:${port};branch=z9hG4bKa`, `SIP/2.0/TCP host.example.com : ${port} ;branch=z9hG4bKa`]) {
+      t.throws(() => req(via).validate(), { code: 'ERR_SIP_BAD_VIA', status: 400 }, via)
+    }
+    const lower = req('SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKa', `Via: SIP/2.0/UDP 192.0.2.2:${port};branch=z9hG4bKb\n`)
+    t.doesNotThrow(() => lower.validate(), `lower Via port ${port}: left to its reader`)
+    t.throws(() => lower.vias, { code: 'ERR_SIP_BAD_VIA' }, `lower Via port ${port}: rejected where read`)
+  }
+  for (const port of ['1', '5060', '65535']) t.equal(req(`SIP/2.0/UDP 192.0.2.1:${port};branch=z9hG4bKa`).topVia.port, Number(port), `port ${port} accepted`)
+})

@@ -1,4 +1,4 @@
-import type { BanStore, Binding, CredentialStore, DialogStore, LocationStore, StoreStatus } from './types.js'
+import type { BanStore, Binding, CounterStore, CredentialStore, DialogStore, LocationStore, StoreStatus } from './types.js'
 import { bindingKey } from './codec.js'
 
 /** Options after defaults are applied. */
@@ -19,6 +19,7 @@ export interface Backend {
   readonly dialogs: DialogStore
   readonly bans: BanStore
   readonly credentials: CredentialStore
+  readonly counters: CounterStore
   isAvailable(): boolean
   close(): Promise<void>
 }

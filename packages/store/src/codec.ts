@@ -144,6 +144,22 @@ export function decodeBan(key: string, buf: Uint8Array): Ban {
   return { key, until, reason, createdAt }
 }
 
+/** A counter: [format, value, window end (epoch ms)]. */
+export function encodeCounter(n: number, until: number): Buffer {
+  return encode([FORMAT, n, until])
+}
+
+export function decodeCounter(buf: Uint8Array): { n: number; until: number } {
+  const [, n, until] = decode(buf) as [number, number, number]
+  return { n, until }
+}
+
+export function checkCounter(key: string, windowMs: number, by: number): void {
+  checkKey('counter key', key)
+  if (typeof windowMs !== 'number' || !(windowMs > 0) || !Number.isFinite(windowMs)) bad('counter window must be a positive number of ms')
+  if (typeof by !== 'number' || !(by > 0) || !Number.isSafeInteger(by)) bad('counter increment must be a positive integer')
+}
+
 export function encodeCredential(c: Credential): Buffer {
   return encode([FORMAT, c.ha1Md5 ?? null, c.ha1Sha256 ?? null])
 }

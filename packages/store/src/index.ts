@@ -5,13 +5,13 @@ import { StoreError, StoreErrorCode } from './errors.js'
 import { LmdbBackend } from './lmdb.js'
 import { RedisBackend } from './redis.js'
 import { parseStoreUrl, redact } from './url.js'
-import type { BanStore, CredentialStore, DialogStore, LocationStore, StoreOptions, StoreStatus } from './types.js'
+import type { BanStore, CounterStore, CredentialStore, DialogStore, LocationStore, StoreOptions, StoreStatus } from './types.js'
 
 export { StoreError, StoreErrorCode, isStoreError } from './errors.js'
 export { parseStoreUrl, redact as redactStoreUrl, type ParsedStoreUrl } from './url.js'
 export { bindingKey, dialogId, banKey } from './codec.js'
 export type {
-  AorBindings, Ban, BanStore, Binding, Credential, CredentialStore, Dialog, DialogState, DialogStore,
+  AorBindings, Ban, BanStore, Binding, CounterStore, Credential, CredentialStore, Dialog, DialogState, DialogStore,
   ExpiredListener, LocationStore, Page, ReceivedFrom, StoreOptions, StoreStatus,
 } from './types.js'
 
@@ -19,6 +19,7 @@ export interface SweepResult {
   bindings: number
   dialogs: number
   bans: number
+  counters: number
 }
 
 export interface StoreEvents {
@@ -27,7 +28,7 @@ export interface StoreEvents {
 }
 
 /**
- * The four stores behind one URL. Emits 'available' / 'unavailable' (never 'error'); Redis
+ * The stores behind one URL. Emits 'available' / 'unavailable' (never 'error'); Redis
  * outages make operations reject with ERR_STORE_UNAVAILABLE while the client reconnects.
  */
 export class Stores extends EventEmitter<StoreEvents> {
@@ -38,6 +39,7 @@ export class Stores extends EventEmitter<StoreEvents> {
   readonly dialogs: DialogStore
   readonly bans: BanStore
   readonly credentials: CredentialStore
+  readonly counters: CounterStore
   private timer: NodeJS.Timeout | undefined
   private sweeping = false
   private closed = false
@@ -51,6 +53,7 @@ export class Stores extends EventEmitter<StoreEvents> {
     this.dialogs = impl.dialogs
     this.bans = impl.bans
     this.credentials = impl.credentials
+    this.counters = impl.counters
     if (opts.sweepIntervalMs > 0) {
       this.timer = setInterval(() => void this.backgroundSweep(), opts.sweepIntervalMs)
       this.timer.unref()
@@ -63,12 +66,13 @@ export class Stores extends EventEmitter<StoreEvents> {
 
   /** One bounded pass over the head of every expiry index. */
   async sweepExpired(now = this.opts.now(), max = this.opts.sweepBatch): Promise<SweepResult> {
-    const [bindings, dialogs, bans] = await Promise.all([
+    const [bindings, dialogs, bans, counters] = await Promise.all([
       this.location.sweepExpired(now, max),
       this.dialogs.sweepExpired(now, max),
       this.bans.sweepExpired(now, max),
+      this.counters.sweepExpired(now, max),
     ])
-    return { bindings, dialogs, bans }
+    return { bindings, dialogs, bans, counters }
   }
 
   private async backgroundSweep(): Promise<void> {
@@ -79,7 +83,7 @@ export class Stores extends EventEmitter<StoreEvents> {
       // rounds; what is left waits for the next tick.
       for (let round = 0; round < 10 && !this.closed; round++) {
         const r = await this.sweepExpired()
-        if (Math.max(r.bindings, r.dialogs, r.bans) < this.opts.sweepBatch) break
+        if (Math.max(r.bindings, r.dialogs, r.bans, r.counters) < this.opts.sweepBatch) break
       }
     } catch {
       // unavailable: already reported through 'unavailable'; the next tick retries

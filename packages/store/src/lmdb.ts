@@ -2,13 +2,13 @@ import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { open, type Database, type Key, type RootDatabase } from 'lmdb'
 import {
-  checkBinding, checkDialog, checkKey, decode, decodeBan, decodeBindings, decodeCredential, decodeDialog,
-  encode, encodeBan, encodeBindings, encodeCredential, encodeDialog,
+  checkBinding, checkCounter, checkDialog, checkKey, decode, decodeBan, decodeBindings, decodeCounter, decodeCredential, decodeDialog,
+  encode, encodeBan, encodeBindings, encodeCounter, encodeCredential, encodeDialog,
 } from './codec.js'
 import { StoreError, StoreErrorCode } from './errors.js'
 import { Listeners } from './listeners.js'
 import type {
-  AorBindings, Ban, BanStore, Binding, Credential, CredentialStore, Dialog, DialogStore, LocationStore, Page,
+  AorBindings, Ban, BanStore, Binding, CounterStore, Credential, CredentialStore, Dialog, DialogStore, LocationStore, Page,
 } from './types.js'
 import { UpdateBasedLocationStore, type Backend, type BackendOptions } from './backend.js'
 
@@ -20,6 +20,8 @@ import { UpdateBasedLocationStore, type Backend, type BackendOptions } from './b
 //   ban     key                 -> msgpack [format, until, reason, createdAt]
 //   banexp  [until, key]        -> ''
 //   cred    [realm, user]       -> msgpack [format, ha1Md5, ha1Sha256]
+//   ctr     key                 -> msgpack [format, value, window end]
+//   ctrexp  [window end, key]   -> ''
 //   meta    counter key         -> msgpack number  (updated in the same transaction as the data)
 // Every read-modify-write runs inside one LMDB write transaction (`env.transaction`), which
 // LMDB serialises across threads and processes with its writer lock.
@@ -36,6 +38,7 @@ export class LmdbBackend implements Backend {
   readonly dialogs: LmdbDialogStore
   readonly bans: LmdbBanStore
   readonly credentials: LmdbCredentialStore
+  readonly counters: LmdbCounterStore
   private readonly env: RootDatabase<Buffer, Key>
   private closed = false
   /** 0: lmdb's async write thread, every commit flushed (overlapping sync); else the flush interval. */
@@ -78,6 +81,7 @@ export class LmdbBackend implements Backend {
     this.dialogs = new LmdbDialogStore(db('dlg'), db('dlgexp'), meta, run, opts)
     this.bans = new LmdbBanStore(db('ban'), db('banexp'), run, opts)
     this.credentials = new LmdbCredentialStore(db('cred'), run)
+    this.counters = new LmdbCounterStore(db('ctr'), db('ctrexp'), run, opts)
   }
 
   isAvailable(): boolean {
@@ -477,5 +481,71 @@ export class LmdbCredentialStore implements CredentialStore {
   async remove(realm: string, user: string): Promise<boolean> {
     // the async remove() resolves true once committed, whether or not the key existed
     return this.run(() => this.db.removeSync([realm, user]))
+  }
+}
+
+export class LmdbCounterStore implements CounterStore {
+  private readonly now: () => number
+  constructor(private readonly db: Bin, private readonly exp: Bin, private readonly run: Run, opts: BackendOptions) {
+    this.now = opts.now
+  }
+
+  async incr(key: string, windowMs: number, by = 1): Promise<number> {
+    checkCounter(key, windowMs, by)
+    return this.run(() => {
+      const now = this.now()
+      const v = this.db.get(key)
+      const c = v ? decodeCounter(v) : null
+      if (c !== null && c.until > now) {
+        const n = c.n + by
+        this.db.putSync(key, encodeCounter(n, c.until))
+        return n
+      }
+      if (c !== null) this.exp.removeSync([c.until, key])
+      const until = now + windowMs
+      this.db.putSync(key, encodeCounter(by, until))
+      this.exp.putSync([until, key], MARK)
+      return by
+    })
+  }
+
+  async get(key: string): Promise<number> {
+    checkKey('counter key', key)
+    const v = this.db.get(key)
+    if (!v) return 0
+    const c = decodeCounter(v)
+    return c.until > this.now() ? c.n : 0
+  }
+
+  async reset(key: string): Promise<boolean> {
+    checkKey('counter key', key)
+    return this.run(() => {
+      const v = this.db.get(key)
+      if (!v) return false
+      const c = decodeCounter(v)
+      this.exp.removeSync([c.until, key])
+      this.db.removeSync(key)
+      return c.until > this.now()
+    })
+  }
+
+  async sweepExpired(now = this.now(), max = 1000): Promise<number> {
+    const due: Array<[number, string]> = []
+    for (const { key } of this.exp.getRange({ limit: max })) {
+      const k = key as [number, string]
+      if (k[0] > now) break
+      due.push(k)
+    }
+    if (due.length === 0) return 0
+    return this.run(() => {
+      let n = 0
+      for (const k of due) {
+        if (!this.exp.doesExist(k)) continue // incremented into a new window since the index was read
+        this.exp.removeSync(k)
+        const v = this.db.get(k[1])
+        if (v && decodeCounter(v).until <= now) { this.db.removeSync(k[1]); n++ }
+      }
+      return n
+    })
   }
 }

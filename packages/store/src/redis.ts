@@ -1,12 +1,12 @@
 import { Redis, type RedisOptions } from 'ioredis'
 import {
-  checkBinding, checkDialog, checkKey, decodeBan, decodeBindings, decodeCredential, decodeDialog,
+  checkBinding, checkCounter, checkDialog, checkKey, decodeBan, decodeBindings, decodeCredential, decodeDialog,
   encodeBan, encodeBindings, encodeCredential, encodeDialog,
 } from './codec.js'
 import { StoreError, StoreErrorCode } from './errors.js'
 import { Listeners } from './listeners.js'
 import type {
-  AorBindings, Ban, BanStore, Binding, Credential, CredentialStore, Dialog, DialogStore, LocationStore, Page,
+  AorBindings, Ban, BanStore, Binding, CounterStore, Credential, CredentialStore, Dialog, DialogStore, LocationStore, Page,
 } from './types.js'
 import { UpdateBasedLocationStore, type Backend, type BackendOptions } from './backend.js'
 import type { ParsedStoreUrl } from './url.js'
@@ -23,6 +23,7 @@ import type { ParsedStoreUrl } from './url.js'
 //   P ban:k:<key>   string msgpack ban; PEXPIREAT until + grace
 //   P ban:exp       zset key -> until
 //   P cred:<realm>  hash user -> msgpack credential
+//   P ctr:<key>     hash n = value, e = window end (epoch ms); PEXPIREAT e + min(grace, 60 s)
 // Every multi-key change runs in one Lua script, so it is atomic; a location update is an
 // optimistic read / compare-and-set (a random write token in field v) retried on conflict.
 
@@ -126,6 +127,17 @@ end
 return out
 `
 
+// KEYS: counter  ARGV: now, window, by, pexpire margin  -> the new value
+const CTR_INCR = `
+local now = tonumber(ARGV[1])
+local e = tonumber(redis.call('HGET', KEYS[1], 'e') or '0')
+if e > now then return redis.call('HINCRBY', KEYS[1], 'n', ARGV[3]) end
+e = now + tonumber(ARGV[2])
+redis.call('HSET', KEYS[1], 'n', ARGV[3], 'e', e)
+redis.call('PEXPIREAT', KEYS[1], e + tonumber(ARGV[4]))
+return tonumber(ARGV[3])
+`
+
 type Args = Array<string | number | Buffer>
 interface Scripts {
   sipedgeLocCas(...args: Args): Promise<number>
@@ -134,6 +146,7 @@ interface Scripts {
   sipedgeDlgTouch(...args: Args): Promise<number>
   sipedgeDlgSweepBuffer(...args: Args): Promise<Buffer[]>
   sipedgeBanSweepBuffer(...args: Args): Promise<Buffer[]>
+  sipedgeCtrIncr(...args: Args): Promise<number>
 }
 type Client = Redis & Scripts
 
@@ -153,6 +166,7 @@ export class RedisBackend implements Backend {
   readonly dialogs: RedisDialogStore
   readonly bans: RedisBanStore
   readonly credentials: RedisCredentialStore
+  readonly counters: RedisCounterStore
   readonly client: Client
   private available = false
   private closed = false
@@ -187,6 +201,7 @@ export class RedisBackend implements Backend {
     client.defineCommand('sipedgeDlgTouch', { numberOfKeys: 2, lua: DLG_TOUCH })
     client.defineCommand('sipedgeDlgSweep', { numberOfKeys: 3, lua: DLG_SWEEP })
     client.defineCommand('sipedgeBanSweep', { numberOfKeys: 1, lua: BAN_SWEEP })
+    client.defineCommand('sipedgeCtrIncr', { numberOfKeys: 1, lua: CTR_INCR })
     // ioredis emits 'error' for every failed connection attempt: always handled here, so an
     // outage never becomes an unhandled 'error' event.
     client.on('error', (err: Error) => {
@@ -201,6 +216,7 @@ export class RedisBackend implements Backend {
     this.dialogs = new RedisDialogStore(p, call, opts)
     this.bans = new RedisBanStore(p, call, opts)
     this.credentials = new RedisCredentialStore(p, call)
+    this.counters = new RedisCounterStore(p, call, opts)
   }
 
   private setAvailable(up: boolean): void {
@@ -561,5 +577,42 @@ export class RedisCredentialStore implements CredentialStore {
   }
   async remove(realm: string, user: string): Promise<boolean> {
     return (await this.call(c => c.hdel(`${this.p}cred:${realm}`, user))) > 0
+  }
+}
+
+/** Counters a node's clock (opts.now) windows; the key itself expires shortly after its window. */
+export class RedisCounterStore implements CounterStore {
+  private readonly now: () => number
+  private readonly kPrefix: string
+  /** How long a key outlives its window (clock skew between nodes), at most the grace. */
+  private readonly margin: number
+
+  constructor(p: string, private readonly call: Call, opts: BackendOptions) {
+    this.now = opts.now
+    this.kPrefix = `${p}ctr:`
+    this.margin = Math.min(opts.graceMs, 60_000)
+  }
+
+  async incr(key: string, windowMs: number, by = 1): Promise<number> {
+    checkCounter(key, windowMs, by)
+    return Number(await this.call(c => c.sipedgeCtrIncr(this.kPrefix + key, this.now(), windowMs, by, this.margin)))
+  }
+
+  async get(key: string): Promise<number> {
+    checkKey('counter key', key)
+    const [n, e] = await this.call(c => c.hmget(this.kPrefix + key, 'n', 'e'))
+    return e !== null && e !== undefined && Number(e) > this.now() ? Number(n ?? 0) : 0
+  }
+
+  async reset(key: string): Promise<boolean> {
+    checkKey('counter key', key)
+    const k = this.kPrefix + key
+    const r = await this.call(async c => c.multi().hget(k, 'e').del(k).exec())
+    const e = r?.[0]?.[1] as string | null | undefined
+    return e !== null && e !== undefined && Number(e) > this.now()
+  }
+
+  async sweepExpired(): Promise<number> {
+    return 0
   }
 }

@@ -122,6 +122,26 @@ export interface BanStore {
   onExpired(listener: ExpiredListener<Ban>): () => void
 }
 
+/**
+ * Counters in fixed windows (failed digest attempts per user and source, ...), shared by every
+ * thread of the process (lmdb) or every node (Redis) that opens the store.
+ */
+export interface CounterStore {
+  /**
+   * Adds `by` (default 1, > 0) to `key` and resolves to the new value, atomically across threads
+   * and nodes. A counter's window starts at its first increment and lasts `windowMs`; the first
+   * increment after it has passed starts again from 0 with a new window (so a result of `by`
+   * means "first in this window").
+   */
+  incr(key: string, windowMs: number, by?: number): Promise<number>
+  /** The value in the current window; 0 when absent or its window has passed. */
+  get(key: string): Promise<number>
+  /** Deletes the counter; resolves to whether it had a live window. */
+  reset(key: string): Promise<boolean>
+  /** Removes up to `max` counters whose window has passed (lmdb; Redis keys expire by themselves). */
+  sweepExpired(now?: number, max?: number): Promise<number>
+}
+
 /** Digest credentials: HA1 = H(user:realm:password) for MD5 and/or SHA-256 (RFC 8760). */
 export interface Credential {
   ha1Md5?: string | undefined

@@ -35,4 +35,5 @@ t.test('lmdb: one path shared by the main thread and two worker threads', async 
   t.equal(new Set(shared.map(b => b.contact)).size, 2 * N)
   t.equal((await main.location.get('sip:ctr@x'))[0]!.cseq, 2 * N, 'every cross-thread increment landed')
   t.same(await main.location.count(), { aors: 5, bindings: 2 * N + 4 }, 'counters in step across threads')
+  t.equal(await main.counters.get('auth|s|192.0.2.7'), 2 * N, 'CounterStore increments from two threads: none lost')
 })

@@ -87,7 +87,7 @@ function suite(s: Suite, extra: (t: Tap.Test, proxy: string, engine: { current: 
     const engine = { current: await startEngine(config) }
     t.teardown(() => engine.current.stop())
 
-    t.test('REGISTER; INVITE and NOTIFY from the application server reach the phone; unknown user 404', async t => {
+    t.test('REGISTER; INVITE and NOTIFY from the application server reach the phone; unknown user 480', async t => {
       const alice = phone(proxy, { port: P(10), user: 'alice', domain: 'open.test', holdMs: 8000, oocsf: 'phone-answer.xml' })
       const bob = phone(proxy, { port: P(11), user: 'bob', domain: 'open.test', holdMs: 8000, oocsf: 'phone-notify.xml' })
       t.teardown(async () => { await alice.stop(); alice.cleanup(); await bob.stop(); bob.cleanup() })
@@ -97,8 +97,8 @@ function suite(s: Suite, extra: (t: Tap.Test, proxy: string, engine: { current: 
       t.equal(call.code, 0, 'INVITE/180/200/ACK/BYE between the AS and the registered phone', { log: call.log })
       const notify = await as(proxy, scenario('registrar/as-notify.xml'), 'bob', 'open.test', P(41))
       t.equal(notify.code, 0, 'NOTIFY to the registered phone answered 200', { log: notify.log })
-      const miss = await as(proxy, scenario('registrar/uac-expect-404.xml'), 'nobody', 'open.test', P(42))
-      t.equal(miss.code, 0, 'unknown user: 404', { log: miss.log })
+      const miss = await as(proxy, scenario('registrar/uac-expect-480.xml'), 'nobody', 'open.test', P(42))
+      t.equal(miss.code, 0, 'unknown user: 480 (the same as a known one without a binding)', { log: miss.log })
       const a = await alice.done
       t.equal(a.code, 0, 'the phone registered (200 with Contact;expires and Date)', { log: a.log })
     })
@@ -107,8 +107,8 @@ function suite(s: Suite, extra: (t: Tap.Test, proxy: string, engine: { current: 
       const r = await run(phone(proxy, { port: P(12), user: 'dave', domain: 'open.test', sf: 'reg-unreg.xml' }))
       t.equal(r.code, 0, 'REGISTER 200, REGISTER Expires: 0 200 without the contact', { log: r.log })
       t.ok(await waitBinding(s.stores, 'sip:dave@open.test', false), 'no binding left')
-      const miss = await as(proxy, scenario('registrar/uac-expect-404.xml'), 'dave', 'open.test', P(43))
-      t.equal(miss.code, 0, 'INVITE to the unregistered AOR: 404', { log: miss.log })
+      const miss = await as(proxy, scenario('registrar/uac-expect-480.xml'), 'dave', 'open.test', P(43))
+      t.equal(miss.code, 0, 'INVITE to the unregistered AOR: 480', { log: miss.log })
     })
 
     t.test('digest auth: right password 200, wrong password re-challenged, expired nonce stale=true', async t => {
@@ -122,7 +122,7 @@ function suite(s: Suite, extra: (t: Tap.Test, proxy: string, engine: { current: 
       t.equal(stale.code, 0, 'after nonce_ttl: 401 stale=true, then 200', { log: stale.log })
     })
 
-    t.test('expiry: a short registration disappears (404 open domain, 480 known user)', async t => {
+    t.test('expiry: a short registration disappears (480 in an open domain and for a known user)', async t => {
       const [a, b] = await Promise.all([
         run(phone(proxy, { port: P(16), user: 'erin', domain: 'open.test', expires: 1 })),
         run(phone(proxy, { port: P(17), user: 'carol', domain: 'example.com', sf: 'reg-auth.xml', password: 'pw', expires: 1 })),
@@ -132,8 +132,8 @@ function suite(s: Suite, extra: (t: Tap.Test, proxy: string, engine: { current: 
       // past the expiry (and one sweep of worker 0): both bindings gone from the store
       t.ok(await waitBinding(s.stores, 'sip:erin@open.test', false), 'gone from the store')
       t.ok(await waitBinding(s.stores, 'sip:carol@example.com', false), 'gone from the store (known user)')
-      const r404 = await as(proxy, scenario('registrar/uac-expect-404.xml'), 'erin', 'open.test', P(44))
-      t.equal(r404.code, 0, '404', { log: r404.log })
+      const r480open = await as(proxy, scenario('registrar/uac-expect-480.xml'), 'erin', 'open.test', P(44))
+      t.equal(r480open.code, 0, '480 in the open domain', { log: r480open.log })
       const r480 = await as(proxy, scenario('registrar/uac-expect-480.xml'), 'carol', 'example.com', P(45))
       t.equal(r480.code, 0, '480 for a user of the users file', { log: r480.log })
     })

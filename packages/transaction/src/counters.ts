@@ -21,4 +21,6 @@ export class TransactionCounters {
   /** Transactions ended by a transport error (`layer.transportError`). */
   transportErrors = 0
   strayResponses = 0
+  /** Response retransmissions a server transaction withheld under its byte limit (`limitResponses`). */
+  withheldResponses = 0
 }

@@ -81,6 +81,8 @@ export interface TransactionStats {
   timeouts: number
   transportErrors: number
   strayResponses: number
+  /** Response retransmissions withheld under a server transaction's `limitResponses`. */
+  withheldResponses: number
   timersPending: number
 }
 
@@ -213,12 +215,13 @@ export class TransactionLayer implements TransactionHost<Transaction> {
     if (method === 'ACK') {
       // §17.2.3: "the ACK request matches the INVITE transaction" (same branch, sent-by, method
       // INVITE); the ACK for a 2xx carries a new branch and matches nothing.
-      const tx = magic ? this.matchServer(branch, via.host, port, 'INVITE') : this.match2543(msg, 'INVITE', true)
+      const tx = magic ? this.matchServer(branch, via.host, port, 'INVITE', source.transport) : this.match2543(msg, 'INVITE', true, source.transport)
       if (tx === undefined || tx.kind !== 'ist') return ACK_2XX
       return (tx as InviteServerTransaction).receiveAck(this.clock.now()) ? ACK_2XX : ACK_ABSORBED
     }
-    const existing = magic ? this.matchServer(branch, via.host, port, method) : this.match2543(msg, method, false)
+    const existing = magic ? this.matchServer(branch, via.host, port, method, source.transport) : this.match2543(msg, method, false, source.transport)
     if (existing !== undefined) {
+      existing.requestBytes += msg.buf.length
       existing.receiveRetransmission()
       return RETRANSMISSION
     }
@@ -240,7 +243,7 @@ export class TransactionLayer implements TransactionHost<Transaction> {
     this.indexServer(tx)
     this.counters.nistCreated++
     if (method === 'CANCEL') {
-      const invite = this.findInviteServerTransactionForCancel(msg)
+      const invite = this.findInviteServerTransactionForCancel(msg, source.transport)
       if (invite !== undefined) {
         invite.cancelled = true
         if (invite.onCancelled !== null) invite.onCancelled(invite, tx)
@@ -273,23 +276,26 @@ export class TransactionLayer implements TransactionHost<Transaction> {
    * assuming that the request method is anything but CANCEL or ACK and applying the transaction
    * matching procedures of Section 17.2.3." A proxy only keeps state for INVITE, so: INVITE.
    */
-  findInviteServerTransactionForCancel(cancel: SipMessage): InviteServerTransaction | undefined {
+  findInviteServerTransactionForCancel(cancel: SipMessage, transport?: TransportName): InviteServerTransaction | undefined {
     const via = cancel.topVia
     const branch = via.branch
     const tx = branch !== undefined && branch.startsWith(MAGIC_COOKIE)
-      ? this.matchServer(branch, via.host, via.port ?? -1, 'INVITE')
-      : this.match2543(cancel, 'INVITE', false)
+      ? this.matchServer(branch, via.host, via.port ?? -1, 'INVITE', transport)
+      : this.match2543(cancel, 'INVITE', false, transport)
     return tx !== undefined && tx.kind === 'ist' ? (tx as InviteServerTransaction) : undefined
   }
 
-  /** The server transaction a request belongs to (ACK: its INVITE), without side effects. */
-  findServerTransaction(msg: SipMessage): ServerTransaction | undefined {
+  /**
+   * The server transaction a request belongs to (ACK: its INVITE), without side effects.
+   * `transport`: the one the request arrived on (as receiveRequest matches); absent: any.
+   */
+  findServerTransaction(msg: SipMessage, transport?: TransportName): ServerTransaction | undefined {
     const via = msg.topVia
     const branch = via.branch
     const method = msg.method === 'ACK' ? 'INVITE' : msg.method
     return branch !== undefined && branch.startsWith(MAGIC_COOKIE)
-      ? this.matchServer(branch, via.host, via.port ?? -1, method)
-      : this.match2543(msg, method, msg.method === 'ACK')
+      ? this.matchServer(branch, via.host, via.port ?? -1, method, transport)
+      : this.match2543(msg, method, msg.method === 'ACK', transport)
   }
 
   /** The client transaction with this branch and method (§17.1.3). */
@@ -371,6 +377,7 @@ export class TransactionLayer implements TransactionHost<Transaction> {
       timeouts: c.timeouts,
       transportErrors: c.transportErrors,
       strayResponses: c.strayResponses,
+      withheldResponses: c.withheldResponses,
       timersPending: this.wheel.size,
     }
   }
@@ -449,11 +456,19 @@ export class TransactionLayer implements TransactionHost<Transaction> {
    * the request is equal to the one in the request that created the transaction, and 3. the method
    * of the request matches the one that created the transaction, except for ACK, where the method
    * of the request that created the transaction is INVITE."
+   *
+   * And it arrived on the same transport. A retransmission travels the way the original did (§17.1:
+   * the client transaction resends over the same transport; a reliable one does not retransmit at
+   * all), so a request with the same branch and sent-by on another transport is a different
+   * request. Without this, the RFC 5118 torture REGISTERs (which share branch `z9hG4bKas3-111` and
+   * sent-by) sent over UDP and then TCP had the TCP one absorbed by the UDP transaction: not
+   * forwarded, and the UDP transaction's 200 sent again (issue "Safe on a public address" 8).
    */
-  private matchServer(branch: string, host: string, port: number, method: string): ServerTransaction | undefined {
+  private matchServer(branch: string, host: string, port: number, method: string, transport: TransportName | undefined): ServerTransaction | undefined {
     for (let t = this.servers.get(branch) ?? null; t !== null; t = t._chain) {
       const tx = t as ServerTransaction
-      if (tx.method === method && tx.viaPort === port && (tx.viaHost === host || tx.viaHost === host.toLowerCase())) return tx
+      if (tx.method === method && tx.viaPort === port && (tx.viaHost === host || tx.viaHost === host.toLowerCase()) &&
+        (transport === undefined || tx.arrival === transport)) return tx
     }
     return undefined
   }
@@ -466,10 +481,10 @@ export class TransactionLayer implements TransactionHost<Transaction> {
    * those of the INVITE request which created the transaction, and the To tag of the ACK matches
    * the To tag of the response sent by the server transaction." Other methods as for INVITE.
    */
-  private match2543(msg: SipMessage, methodClass: string, isAck: boolean): ServerTransaction | undefined {
+  private match2543(msg: SipMessage, methodClass: string, isAck: boolean, transport: TransportName | undefined): ServerTransaction | undefined {
     if (this.servers2543.size === 0) return undefined
     const tx = this.servers2543.get(key2543(msg, methodClass))
-    if (tx === undefined) return undefined
+    if (tx === undefined || (transport !== undefined && tx.arrival !== transport)) return undefined
     const tag = msg.to.tag
     if (isAck) return tag === responseToTag(tx) ? tx : undefined
     return tag === tx.request.to.tag ? tx : undefined

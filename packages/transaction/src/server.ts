@@ -4,7 +4,7 @@ import { TransactionError } from './errors.js'
 import type { TransactionHost } from './host.js'
 import type { TimerValues } from './timers.js'
 import { Transaction, noop } from './transaction.js'
-import type { Destination, TimeoutReason, TransactionState } from './types.js'
+import type { Destination, TimeoutReason, TransactionState, TransportName } from './types.js'
 
 export interface RespondOptions {
   toTag?: string
@@ -38,6 +38,14 @@ export abstract class ServerBase<Self extends ServerBase<Self>> extends Transact
   readonly viaPort: number
   /** @internal RFC 2543 matching key when the request had no magic-cookie branch, else null */
   readonly key2543: string | null
+  /** @internal the transport the request arrived on: a request on another one is not a retransmission (layer.ts matchServer) */
+  readonly arrival: TransportName
+  /** @internal bytes of the request and of its retransmissions received so far */
+  requestBytes: number
+  /** @internal bytes of every response sent so far (retransmissions included) */
+  sentBytes: number
+  /** @internal `limitResponses` ratio; 0: no limit */
+  responseRatio: number
   /** Timer H fired (no ACK, INVITE only) or the host reported a transport error. */
   onTimeout: (tx: Self, reason: TimeoutReason) => void
   onTerminated: (tx: Self) => void
@@ -51,6 +59,10 @@ export abstract class ServerBase<Self extends ServerBase<Self>> extends Transact
     this.viaHost = viaHost
     this.viaPort = viaPort
     this.key2543 = key2543
+    this.arrival = dest.transport
+    this.requestBytes = request.buf.length
+    this.sentBytes = 0
+    this.responseRatio = 0
     this.onTimeout = noop
     this.onTerminated = noop
   }
@@ -90,17 +102,45 @@ export abstract class ServerBase<Self extends ServerBase<Self>> extends Transact
   /** @internal the request was retransmitted (§17.2.1, §17.2.2) */
   abstract receiveRetransmission(): void
 
+  /**
+   * Caps what this transaction sends to `ratio` x the bytes it received (the request and its
+   * retransmissions): a response retransmission (Timer G, or one answering a request
+   * retransmission) that would take the total past that is not sent, and counted
+   * (`withheldResponses`). Responses the TU passes (`respond`, `sendResponse`) are always sent.
+   *
+   * Why (issue "Safe on a public address" 6, reflection): over UDP the source address is not
+   * proven, and an INVITE answered locally with 3xx-6xx is retransmitted by Timer G until ACK or
+   * Timer H, §17.2.1: "For unreliable transports, timer G is set to fire in T1 seconds ... If timer
+   * G fires, the response is passed to the transport layer once more for retransmission" — about
+   * ten copies within 64*T1, 12x the request's bytes towards whoever the request names as its
+   * source. With the cap the response stays reliable for a real client: §17.2.1 also has "while
+   * in the "Completed" state, if a request retransmission is received, the server SHOULD pass the
+   * response to the transport for retransmission", and every request retransmission of a client
+   * that lost the response adds its bytes to the allowance; only a spoofed source, which never
+   * retransmits, stops getting copies.
+   */
+  limitResponses(ratio: number): void {
+    this.responseRatio = ratio
+  }
+
   protected transmit(bytes: Buffer | Buffer[], status: number): void {
     this.lastResponse = bytes
     this.lastStatus = status
+    this.sentBytes += byteLength(bytes)
     this.host.send(this.dest, bytes)
   }
 
   protected resendLast(): void {
-    if (this.lastResponse !== null) {
-      this.host.counters.retransmittedResponses++
-      this.host.send(this.dest, this.lastResponse)
+    const r = this.lastResponse
+    if (r === null) return
+    const n = byteLength(r)
+    if (this.responseRatio > 0 && this.sentBytes + n > this.responseRatio * this.requestBytes) {
+      this.host.counters.withheldResponses++
+      return
     }
+    this.sentBytes += n
+    this.host.counters.retransmittedResponses++
+    this.host.send(this.dest, r)
   }
 
   /** Starts the state's wait timer (I, J), or terminates at once when it is zero (reliable transport). */
@@ -121,4 +161,11 @@ export abstract class ServerBase<Self extends ServerBase<Self>> extends Transact
   protected notifyTerminated(): void {
     this.onTerminated(this.self)
   }
+}
+
+function byteLength(b: Buffer | Buffer[]): number {
+  if (!Array.isArray(b)) return b.length
+  let n = 0
+  for (let i = 0; i < b.length; i++) n += b[i]!.length
+  return n
 }

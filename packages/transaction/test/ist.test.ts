@@ -160,3 +160,38 @@ t.test('transitions are asserted', async t => {
   t.throws(() => (c.tx as unknown as { enter(s: string): void }).enter('Confirmed'), { code: 'ERR_TX_BAD_TRANSITION' })
   t.equal(c.tx.state, 'Proceeding')
 })
+
+// Issue "Safe on a public address" 6 (reflection): limitResponses(3) caps Timer G and the
+// answers to request retransmissions at 3x the bytes received; the TU's responses always go out.
+t.test('reflection-403-retransmitted: limitResponses caps Timer G by the bytes received', async t => {
+  const h = new Harness()
+  const c = start(h)
+  const reqBytes = request().buf.length
+  c.tx.limitResponses(3)
+  t.ok(c.tx.respond(403, 'No Route For Request'), 'the final is sent')
+  h.advance(64 * 500 + 10)
+  const out = h.sent.reduce((a, s) => a + s.data.length, 0)
+  t.ok(out <= 3 * reqBytes, `${out} bytes sent for ${reqBytes} received`)
+  const n = h.times('SIP/2.0 403').length
+  t.ok(n >= 1 && n < 11, `${n} copies instead of 11 (T1, 2T1, 4T1, T2 ... until Timer H)`)
+  t.ok(h.layer.stats().withheldResponses > 0)
+  t.same(c.timeouts, ['timeout'], 'Timer H still fires')
+
+  // Without the limit: the RFC series (Timer G until Timer H).
+  const h2 = new Harness()
+  const c2 = start(h2)
+  c2.tx.respond(403, 'No Route For Request')
+  h2.advance(64 * 500 + 10)
+  t.equal(h2.times('SIP/2.0 403').length, 11, 'unlimited: 11 copies in 64*T1')
+  t.equal(h2.layer.stats().withheldResponses, 0)
+
+  // A request retransmission adds its bytes: it is answered.
+  const h3 = new Harness()
+  const c3 = start(h3)
+  c3.tx.limitResponses(3)
+  c3.tx.respond(403)
+  h3.advance(20_000)
+  const before = h3.times('SIP/2.0 403').length
+  h3.layer.receiveRequest(request(), ALICE)
+  t.equal(h3.times('SIP/2.0 403').length, before + 1, 'answered on a request retransmission')
+})

@@ -124,3 +124,30 @@ t.test('responseDestination (§18.2.2, RFC 3581)', async t => {
   const tcp = { transport: 'tcp' as const, address: '198.51.100.7', port: 34567, connId: 9 }
   t.equal(responseDestination(request(), tcp, true), tcp, 'reliable: the same connection')
 })
+
+// Issue "Safe on a public address" 8: the RFC 5118 torture REGISTERs share branch and sent-by;
+// ipv6-good sent over UDP and then over TCP had the TCP one absorbed as a "retransmission" of
+// the UDP transaction (not forwarded, the UDP transaction's 200 sent again). A request on another
+// transport is a new request (socket test: packages/tests/test/public-address.test.ts).
+t.test('torture-register-over-tcp-absorbed: same branch and sent-by on another transport is a new transaction', async t => {
+  const h = new Harness()
+  const TCP = { ...ALICE, transport: 'tcp' as const, connId: 7 }
+  const udp = h.layer.receiveRequest(request({ method: 'REGISTER' }), ALICE)
+  t.equal(udp.kind, 'new')
+  ;(udp as { tx: NonInviteServerTransaction }).tx.respond(200)
+  const before = h.sent.length
+  const tcp = h.layer.receiveRequest(request({ method: 'REGISTER' }), TCP)
+  t.equal(tcp.kind, 'new', 'the TCP copy is not a retransmission of the UDP transaction')
+  t.equal(h.sent.length, before, 'the UDP 200 is not sent again')
+  t.equal(h.layer.receiveRequest(request({ method: 'REGISTER' }), ALICE).kind, 'retransmission', 'the UDP retransmission still matches')
+  t.equal(h.layer.receiveRequest(request({ method: 'REGISTER' }), { ...TCP, connId: 8 }).kind, 'retransmission', 'TCP: any connection of the same transport')
+  t.equal(h.layer.findServerTransaction(request({ method: 'REGISTER' }), 'tls'), undefined, 'findServerTransaction takes the transport')
+  t.ok(h.layer.findServerTransaction(request({ method: 'REGISTER' })), 'and without it matches any')
+  // INVITE, its ACK and CANCEL follow the same rule.
+  const inv = h.layer.receiveRequest(request(), ALICE) as { kind: 'new'; tx: InviteServerTransaction }
+  t.equal(h.layer.findInviteServerTransactionForCancel(request({ method: 'CANCEL' }), 'tcp'), undefined, 'CANCEL over TCP does not cancel the UDP INVITE')
+  t.equal(h.layer.findInviteServerTransactionForCancel(request({ method: 'CANCEL' }), 'udp'), inv.tx)
+  inv.tx.respond(486)
+  t.equal(h.layer.receiveRequest(request({ method: 'ACK', toTag: inv.tx.toTag! }), TCP).kind, 'ack-2xx', 'an ACK over TCP is not the UDP INVITE\'s')
+  t.equal(inv.tx.state, 'Completed')
+})

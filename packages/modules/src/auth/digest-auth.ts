@@ -9,6 +9,7 @@ import type { CredentialStore } from '@sipedge/store'
 import type { ProxyLogger } from '@sipedge/proxy'
 import { challenge, digestResponse, normalizeAlgorithm, parseDigest, sameDigest, type DigestAlgorithm, type DigestCredentials } from './digest.js'
 import { NonceCodec, NonceCounts } from './nonce.js'
+import { AuthThrottle, type AuthBan, type ThrottleOptions } from './throttle.js'
 import { FileUsers, StoreUsers, isStoreSource, loadUsersFile, type UserCredential, type UserSource } from './users.js'
 
 export type AuthKind = 'www' | 'proxy'
@@ -31,9 +32,15 @@ export interface AuthOptions {
    * worker reading the same files), else random per worker (with a warning).
    */
   secret?: string | Buffer
-  /** Wrong responses from one user+address within `failureWindowMs` before answering 403. Default 5. */
+  /** Wrong responses from one user+address within `failureWindowMs` before answering 403. Default `auth.throttle`. */
   maxFailures?: number
   failureWindowMs?: number
+  /** Bans of sources that fail against many users (throttle.ts). Default `auth.throttle`. */
+  banUsers?: number
+  banFailures?: number
+  banMs?: number
+  /** A source crossed a ban threshold (the auth module reports it to the primary and the BanStore). */
+  onBan?: (ban: AuthBan) => void
   /**
    * Require the digest `uri` to equal the Request-URI (RFC 7616 §3.4.6 "SHOULD"). Default false:
    * clients behind ALGs and some UAs (sipp among them) put another form there; the response is
@@ -86,17 +93,24 @@ export class DigestAuth {
   private readonly now: () => number
   private readonly log: ProxyLogger | undefined
   private readonly counts: NonceCounts
-  private readonly failures = new Map<string, { n: number; since: number }>()
-  private readonly maxFailures: number
-  private readonly failureWindowMs: number
+  /** Failed attempts per user+source and per source, shared through the store when there is one. */
+  readonly throttle: AuthThrottle
   private readonly checkUri: boolean
   private readonly md5Only: readonly RegExp[]
 
   constructor(opts: AuthOptions) {
     this.now = opts.now ?? Date.now
     this.log = opts.log
-    this.maxFailures = opts.maxFailures ?? 5
-    this.failureWindowMs = opts.failureWindowMs ?? 5 * 60_000
+    // auth.throttle from the configuration; the options (tests) win.
+    const ct = opts.config.auth.throttle
+    const t: ThrottleOptions = {
+      maxFailures: opts.maxFailures ?? ct.max_failures,
+      windowMs: opts.failureWindowMs ?? ct.window,
+      banUsers: opts.banUsers ?? ct.ban_users,
+      banFailures: opts.banFailures ?? ct.ban_failures,
+      banMs: opts.banMs ?? ct.ban_time,
+    }
+    this.throttle = new AuthThrottle(t, this.now, opts.onBan ?? (() => undefined), opts.log)
     this.checkUri = opts.checkUri ?? false
     this.counts = new NonceCounts(opts.nonceCacheSize ?? 10_000)
     this.md5Only = ((opts.config.auth as { md5_only_user_agents?: readonly string[] }).md5_only_user_agents ?? []).map(p => new RegExp(p))
@@ -220,14 +234,23 @@ export class DigestAuth {
     return fallback
   }
 
-  private finish(req: SipMessage, r: RealmAuth, kind: AuthKind, c: DigestCredentials, alg: DigestAlgorithm, stale: boolean, u: UserCredential | null, source: string): AuthResult {
-    const failKey = c.username + '\0' + source
-    const f = this.failures.get(failKey)
-    const now = this.now()
-    if (f !== undefined && now - f.since > this.failureWindowMs) this.failures.delete(failKey)
-    else if (f !== undefined && f.n >= this.maxFailures) {
+  /**
+   * The password check, after the lockout check. Unknown users and wrong passwords take the same
+   * path: the digest is computed with a dummy HA1, the failure is counted against the same
+   * user+source pair, and the answer is the same fresh challenge, then the same 403 (issue "Safe
+   * on a public address" 5: nothing tells an existing user from an invented one).
+   */
+  private finish(req: SipMessage, r: RealmAuth, kind: AuthKind, c: DigestCredentials, alg: DigestAlgorithm, stale: boolean, u: UserCredential | null, source: string): AuthResult | Promise<AuthResult> {
+    const before = this.throttle.failuresOf(r.realm, c.username, source)
+    return before instanceof Promise
+      ? before.then(f => this.check(req, r, kind, c, alg, stale, u, source, f))
+      : this.check(req, r, kind, c, alg, stale, u, source, before)
+  }
+
+  private check(req: SipMessage, r: RealmAuth, kind: AuthKind, c: DigestCredentials, alg: DigestAlgorithm, stale: boolean, u: UserCredential | null, source: string, failures: number): AuthResult | Promise<AuthResult> {
+    if (this.throttle.locks(failures)) {
       this.counters.forbidden++
-      return { ok: false, status: 403, reason: 'Forbidden (too many failed attempts)', headers: [] }
+      return tooMany()
     }
     const ha1 = u === null ? undefined : alg === 'MD5' ? u.ha1Md5 : u.ha1Sha256
     // Unknown user (or no HA1 for this algorithm): compute anyway so that timing does not tell.
@@ -236,15 +259,8 @@ export class DigestAuth {
     if (!good) {
       if (u === null) this.counters.unknownUsers++
       this.counters.failures++
-      this.noteFailure(failKey, now)
-      const n = this.failures.get(failKey)!.n
-      if (n >= this.maxFailures) {
-        this.counters.forbidden++
-        this.log?.warn('auth: too many failed attempts', { user: c.username, realm: r.realm, source })
-        return { ok: false, status: 403, reason: 'Forbidden (too many failed attempts)', headers: [] }
-      }
-      // RFC 7616 §3.3 / RFC 3261 §22.3: a wrong response gets a fresh challenge.
-      return this.challengeOf(r, kind, false, req)
+      const n = this.throttle.failed(r.realm, c.username, source)
+      return n instanceof Promise ? n.then(x => this.afterFailure(req, r, kind, c, source, x)) : this.afterFailure(req, r, kind, c, source, n)
     }
     // Right password, old nonce: RFC 7616 §3.3 stale=true, the client retries without asking the user.
     if (stale) return this.challengeOf(r, kind, true, req)
@@ -252,20 +268,24 @@ export class DigestAuth {
       this.counters.replays++
       return this.challengeOf(r, kind, true, req)
     }
-    if (f !== undefined) this.failures.delete(failKey)
+    this.throttle.succeeded(r.realm, c.username, source, failures)
     this.counters.successes++
     return { ok: true, user: c.username, realm: r.realm, domain: r.domain }
   }
 
-  private noteFailure(key: string, now: number): void {
-    const f = this.failures.get(key)
-    if (f !== undefined) { f.n++; return }
-    if (this.failures.size >= 10_000) {
-      const oldest = this.failures.keys().next().value as string
-      this.failures.delete(oldest)
+  private afterFailure(req: SipMessage, r: RealmAuth, kind: AuthKind, c: DigestCredentials, source: string, n: number): AuthResult {
+    if (this.throttle.locks(n)) {
+      this.counters.forbidden++
+      if (n === this.throttle.maxFailures) this.log?.warn('auth: too many failed attempts', { user: c.username, realm: r.realm, source })
+      return tooMany()
     }
-    this.failures.set(key, { n: 1, since: now })
+    // RFC 7616 §3.3 / RFC 3261 §22.3: a wrong response gets a fresh challenge.
+    return this.challengeOf(r, kind, false, req)
   }
+}
+
+function tooMany(): AuthResult {
+  return { ok: false, status: 403, reason: 'Forbidden (too many failed attempts)', headers: [] }
 }
 
 export function createAuth(opts: AuthOptions): DigestAuth {

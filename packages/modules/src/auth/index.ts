@@ -8,5 +8,7 @@ export { loadUsersFile, FileUsers, StoreUsers, AuthConfigError, isStoreSource } 
 export type { UserCredential, UserSource } from './users.js'
 
 export { DigestAuth, RealmAuth, AuthCounters, createAuth } from './digest-auth.js'
+export { AuthThrottle, MemoryCounters } from './throttle.js'
+export type { AuthBan, ThrottleOptions } from './throttle.js'
 export type { AuthKind, AuthResult, AuthOptions } from './digest-auth.js'
 export { AuthModule, authModule, trustedSources } from './module.js'

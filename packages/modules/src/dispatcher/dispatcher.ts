@@ -152,7 +152,7 @@ export interface DispatcherOptions {
   workers: number
   now(): number
   resolver: Resolver
-  /** A probe result or passive mark changed a destination's state. */
+  /** A probe verdict changed a destination's state (passive marks never report: see markFailed). */
   onDestinationState?(set: string, uri: string, state: DestState): void
   /** Random numbers in [0, 1) for `weighted` (tests inject a seeded one). */
   random?(): number
@@ -296,22 +296,22 @@ export class Dispatcher {
     }
   }
 
-  /** Passive failure (timeout, transport error, 503): skip the destination for a while. */
+  /**
+   * Passive failure (timeout, transport error, 503): this worker skips the destination for a
+   * while. Not a state change: only probe verdicts (and operators) change the state that is
+   * reported, logged and relayed (issue "Safe on a public address" 8: requests the backend
+   * refused or ignored under garbage traffic made a healthy destination "flap" 184 times a minute
+   * while every probe succeeded). `suspect` in the snapshot shows it.
+   */
   markFailed(d: DispatchDestination): void {
     d.failed++
     const set = this.sets.get(d.set)
-    const now = this.opts.now()
-    const wasUsable = d.suspectUntil <= now
-    d.suspectUntil = now + (set?.suspectMs ?? 30_000)
-    if (wasUsable) this.opts.onDestinationState?.(d.set, d.uri, 'inactive')
+    d.suspectUntil = this.opts.now() + (set?.suspectMs ?? 30_000)
   }
 
-  /** A response came from the destination: it is alive. */
+  /** A response came from the destination: it is alive (the suspicion ends; nothing is reported). */
   markAlive(d: DispatchDestination): void {
-    if (d.suspectUntil !== 0) {
-      d.suspectUntil = 0
-      if (d.probeState === 'active') this.opts.onDestinationState?.(d.set, d.uri, d.state)
-    }
+    if (d.suspectUntil !== 0) d.suspectUntil = 0
   }
 
   /**

@@ -370,7 +370,7 @@ export class LocationRegistrar {
     const aor = aorOf(u)
     if (aor === null || !this.isOurDomain(host)) { this.counters.lookupMisses++; return NOT_FOUND }
     return this.location.get(aor).then(
-      bs => (bs.length > 0 ? this.targets(bs) : this.miss(host, u.user!)),
+      bs => (bs.length > 0 ? this.targets(bs) : this.miss()),
       (err: unknown) => {
         this.counters.lookupErrors++
         this.outageLog('registrar: lookup failed: store error', (err as { code?: string } | null)?.code, err)
@@ -379,14 +379,17 @@ export class LocationRegistrar {
     )
   }
 
-  /** No live binding: 480 for a user we know (auth users), else 404. */
-  private miss(domain: string, user: string): LookupFailure | Promise<LookupFailure> {
+  /**
+   * No live binding for a user of our domains: 480, whether or not the user exists (issue "Safe
+   * on a public address" 8: 480 for auth users and 404 for the rest let a scanner enumerate the
+   * users through `lookup`). RFC 3261 §21.4.18 480: "the callee is currently unavailable (for
+   * example, is not logged in ...)", true of every user without a registration; §21.4.5 404 says
+   * "definitive information that the user does not exist", which we choose not to give. No user
+   * lookup either, so the answer takes the same time for both.
+   */
+  private miss(): LookupFailure {
     this.counters.lookupMisses++
-    const realm = this.authOf()?.realms.get(domain)
-    if (realm === undefined) return NOT_FOUND
-    const c = realm.users.get(realm.realm, user)
-    if (c instanceof Promise) return c.then(x => (x === null ? NOT_FOUND : UNAVAILABLE), () => NOT_FOUND)
-    return c === null ? NOT_FOUND : UNAVAILABLE
+    return UNAVAILABLE
   }
 
   /**
