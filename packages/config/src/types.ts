@@ -125,8 +125,12 @@ export interface RouteRule {
   action: RouteAction
   rewrite_host: HostPort | null
   add_headers: AddHeader[]
+  /** null: the top-level `topology_hiding.enabled`. */
+  topology_hiding: boolean | null
 }
 
+/** `topology_hiding: true|false` is normalised to `{ enabled, call_id: false }`. */
+export interface TopologyHidingConfig { enabled: boolean; call_id: boolean }
 export interface DialogConfig { timeout: number; send_bye_on_timeout: boolean; secret: string | null; enabled: boolean; store: string; mirror: boolean }
 export interface MetricsConfig { listen: AddrPort | null; path: string }
 export interface AdminConfig { enabled: boolean; listen: AddrPort | null; token: string | null }
@@ -151,7 +155,7 @@ export interface Config {
   dispatcher: DispatcherConfig
   routes: RouteRule[]
   dialog: DialogConfig
-  topology_hiding: boolean
+  topology_hiding: TopologyHidingConfig
   nat: NatConfig
   pike: PikeConfig
   metrics: MetricsConfig

@@ -6,15 +6,18 @@ import { authModule } from './auth/index.js'
 import { dialogModule } from './dialog/index.js'
 import { dispatcherModule } from './dispatcher/index.js'
 import { registrarModule } from './registrar/index.js'
+import { topologyModule } from './topology/index.js'
 
 export * from './auth/index.js'
 export * from './dialog/index.js'
 export * from './dispatcher/index.js'
 export * from './registrar/index.js'
+export * from './topology/index.js'
 
 export const MODULES: readonly ModuleDeclaration[] = Object.freeze([
   authModule as ModuleDeclaration,
   registrarModule as ModuleDeclaration,
   dispatcherModule as ModuleDeclaration,
   dialogModule as ModuleDeclaration,
+  topologyModule as ModuleDeclaration,
 ])
