@@ -48,13 +48,18 @@ class Hide {
   /** Route values towards the previous hop's side, and towards the next hop's (null: from the Record-Route of the response). */
   readonly upRoutes: readonly string[]
   readonly downRoutes: readonly string[] | null
+  /**
+   * The dialog has our Record-Route: its route sets travel in our entry (`;th=`), the edge URIs
+   * we mint need not repeat them (they stay short, also through a chain of nodes).
+   */
+  readonly routed: boolean
   /** The hop the response being relayed came from (onResponse). */
   hop: NextHop | null
   /** Cache: the masked Call-ID, and the last Contact (+ route set) and edge URI minted. */
   masked: string | null
   lastContact: string
   lastEdge: string
-  constructor(key: SealKey, mask: boolean, upMasked: boolean, downMasked: boolean, callId: string, upCallId: string, upRoutes: readonly string[], downRoutes: readonly string[] | null) {
+  constructor(key: SealKey, mask: boolean, upMasked: boolean, downMasked: boolean, callId: string, upCallId: string, upRoutes: readonly string[], downRoutes: readonly string[] | null, routed: boolean) {
     this.key = key
     this.mask = mask
     this.upMasked = upMasked
@@ -63,6 +68,7 @@ class Hide {
     this.upCallId = upCallId
     this.upRoutes = upRoutes
     this.downRoutes = downRoutes
+    this.routed = routed
     this.hop = null
     this.masked = null
     this.lastContact = ''
@@ -147,7 +153,7 @@ export class TopologyModule implements ModuleInstance {
     let target: NextHop
     try { target = claimTarget(routes, c) } catch { return BROKEN }
     const upMasked = c.mask && !c.targetMasked
-    this.restoredState.set(copy, new Hide(opened.key, c.mask, upMasked, c.mask && c.targetMasked, callId, received, c.peerRoutes, routes))
+    this.restoredState.set(copy, new Hide(opened.key, c.mask, upMasked, c.mask && c.targetMasked, callId, received, c.peerRoutes, routes, viaRoute))
     this.counters.restored++
     return { req: copy, target, routes: seal === null ? undefined : withParams(info, seal.params) }
   }
@@ -170,7 +176,7 @@ export class TopologyModule implements ModuleInstance {
       const mask = this.config.topology_hiding.call_id
       let up: string[] = []
       try { up = req.has('record-route') ? rawRoutes(req.recordRoutes) : up } catch { /* a broken Record-Route is not kept */ }
-      h = new Hide(this.keys.current, mask, false, mask, req.callId, req.callId, up, null)
+      h = new Hide(this.keys.current, mask, false, mask, req.callId, req.callId, up, null, view.recordRoute)
     }
     view.setState(this.slot, h ?? PLAIN)
     return h
@@ -223,7 +229,9 @@ export class TopologyModule implements ModuleInstance {
     for (let i = 0; i < contacts.length; i++) {
       const c = contacts[i]!
       if (c.star === true) continue
-      const claim = new EdgeClaim(c.uri, st.upRoutes, flowToward(c.uri, source, symmetric, fix), st.downRoutes ?? EMPTY, st.mask, st.upMasked)
+      const claim = st.routed
+        ? new EdgeClaim(c.uri, EMPTY, flowToward(c.uri, source, symmetric, fix), EMPTY, st.mask, st.upMasked)
+        : new EdgeClaim(c.uri, st.upRoutes, flowToward(c.uri, source, symmetric, fix), st.downRoutes ?? EMPTY, st.mask, st.upMasked)
       ed.replaceContact(i, '<' + edgeUri(out, sealClaim(st.key, st.callId, claim)) + '>' + contactParams(c))
     }
   }
@@ -297,7 +305,9 @@ export class TopologyModule implements ModuleInstance {
       let uri = st.lastEdge
       if (cacheKey !== st.lastContact || uri === '') {
         const flow = peer === null ? null : st.hop?.flow ?? flowToward(c.uri, peer, true, fix)
-        const claim = new EdgeClaim(c.uri, downRoutes, flow, st.upRoutes, st.mask, st.downMasked)
+        const claim = st.routed
+          ? new EdgeClaim(c.uri, EMPTY, flow, EMPTY, st.mask, st.downMasked)
+          : new EdgeClaim(c.uri, downRoutes, flow, st.upRoutes, st.mask, st.downMasked)
         uri = edgeUri(inL, sealClaim(st.key, st.callId, claim))
         st.lastContact = cacheKey
         st.lastEdge = uri
