@@ -11,7 +11,7 @@ import {
   checkSipUri, HEADER_NAME_RE, isHostname, METHOD_TOKEN_RE, parseCidr, parseHostPort, parseStoreUrl, q,
 } from './values.js'
 import type {
-  AddHeader, AddrPort, Destination, HostPort, ListenSpec, ProbeConfig, Proto, RouteAction,
+  AddHeader, AddrPort, Destination, HostPort, ListenSpec, ProbeConfig, Proto, RouteAction, TopologyHidingConfig,
 } from './types.js'
 
 export const PROTOS = ['udp', 'tcp', 'tls', 'ws', 'wss'] as const
@@ -274,6 +274,7 @@ const routeRule = obj({
   action: routeAction.required(),
   rewrite_host: hostPort('rewrite_host').nullable().def(null).desc('Replace the host (and port, if given) of the Request-URI before forwarding.'),
   add_headers: addHeaders.def([]).desc('Headers appended to the forwarded request: `{ X-Tenant: blue }` or `["X-Tenant: blue"]`. Core headers (Via, Route, Call-ID, CSeq, From, To, Max-Forwards, Content-Length) cannot be added.'),
+  topology_hiding: bool().nullable().def(null, 'the top-level `topology_hiding`').desc('Hide the topology of requests (and the dialogs they create) routed by this rule, or not; in-dialog requests follow the dialog\'s edge URI either way.'),
 })
 
 // ---------------------------------------------------------------- dispatcher
@@ -438,6 +439,16 @@ const dialog = obj({
   mirror: bool().def(true).desc('Mirror dialogs to `dialog.store`; off: dialogs live only in the memory of the worker that owns the Call-ID (the Record-Route parameter still keeps them sticky).'),
 }).desc('Dialog tracking for sticky sessions.')
 
+const topologyHidingObject = obj({
+  enabled: bool().def(true).desc('In the mapping form (on unless set to false): hide the topology of requests, and of the dialogs they create, routed by rules that do not say otherwise (`routes[].topology_hiding`).'),
+  call_id: bool().def(false).desc('Also mask the Call-ID towards the side a dialog-creating request is forwarded to (the application side of a call from a phone), and restore it on the way back. Call-IDs quoted inside other headers (Replaces, Refer-To) are not rewritten: attended transfer across the edge needs this off.'),
+})
+const topologyHiding = alt<TopologyHidingConfig>({
+  boolean: xform(bool(), (b): TopologyHidingConfig => ({ enabled: b, call_id: false })),
+  map: topologyHidingObject as unknown as Schema<TopologyHidingConfig>,
+}, 'boolean or mapping').def({ enabled: false, call_id: false }, '`false`')
+  .desc('Topology hiding (docs/topology-hiding.md): each side of a dialog sees the edge as the only hop, one Via, Record-Route reduced to the edge, the far side\'s Contact replaced by an edge URI that carries, encrypted and authenticated with the `dialog.secret` key, what in-dialog routing needs (so it survives restarts, worker crashes and a fail-over to the other node). `true`, `false`, or `{ enabled, call_id }`.')
+
 const nat = obj({
   force_rport: bool().def(true).desc('Answer to the source address and port (RFC 3581 rport) even when the client did not ask.'),
   fix_contact: bool().def(true).desc('Remember the real source of a client whose Contact holds a private address, and reach it there.'),
@@ -525,7 +536,7 @@ export const configSchema: ObjS = obj({
   dispatcher,
   routes: list(routeRule).def([]).desc(`Routing rules, tried in order: the first rule whose \`match\` holds decides. Actions: ${ACTION_DOC}.`),
   dialog,
-  topology_hiding: bool().def(false).desc('Hide internal addresses: strip Via/Record-Route of the inside, rewrite Contact, so endpoints see one hop. Not implemented in this version: accepted, and a warning is logged when on.'),
+  topology_hiding: topologyHiding,
   nat,
   pike,
   security,

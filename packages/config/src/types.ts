@@ -131,8 +131,12 @@ export interface RouteRule {
   action: RouteAction
   rewrite_host: HostPort | null
   add_headers: AddHeader[]
+  /** null: the top-level `topology_hiding.enabled`. */
+  topology_hiding: boolean | null
 }
 
+/** `topology_hiding: true|false` is normalised to `{ enabled, call_id: false }`. */
+export interface TopologyHidingConfig { enabled: boolean; call_id: boolean }
 export interface DialogConfig { timeout: number; send_bye_on_timeout: boolean; secret: string | null; enabled: boolean; store: string; mirror: boolean }
 export interface MetricsConfig { listen: AddrPort | null; path: string }
 export interface AdminConfig {
@@ -164,7 +168,7 @@ export interface Config {
   dispatcher: DispatcherConfig
   routes: RouteRule[]
   dialog: DialogConfig
-  topology_hiding: boolean
+  topology_hiding: TopologyHidingConfig
   nat: NatConfig
   pike: PikeConfig
   security: SecurityConfig

@@ -64,7 +64,7 @@ t.test('defaults are filled in', async t => {
   t.equal(c.dialog.timeout, 12 * 3600_000)
   t.equal(c.metrics.path, '/metrics')
   t.equal(c.logging.level, 'info')
-  t.equal(c.topology_hiding, false)
+  t.same(c.topology_hiding, { enabled: false, call_id: false })
   t.same(c.auth.domains, {})
 
   const d = defaultConfig()
@@ -266,6 +266,18 @@ routes:
 
   t.equal(parseError('routes:\n  - action: { forward: "http://x" }\n').issues[0]!.path, 'routes[0].action.forward')
   t.equal(parseError('routes:\n  - action: lookup\n    add_headers: { Via: x }\n').issues[0]!.path, 'routes[0].add_headers.Via')
+})
+
+t.test('topology_hiding: a boolean or a mapping, and per route', async t => {
+  t.same(parseConfig('topology_hiding: true').topology_hiding, { enabled: true, call_id: false })
+  t.same(parseConfig('topology_hiding: { call_id: true }').topology_hiding, { enabled: true, call_id: true }, 'the mapping form is on unless it says enabled: false')
+  t.same(parseConfig('topology_hiding: { enabled: false, call_id: true }').topology_hiding, { enabled: false, call_id: true })
+  const c = parseConfig('routes:\n  - { action: lookup, topology_hiding: false }\n  - { action: lookup }\n')
+  t.equal(c.routes[0]!.topology_hiding, false)
+  t.equal(c.routes[1]!.topology_hiding, null, 'unset: the top-level value decides')
+  t.equal(parseError('topology_hiding: { callid: true }').issues[0]!.code, 'ERR_CONFIG_UNKNOWN_KEY')
+  t.equal(parseError('topology_hiding: yes please').issues[0]!.code, 'ERR_CONFIG_TYPE')
+  t.equal(parseError('routes:\n  - { action: lookup, topology_hiding: 1 }\n').issues[0]!.path, 'routes[0].topology_hiding')
 })
 
 t.test('durations and sizes', async t => {

@@ -7,12 +7,14 @@ import { dialogModule } from './dialog/index.js'
 import { dispatcherModule } from './dispatcher/index.js'
 import { registrarModule } from './registrar/index.js'
 import { securityModule } from './security/index.js'
+import { topologyModule } from './topology/index.js'
 
 export * from './auth/index.js'
 export * from './dialog/index.js'
 export * from './dispatcher/index.js'
 export * from './registrar/index.js'
 export * from './security/index.js'
+export * from './topology/index.js'
 
 export const MODULES: readonly ModuleDeclaration[] = Object.freeze([
   // First: a scanner's request is dropped before any other module spends anything on it.
@@ -21,4 +23,5 @@ export const MODULES: readonly ModuleDeclaration[] = Object.freeze([
   registrarModule as ModuleDeclaration,
   dispatcherModule as ModuleDeclaration,
   dialogModule as ModuleDeclaration,
+  topologyModule as ModuleDeclaration,
 ])

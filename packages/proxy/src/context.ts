@@ -13,6 +13,8 @@ export class RequestContext implements RequestView {
   readonly req: SipMessage
   readonly source: Source
   readonly inListener: Listener | undefined
+  /** The listener of the current attempt. */
+  outListener: Listener | undefined
   /** Request-URI after strict-router repair (§16.4); what is forwarded unless a hop replaces it. */
   ruri: string
   ruriChanged: boolean
@@ -34,6 +36,7 @@ export class RequestContext implements RequestView {
   cancelled: boolean
   done: boolean
   rrParams: string
+  singleRecordRoute: boolean
   private state: unknown[] | null
 
   constructor(server: ServerTransaction, req: SipMessage, source: Source, inListener: Listener | undefined) {
@@ -41,6 +44,7 @@ export class RequestContext implements RequestView {
     this.req = req
     this.source = source
     this.inListener = inListener
+    this.outListener = undefined
     this.ruri = req.uri
     this.ruriChanged = false
     this.ourRoutes = 0
@@ -58,6 +62,7 @@ export class RequestContext implements RequestView {
     this.cancelled = false
     this.done = false
     this.rrParams = ''
+    this.singleRecordRoute = false
     this.state = null
   }
 

@@ -26,7 +26,7 @@ import { BranchSigner } from './secret.js'
 import { reply, replyWith, statelessReply } from './replies.js'
 import { Resolver, hopOf } from './resolver.js'
 import { compileRoutes, type CompiledRule, type RouteTable } from './routing.js'
-import { EMPTY_ROUTES, countOurRoutes, dialogDecision, forwardAck, forwardStray, isOurUri } from './stateless.js'
+import { EMPTY_ROUTES, countOurRoutes, dialogDecision, forwardAck, forwardStray, isOurUri, restoreDecision } from './stateless.js'
 import type { ControlMessage, Destination, ProxyLogger, Source } from './types.js'
 
 export interface ProxyOptions {
@@ -60,7 +60,9 @@ function isAckPrefix(b: Uint8Array, i: number): boolean {
 }
 
 function emptyHooks(): Hooks {
-  return { onArrival: [], onRequest: [], onDialogRequest: [], onForward: [], onResponse: [], onAttemptFailed: [], onReply: [], onFinished: [], trusts: [] }
+  return {
+    onArrival: [], onRequest: [], onRestore: [], onDialogRequest: [], onForward: [], onForwardAck: [], onResponse: [], onAttemptFailed: [], onReply: [], onFinished: [], trusts: [],
+  }
 }
 
 export class Proxy implements CoreState, CoreApi {
@@ -343,13 +345,21 @@ export class Proxy implements CoreState, CoreApi {
     }
 
     const inDialog = msg.to.tag !== undefined
-    if (inDialog && (ours > 0 || newRuri !== null)) {
+    // An in-dialog request addressed to a URI of ours with a user part may carry an edge URI a
+    // module minted (topology hiding): the module restores the request before anything routes
+    // it (the server transaction keeps the request as received; the restored one is forwarded).
+    const restored = inDialog && this.hooks.onRestore.length > 0 && ruri.user !== undefined && isOurUri(this, ruri)
+      ? restoreDecision(this, msg, ruri, routes, ours, source, newRuri !== null ? msg.uri : null) : null
+    if (inDialog && (ours > 0 || newRuri !== null || restored !== null)) {
       // In-dialog requests that come through our Record-Route follow their route set (§16.4,
       // §16.5), unless a module (sticky dialogs) names the hop or refuses the request.
-      const ctx = this.context(tx, msg, source, newRuri, ours, hash)
-      const d = dialogDecision(this, msg, routes, ours, source, newRuri !== null ? msg.uri : null)
+      const r = restored instanceof Reply ? null : restored
+      const ctx = r === null ? this.context(tx, msg, source, newRuri, ours, hash) : this.context(tx, r.req, source, null, 0, hash)
+      const d = restored instanceof Reply ? restored
+        : ours > 0 || newRuri !== null ? dialogDecision(this, ctx.req, r?.routes ?? routes, ours, source, newRuri !== null ? msg.uri : null) : null
       if (d instanceof Reply) { this.counters.moduleRefused++; replyWith(this, ctx, d.status, d.reason, d.headers); return }
       if (d !== null) { ctx.hops.push(d); forward(this, ctx); return }
+      if (r !== null) { ctx.hops.push(r.target); forward(this, ctx); return }
       if (remaining > 0) {
         ctx.hops.push(routeHop(routes[ours]!))
       } else if (ruri.user === undefined && isOurUri(this, ruri)) {

@@ -69,15 +69,18 @@ function sendAttempt(core: CoreState, ctx: RequestContext, h: NextHop, out: List
   ed.setMaxForwards(mf < 0 ? core.config.proxy.max_forwards : mf - 1)
 
   ctx.currentHop = h
+  ctx.outListener = out
   ctx.rrParams = ''
+  ctx.singleRecordRoute = false
   const hooks = core.hooks.onForward
-  for (let i = 0; i < hooks.length; i++) hooks[i]!.onForward!(ctx)
+  for (let i = 0; i < hooks.length; i++) hooks[i]!.onForward!(ctx, ed)
 
   // §16.6 step 4: Record-Route; RFC 5658: two entries when the request changes listener
   // (transport or interface), the lower one facing the side it came from. Modules may add
-  // parameters (the signed dialog parameter, docs/dispatcher.md).
+  // parameters (the signed dialog parameter, docs/dispatcher.md), or ask for the upper entry only
+  // (topology hiding shows each side only the listener facing it, docs/topology-hiding.md).
   if (ctx.recordRoute) {
-    const inL = ctx.inListener
+    const inL = ctx.singleRecordRoute ? out : ctx.inListener
     const p = ctx.rrParams
     if (p === '') {
       if (inL !== undefined && inL !== out) ed.prependRecordRoute(inL.recordRoute)

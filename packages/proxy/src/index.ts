@@ -7,7 +7,7 @@ export type { ProxyMetrics } from './counters.js'
 export { betterFinal } from './context.js'
 export { Reply, TargetHop, DROP } from './module.js'
 export type {
-  ArrivalVerdict, NextHop, FailoverPolicy, HopPlan, RouteAction, RequestView, DialogRequestInfo, CoreApi, OriginateOptions,
+  ArrivalVerdict, NextHop, FailoverPolicy, HopPlan, RouteAction, RequestView, DialogRequestInfo, Restored, CoreApi, OriginateOptions,
   ModuleContext, ModuleDeclaration, ModuleInstance, LoadedModule,
 } from './module.js'
 export { planModules, createModules, startProxy, ModuleError, CORE_ACTIONS } from './host.js'

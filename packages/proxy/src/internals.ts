@@ -16,8 +16,10 @@ import type { Destination, ProxyLogger } from './types.js'
 export interface Hooks {
   onArrival: ModuleInstance[]
   onRequest: ModuleInstance[]
+  onRestore: ModuleInstance[]
   onDialogRequest: ModuleInstance[]
   onForward: ModuleInstance[]
+  onForwardAck: ModuleInstance[]
   onResponse: ModuleInstance[]
   onAttemptFailed: ModuleInstance[]
   onReply: ModuleInstance[]

@@ -5,12 +5,12 @@
 // dependency order and hands them to the core. The core never imports a module: it only calls
 // the hooks below, and a hook that no module implements costs nothing per message (the core
 // keeps one array per hook, filled at load).
-import type { SipMessage, MessageEditor } from '@sipedge/sip'
+import type { SipMessage, MessageEditor, SipUri } from '@sipedge/sip'
 import type { ServerTransaction, TimeoutReason } from '@sipedge/transaction'
 import type { FrozenConfig } from '@sipedge/config'
-import type { CompiledAction } from './routing.js'
+import type { CompiledAction, CompiledRule } from './routing.js'
 import type { Hop, Resolver } from './resolver.js'
-import type { LocalIdentity } from './identity.js'
+import type { Listener, LocalIdentity } from './identity.js'
 import type { ControlMessage, Destination, ProxyLogger, Source } from './types.js'
 
 /** What an on-arrival hook returns to have a request dropped without any answer. */
@@ -101,10 +101,21 @@ export interface RequestView {
   readonly source: Source
   /** Our Record-Route goes on the forwarded request. */
   readonly recordRoute: boolean
+  /** The routing rule that matched (null: the request followed our Route set or a module's hop). */
+  readonly rule: CompiledRule | null
+  /** The listener the request arrived on, and the one the current attempt leaves from. */
+  readonly inListener: Listener | undefined
+  readonly outListener: Listener | undefined
   /** The hop of the current attempt (null before the first). */
   readonly currentHop: NextHop | null
   /** Parameters (";name=value") appended to our Record-Route entries for the current attempt. */
   rrParams: string
+  /**
+   * Set by an on-forward hook: only the Record-Route entry facing the next hop, never the RFC 5658
+   * pair (a module that rewrites Record-Route towards the previous hop itself: topology hiding).
+   * Reset to false before every attempt.
+   */
+  singleRecordRoute: boolean
   /** Per-module state of this request, by ModuleContext.slot. */
   getState(slot: number): unknown
   setState(slot: number, value: unknown): void
@@ -113,11 +124,27 @@ export interface RequestView {
 /** An in-dialog request (or an ACK for a 2xx) that came through our Record-Route. */
 export interface DialogRequestInfo {
   /** Route values of the request (parsed), and how many at the top name us. */
-  readonly routes: readonly { readonly uri: string }[]
+  readonly routes: readonly { readonly uri: string; readonly raw: string }[]
   readonly ours: number
   readonly source: Source
   /** The Request-URI when it was one of our Record-Route values (§16.4 strict-router repair), else null. */
   readonly requestUri: string | null
+}
+
+/**
+ * What an on-restore hook returns for a request addressed to one of its edge URIs (topology
+ * hiding): the request as it would have arrived without the hiding (Request-URI, Route set and
+ * Call-ID restored, parsed from a copy), and where it goes unless an on-dialog-request hook names
+ * another hop. The server transaction keeps the request as received; the core forwards `req`.
+ */
+export interface Restored {
+  readonly req: SipMessage
+  readonly target: NextHop
+  /**
+   * The Route values the on-dialog-request hooks see instead of the received ones (e.g. our
+   * entry with the parameters a module signed, which the hiding kept from one side); same length.
+   */
+  readonly routes?: DialogRequestInfo['routes'] | undefined
 }
 
 /** The core's services, for module instances. Stable for the life of the core. */
@@ -213,12 +240,29 @@ export interface ModuleInstance {
    */
   onRequest?(req: SipMessage, source: Source): Reply | null | Promise<Reply | null>
   /**
+   * On restore: an in-dialog request or ACK whose Request-URI (after §16.4 strict-router repair:
+   * `edge`) names this proxy and has a user part, i.e. may be an edge URI a module minted. A
+   * Restored (the core routes `restored.req`: the on-dialog-request hooks see it when the request
+   * came through our Route, otherwise `restored.target` is the hop), a Reply (refused: forged;
+   * an ACK is dropped) or null (not mine). Runs before the on-dialog-request hooks.
+   */
+  onRestore?(req: SipMessage, edge: SipUri, info: DialogRequestInfo): Restored | Reply | null
+  /**
    * An in-dialog request through our Record-Route: a hop to send it to, a Reply (refused; for an
    * ACK: dropped), or null (not mine: the next module, then the Route set / Request-URI).
    */
   onDialogRequest?(req: SipMessage, info: DialogRequestInfo): NextHop | Reply | null
-  /** A request is about to go to `view.currentHop` (stateful). */
-  onForward?(view: RequestView): void
+  /**
+   * A request is about to go to `view.currentHop` (stateful). `ed` holds the edits of the
+   * forwarded copy so far (Route, Request-URI, Max-Forwards); the core adds Record-Route, its Via
+   * and the route's headers after the hooks.
+   */
+  onForward?(view: RequestView, ed: MessageEditor): void
+  /**
+   * An ACK for a 2xx forwarded statelessly (after the core's Route, Request-URI and Max-Forwards
+   * edits, before its Via): `ack` is what is forwarded (a Restored request when one was made).
+   */
+  onForwardAck?(ed: MessageEditor, ack: SipMessage, source: Source, out: Listener): void
   /** On response: a response to an attempt; `current`: of the attempt in progress. */
   onResponse?(resp: SipMessage, view: RequestView, hop: NextHop | null, current: boolean): void
   /** The current attempt got no response (timeout, transport error). */

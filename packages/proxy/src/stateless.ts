@@ -4,7 +4,7 @@ import { MessageEditor, callIdHashOf, parseUri, type NameAddr, type SipMessage, 
 import { defaultPort } from './identity.js'
 import type { CoreState } from './internals.js'
 import { BRANCH_MARK } from './loop.js'
-import { Reply, type NextHop } from './module.js'
+import { Reply, type DialogRequestInfo, type NextHop, type Restored } from './module.js'
 import { hopOf, type Hop } from './resolver.js'
 import { editRouteSet, markReceived } from './route-set.js'
 import type { Destination, Source, TransportName } from './types.js'
@@ -28,7 +28,7 @@ export function countOurRoutes(core: CoreState, routes: readonly NameAddr[], lim
  * Asks the modules (dialog tracking, ...) where an in-dialog request through our Route goes:
  * the first hop or Reply a module gives, else null (follow the Route set / Request-URI).
  */
-export function dialogDecision(core: CoreState, msg: SipMessage, routes: readonly NameAddr[], ours: number, source: Source, requestUri: string | null = null): NextHop | Reply | null {
+export function dialogDecision(core: CoreState, msg: SipMessage, routes: DialogRequestInfo['routes'], ours: number, source: Source, requestUri: string | null = null): NextHop | Reply | null {
   const hooks = core.hooks.onDialogRequest
   if (hooks.length === 0) return null
   const info = { routes, ours, source, requestUri }
@@ -39,20 +39,54 @@ export function dialogDecision(core: CoreState, msg: SipMessage, routes: readonl
   return null
 }
 
-/** ACK for a 2xx: forwarded statelessly along its Route set, only for dialogs we record-routed. */
+/**
+ * Asks the on-restore hooks (topology hiding) about an in-dialog request or ACK whose Request-URI
+ * `edge` names us with a user part: the first Restored or Reply a module gives, else null.
+ */
+export function restoreDecision(core: CoreState, msg: SipMessage, edge: SipUri, routes: readonly NameAddr[], ours: number, source: Source, requestUri: string | null): Restored | Reply | null {
+  const hooks = core.hooks.onRestore
+  const info = { routes, ours, source, requestUri }
+  for (let i = 0; i < hooks.length; i++) {
+    const r = hooks[i]!.onRestore!(msg, edge, info)
+    if (r !== null) return r
+  }
+  return null
+}
+
+/**
+ * ACK for a 2xx: forwarded statelessly along its Route set, only for dialogs we record-routed, or
+ * to the target of an edge URI a module restored (then the restored ACK is what is forwarded).
+ */
 export function forwardAck(core: CoreState, msg: SipMessage, source: Source): void {
   const c = core.counters
   const mf = msg.maxForwards
   if (mf === 0) { c.acksDropped++; return }
   const routes = msg.has('route') ? msg.routes : EMPTY_ROUTES
   const ours = countOurRoutes(core, routes)
-  // Only ACKs of dialogs we record-routed (our Route on top); anything else is not ours to relay.
-  if (ours === 0) { c.acksDropped++; return }
-  const d = dialogDecision(core, msg, routes, ours, source)
+  let ack = msg
+  let target: NextHop | null = null
+  let seen: DialogRequestInfo['routes'] = routes
+  if (core.hooks.onRestore.length > 0) {
+    const u = msg.requestUri
+    if (u.user !== undefined && isOurUri(core, u)) {
+      const r = restoreDecision(core, msg, u, routes, ours, source, null)
+      if (r instanceof Reply) { c.acksDropped++; c.moduleRefused++; return }
+      if (r !== null) { ack = r.req; target = r.target; seen = r.routes ?? routes }
+    }
+  }
+  // Only ACKs of dialogs we record-routed (our Route on top) or restored; nothing else is ours to relay.
+  if (ours === 0 && target === null) { c.acksDropped++; return }
+  const d = ours > 0 ? dialogDecision(core, ack, seen, ours, source) : null
   if (d instanceof Reply) { c.acksDropped++; c.moduleRefused++; return }
   let hop: Hop
   let strictNext: string | null = null
-  if (ours < routes.length) {
+  let flow: Destination | undefined
+  if (target !== null) {
+    // The restored ACK carries only the route set beyond us (ours are gone from it).
+    hop = target.hop
+    flow = target.flow
+    if (target.strict === true) strictNext = target.uri
+  } else if (ours < routes.length) {
     const u = parseUri(routes[ours]!.uri)
     hop = hopOf(u)
     if (!u.params.has('lr')) strictNext = routes[ours]!.uri
@@ -61,28 +95,33 @@ export function forwardAck(core: CoreState, msg: SipMessage, source: Source): vo
     if (u.user === undefined && isOurUri(core, u)) { c.acksDropped++; return }
     hop = hopOf(u)
   }
-  if (d !== null) hop = d.hop
-  const address = d !== null && d.address !== null ? d.address : core.resolver.peek(hop.host)
+  if (d !== null) { hop = d.hop; flow = undefined }
+  const address = flow !== undefined ? flow.address : d !== null && d.address !== null ? d.address : core.resolver.peek(hop.host)
   if (address === undefined || address === null) {
     // Not resolved yet: warm the cache; the UAC retransmits its ACK with the next 2xx.
     if (address === undefined) void core.resolver.resolve(hop.host)
     c.acksDropped++
     return
   }
-  const out = core.local.listenerFor(hop.transport)
+  const transport: TransportName = flow !== undefined ? flow.transport : hop.transport
+  const out = core.local.listenerFor(transport)
   if (out === undefined) { c.acksDropped++; return }
-  const ed = new MessageEditor(msg)
-  const via = msg.topVia
+  const ed = new MessageEditor(ack)
+  const via = ack.topVia
   markReceived(ed, via, source)
-  const ruri = editRouteSet(ed, routes, ours, false, strictNext, msg.uri)
+  const ruri = target !== null
+    ? (strictNext !== null ? editRouteSet(ed, ack.has('route') ? ack.routes : EMPTY_ROUTES, 0, false, strictNext, ack.uri) : null)
+    : editRouteSet(ed, routes, ours, false, strictNext, msg.uri)
   if (ruri !== null) ed.setRequestUri(ruri)
   ed.setMaxForwards(mf < 0 ? core.config.proxy.max_forwards : mf - 1)
+  const hooks = core.hooks.onForwardAck
+  for (let i = 0; i < hooks.length; i++) hooks[i]!.onForwardAck!(ed, ack, source, out)
   // Deterministic per UAC branch, so a retransmitted ACK carries the same branch as the first.
   const b = via.branch ?? msg.callId
   ed.prependVia(out.viaPrefix + BRANCH_MARK + '00000000.a' + (callIdHashOf(b) >>> 0).toString(36) + core.workerIndex.toString(36))
-  if (hop.transport !== 'udp') ed.ensureContentLength()
+  if (transport !== 'udp') ed.ensureContentLength()
   c.acksForwarded++
-  core.sendFn({ transport: hop.transport, address, port: hop.port, socketId: out.socketId }, ed.toBuffers())
+  core.sendFn(flow ?? { transport, address, port: hop.port, socketId: out.socketId }, ed.toBuffers())
 }
 
 /**

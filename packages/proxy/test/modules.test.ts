@@ -3,6 +3,7 @@
 // real one).
 import t from 'tap'
 import { parseConfig, type FrozenConfig } from '@sipedge/config'
+import { parseMessage } from '@sipedge/sip'
 import {
   planModules, startProxy, ModuleError, Reply, TargetHop, DROP,
   type ModuleDeclaration, type ModuleInstance, type RequestView, type Destination, type Proxy, type NextHop,
@@ -132,6 +133,68 @@ t.test('hooks: in-dialog requests through our Route go where a module says, or a
   const ack = sent.pop()!
   t.equal(ack.dest.address, '127.0.0.5', 'an ACK (for a 2xx: stateless) the modules leave alone follows the Request-URI')
   t.match(ack.text, /^ACK sip:bob@127\.0\.0\.5:5000 /)
+})
+
+t.test('hooks: on restore rebuilds in-dialog requests and ACKs to a user URI of ours; forward and ACK edits', async t => {
+  const seen: string[] = []
+  const restore = (m: Parameters<NonNullable<ModuleInstance['onRestore']>>[0], edge: { user?: string | undefined }, info: { routes: readonly { uri: string; raw: string }[]; ours: number }): ReturnType<NonNullable<ModuleInstance['onRestore']>> => {
+    if (edge.user === 'forged') return new Reply(403, 'Bad Edge')
+    if (edge.user !== 'edge') return null
+    const text = m.buf.subarray(m.startLineStart, m.end).toString('latin1').replace(/^(\w+) \S+/, '$1 sip:bob@127.0.0.5:5000').replace(/\r\nRoute: [^\r]*/, '')
+    return {
+      req: parseMessage(Buffer.from(text, 'latin1')),
+      target: new TargetHop('sip:bob@127.0.0.5:5000', { transport: 'udp', host: '127.0.0.5', port: 5000 }),
+      routes: info.routes.map((r, i) => (i < info.ours ? { uri: r.uri + ';p=1', raw: r.raw } : r)),
+    }
+  }
+  const { p, sent } = await withModule(t, () => ({
+    actions: { register: { kind: 'takeover', run() {} }, lookup: { kind: 'targets', run: () => new Reply(404, 'x') } },
+    onRestore: restore,
+    onDialogRequest: (m, info) => { seen.push(`dialog ${m.uri} ${info.routes[0]?.uri}`); return null },
+    onForward: (_v, ed) => { ed.addHeader('X-Fwd', '1') },
+    onForwardAck: (ed, ack) => { ed.addHeader('X-Ack', ack.uri) },
+  }))
+  const route = '<sip:127.0.0.1:5060;lr>'
+  p.receive(req('BYE', { toTag: 'x', route, uri: 'sip:edge@127.0.0.1:5060' }), SRC)
+  const bye = sent.pop()!
+  t.equal(bye.dest.address, '127.0.0.5', 'the restored target')
+  t.match(bye.text, /^BYE sip:bob@127\.0\.0\.5:5000 SIP\/2\.0/, 'the restored request is forwarded')
+  t.match(bye.text, /X-Fwd: 1/, 'on forward edits the forwarded copy')
+  t.same(seen, ['dialog sip:bob@127.0.0.5:5000 sip:127.0.0.1:5060;lr;p=1'], 'dialog hooks see the restored request and the module\'s Route values')
+  p.receive(req('INFO', { toTag: 'x', uri: 'sip:edge@127.0.0.1:5060' }), SRC)
+  t.equal(sent.pop()!.dest.address, '127.0.0.5', 'no Route of ours: the edge URI alone routes')
+  t.equal(seen.length, 1, 'and the dialog hooks are not asked')
+  p.receive(req('UPDATE', { toTag: 'x', route, uri: 'sip:forged@127.0.0.1:5060' }), SRC)
+  t.match(sent.pop()!.text, /^SIP\/2\.0 403 Bad Edge/)
+  p.receive(req('ACK', { toTag: 'x', uri: 'sip:edge@127.0.0.1:5060' }), SRC)
+  const ack = sent.pop()!
+  t.equal(ack.dest.address, '127.0.0.5')
+  t.match(ack.text, /^ACK sip:bob@127\.0\.0\.5:5000 [\s\S]*X-Ack: sip:bob@127\.0\.0\.5:5000/, 'the ACK is restored, on forward ACK edits it')
+  const before = p.counters.moduleRefused
+  p.receive(req('ACK', { toTag: 'x', route, uri: 'sip:forged@127.0.0.1:5060' }), SRC)
+  t.equal(sent.length, 0, 'a refused ACK is dropped')
+  t.equal(p.counters.moduleRefused, before + 1)
+})
+
+t.test('hooks: singleRecordRoute keeps only the entry facing the next hop', async t => {
+  const two = parseConfig(YAML.replace('listen: [udp:127.0.0.1:5060]', 'listen: [udp:127.0.0.1:5060, tcp:127.0.0.2:5070]')) as FrozenConfig
+  const sent: Sent[] = []
+  const hop = new TargetHop('sip:127.0.0.8:5080;transport=tcp', { transport: 'tcp', host: '127.0.0.8', port: 5080 })
+  const mk = (single: boolean): Promise<Proxy> => startProxy({
+    config: two, workerIndex: 0, workers: 1, manualTimers: true, now: () => 0, log,
+    send: (dest, data) => sent.push({ dest, text: Buffer.concat(Array.isArray(data) ? data : [data]).toString() }),
+  }, [decl('test', { actions: ['register', 'lookup'] }, () => ({
+    actions: { register: { kind: 'takeover', run() {} }, lookup: { kind: 'targets', run: () => ({ hops: [hop], failover: null }) } },
+    onForward: (v: RequestView) => { t.equal(v.outListener?.transport, 'tcp'); t.equal(v.inListener?.transport, 'udp'); if (single) v.singleRecordRoute = true },
+  }))])
+  for (const single of [false, true]) {
+    const p = await mk(single)
+    t.teardown(() => p.close(0))
+    p.receive(req('INVITE'), SRC)
+    const rr = sent.find(s => s.text.startsWith('INVITE'))!.text.split('\r\n').filter(l => l.startsWith('Record-Route:'))
+    t.same(rr, single ? ['Record-Route: <sip:127.0.0.2:5070;transport=tcp;lr>'] : ['Record-Route: <sip:127.0.0.2:5070;transport=tcp;lr>', 'Record-Route: <sip:127.0.0.1:5060;lr>'])
+    sent.length = 0
+  }
 })
 
 t.test('control, query, config and close reach the modules', async t => {

@@ -145,7 +145,7 @@ t.test('features the schema names but this version lacks are announced, not sile
   const child = spawn(process.execPath, [main, '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] })
   t.teardown(() => killHard(child))
   const warn = await waitForOutput(child, /not implemented in this version/)
-  t.match(warn, /"keys":\["pike","topology_hiding"\]/)
+  t.match(warn, /"keys":\["pike"\]/, 'topology_hiding is implemented: not announced')
   child.kill('SIGTERM')
   t.equal((await waitForExit(child)).code, 0)
 })
