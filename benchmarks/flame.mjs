@@ -6,6 +6,7 @@
 //
 //   node benchmarks/flame.mjs FILE.cpuprofile [...] [--out DIR] [--title T] [--keep-idle] [--min-width PX]
 //   node benchmarks/flame.mjs --dir DIR          every .cpuprofile in DIR
+//   ... --stages [--requests N]                  also print CPU per budget stage (µs per request)
 //
 // Output: <out>/<name>.svg and <out>/<name>.folded (default out: benchmarks/results/). Root at the
 // bottom, callers below callees, width = CPU time sampled; hover a frame for its time and share.
@@ -30,7 +31,8 @@ export function foldProfile(profile, { keepIdle = false } = {}) {
     const fn = cf.functionName || '(anonymous)'
     if (!cf.url) return fn
     const file = cf.url.replace(/^file:\/\//, '')
-    const short = file.includes('/node_modules/') ? file.slice(file.lastIndexOf('/node_modules/') + 14) : file.startsWith('node:') ? file : file.split('/').slice(-3).join('/')
+    const repo = /\/((?:packages|workers|benchmarks)\/.*)$/.exec(file)
+    const short = file.includes('/node_modules/') ? `node_modules/${file.slice(file.lastIndexOf('/node_modules/') + 14)}` : file.startsWith('node:') ? file : repo !== null ? repo[1] : file.split('/').slice(-3).join('/')
     return `${fn} ${short}:${cf.lineNumber + 1}`
   }
   const stack = (id) => {
@@ -64,11 +66,50 @@ export function foldedText(folded) {
   return [...folded].sort((a, b) => (a[0] < b[0] ? -1 : 1)).map(([s, us]) => `${s} ${Math.round(us)}`).join('\n') + '\n'
 }
 
+// ------------------------------------------------------------------------------ stages
+// The per-message budget's stages (docs/performance.md), recognised in a profile by the file of
+// the innermost frame that belongs to one: a sample's time goes to the stage of its deepest frame
+// that matches a rule (so a Buffer builtin called by the parser counts as parsing, node:dgram
+// called by the transport as I/O). Samples with no matching frame are "other".
+export const STAGES = [
+  ['Call-ID hash', /packages\/sip\/dist\/callid\.js/],
+  ['edit / build (splice Via, Route, Record-Route, Max-Forwards; build responses)', /packages\/sip\/dist\/(editor|build)\.js/],
+  ['parse (start line, header index, the headers a decision needs)', /packages\/sip\/dist\//],
+  ['ring (push, drain, notify, wait)', /packages\/ring\/dist\//],
+  ['transaction + timers', /packages\/transaction\/dist\//],
+  ['store (lmdb)', /packages\/store\/dist\/|node_modules\/(lmdb|msgpackr|ordered-binary)/],
+  ['route (core, modules, worker glue)', /packages\/(proxy|modules|frame)\/dist\/|workers\/dist\//],
+  ['metrics, logging', /packages\/(metrics|log)\/dist\/|node_modules\/(pino|prom-client|sonic-boom|thread-stream)/],
+  ['receive / send (sockets, primary I/O glue)', /node:dgram|node:internal\/dgram|node:net|node:internal\/stream_base|packages\/transport\/dist\//],
+  ['GC', /^\(garbage collector\)/],
+  ['(program): V8 and native code outside JS frames', /^\(program\)/],
+]
+
+/** Folded stacks -> ms per stage (and per request when `requests` is given). */
+export function stageTable(folded, { requests = null } = {}) {
+  const ms = new Map(STAGES.map(([name]) => [name, 0]))
+  ms.set('other (Node internals: event loop, timers, promises)', 0)
+  let total = 0
+  for (const [stack, us] of folded) {
+    const frames = stack.split(';')
+    let stage = 'other (Node internals: event loop, timers, promises)'
+    outer: for (let i = frames.length - 1; i >= 0; i--) {
+      for (const [name, re] of STAGES) if (re.test(frames[i])) { stage = name; break outer }
+    }
+    ms.set(stage, ms.get(stage) + us / 1000)
+    total += us / 1000
+  }
+  return [...ms].filter(([, v]) => v > 0).sort((a, b) => b[1] - a[1]).map(([stage, v]) => ({
+    stage, ms: +v.toFixed(2), share: +(v / Math.max(1e-9, total)).toFixed(4), usPerRequest: requests ? +(v * 1000 / requests).toFixed(2) : null,
+  }))
+}
+
 function category(name) {
   if (name.startsWith('(garbage collector)') || name.startsWith('(program)')) return [0, 0, 70]
   if (name.includes('node_modules/')) return [120, 45, 55]
   if (name.includes(' node:')) return [28, 80, 60]
-  if (/ (packages|workers)\//.test(name) || name.includes('/dist/')) return [212, 70, 62]
+  if (/ (packages|workers)\//.test(name)) return [212, 70, 62]
+  if (name.includes(' benchmarks/')) return [170, 50, 55]
   if (!name.includes(' ')) return [50, 85, 58] // no script: V8 builtins, native
   return [280, 35, 65]
 }
@@ -118,15 +159,23 @@ export function flameSvg(folded, { title = 'CPU profile', subtitle = '', width =
   return out
 }
 
-/** Every .cpuprofile in `dir` -> <outDir>/<base>-<name>.svg and .folded. Returns the files written. */
+/**
+ * Every .cpuprofile in `dir` -> <outDir>/<base>-<thread>.svg and .folded, and the stage table of
+ * each thread and of all together (µs per request when `requests` is given).
+ */
 export async function flameProfiles(dir, outDir, base, opts = {}) {
   mkdirSync(outDir, { recursive: true })
-  const files = []
+  const files = [], threads = []
+  const all = new Map()
   for (const f of readdirSync(dir).filter(x => x.endsWith('.cpuprofile')).sort()) {
-    const name = `${base}-${basename(f, '.cpuprofile').replace(/^\d+-/, '')}`
-    files.push(...writeFlame(join(dir, f), outDir, name, opts))
+    const thread = basename(f, '.cpuprofile').replace(/^\d+-/, '')
+    const { written, folded } = writeFlame(join(dir, f), outDir, `${base}-${thread}`, opts)
+    files.push(...written)
+    let ms = 0
+    for (const [k, us] of folded) { all.set(k, (all.get(k) ?? 0) + us); ms += us / 1000 }
+    threads.push({ thread, ms: +ms.toFixed(1), stages: stageTable(folded, opts) })
   }
-  return files
+  return { files, threads, stages: stageTable(all, opts) }
 }
 
 export function writeFlame(file, outDir, name, { keepIdle = false, title, minWidth } = {}) {
@@ -140,26 +189,36 @@ export function writeFlame(file, outDir, name, { keepIdle = false, title, minWid
   const svgFile = join(outDir, `${name}.svg`), foldFile = join(outDir, `${name}.folded`)
   writeFileSync(svgFile, flameSvg(folded, { title: title ?? name, subtitle, minWidth }))
   writeFileSync(foldFile, foldedText(folded))
-  return [svgFile, foldFile]
+  return { written: [svgFile, foldFile], folded }
 }
 
 // ------------------------------------------------------------------------------ command line
 if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
   const args = process.argv.slice(2)
   const inputs = []
-  let out = join(ROOT, 'benchmarks', 'results'), title, keepIdle = false, minWidth, dir = null
+  let out = join(ROOT, 'benchmarks', 'results'), title, keepIdle = false, minWidth, dir = null, stages = false, requests = null
   for (let i = 0; i < args.length; i++) {
     const a = args[i]
-    if (a === '--out') out = args[++i]
+    if (a === '--') continue
+    else if (a === '--out') out = args[++i]
     else if (a === '--title') title = args[++i]
     else if (a === '--keep-idle') keepIdle = true
     else if (a === '--min-width') minWidth = Number(args[++i])
     else if (a === '--dir') dir = args[++i]
+    else if (a === '--stages') stages = true
+    else if (a === '--requests') { stages = true; requests = Number(args[++i]) }
     else if (a === '--help' || a === '-h') { process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 15).map(l => l.replace(/^\/\/ ?/, '')).join('\n') + '\n'); process.exit(0) }
     else if (a.startsWith('--')) { process.stderr.write(`flame: unknown option ${a}\n`); process.exit(2) }
     else inputs.push(a)
   }
   if (dir !== null) for (const f of readdirSync(dir).filter(x => x.endsWith('.cpuprofile')).sort()) inputs.push(join(dir, f))
   if (inputs.length === 0) { process.stderr.write('flame: no .cpuprofile given (see --help)\n'); process.exit(2) }
-  for (const f of inputs) for (const w of writeFlame(f, out, basename(f, '.cpuprofile'), { keepIdle, title, minWidth })) process.stdout.write(`wrote ${w}\n`)
+  for (const f of inputs) {
+    const { written, folded } = writeFlame(f, out, basename(f, '.cpuprofile'), { keepIdle, title, minWidth })
+    for (const w of written) process.stdout.write(`wrote ${w}\n`)
+    if (stages) {
+      process.stdout.write(`\n${basename(f)}: CPU by stage${requests ? ` (${requests} requests)` : ''}\n`)
+      for (const r of stageTable(folded, { requests })) process.stdout.write(`  ${r.ms.toFixed(1).padStart(9)} ms ${(r.share * 100).toFixed(1).padStart(5)}%${r.usPerRequest !== null ? ` ${r.usPerRequest.toFixed(2).padStart(8)} µs/request` : ''}  ${r.stage}\n`)
+    }
+  }
 }

@@ -12,9 +12,8 @@
 // worker threads, pinned to the other CPUs), pre-registers the phones, warms up, measures a steady
 // window, and writes benchmarks/results/mix-<date>-<tag>.{json,md,svg}.
 import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs'
-import { tmpdir, cpus, availableParallelism, totalmem, release, loadavg, hostname } from 'node:os'
+import { tmpdir, availableParallelism } from 'node:os'
 import { join, dirname, basename } from 'node:path'
-import { execFileSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { Piscina } from 'piscina'
 import {
@@ -22,6 +21,7 @@ import {
   sampleCpu, cpuDelta, sampleMem, scrape, metricSum, ensureDir,
 } from './procs.mjs'
 import { aggregate, summarize, ratios, MIX_PER_MIN, METHODS } from './aggregate.mjs'
+import { STANDARD_TARGETS, parseTargets, rotate, machine, load, pinSelf } from './common.mjs'
 import { writeReports, reportBase } from './report.mjs'
 import { flameProfiles } from '../flame.mjs'
 
@@ -35,15 +35,6 @@ const PROF_CJS = fileURLToPath(new URL('./prof.cjs', import.meta.url))
 //   out-of-dialog NOTIFY (message-summary) from application servers via lookup: 3,200 - 100 = 3,100/min;
 //   REGISTER 5,000/min: 5,000 phones refreshing every 60 s.
 const FLOWS_PER_S = { answered: 600 / 60, cancelled: 600 / 60, notify: 3100 / 60, register: 5000 / 60 }
-
-// The standard comparison (issue 17): what a quad-core config would run less one (workers: 2),
-// the product's default (one worker per CPU it may use: 1 when pinned to one CPU), and Kamailio
-// with benchmarks/kamailio/kamailio.cfg, all in the same run.
-export const STANDARD_TARGETS = [
-  { label: 'sipedge', kind: 'sipedge', workers: 2 },
-  { label: 'sipedge-default', kind: 'sipedge', workers: null },
-  { label: 'kamailio', kind: 'kamailio' },
-]
 
 // ------------------------------------------------------------------------------ options
 function parseArgs(argv) {
@@ -142,22 +133,6 @@ function parseArgs(argv) {
   return o
 }
 
-/** `sipedge:2,sipedge:default,kamailio` -> targets; the first sipedge is labelled `sipedge`. */
-function parseTargets(s) {
-  const out = []
-  for (const item of s.split(',').filter(Boolean)) {
-    const [kind, w] = item.split(':')
-    if (kind === 'kamailio') { out.push({ label: 'kamailio', kind }); continue }
-    if (kind !== 'sipedge') throw new Error(`--targets: unknown target ${item} (sipedge[:N|:default], kamailio)`)
-    const workers = w === undefined || w === 'default' ? null : Number(w)
-    if (workers !== null && !(Number.isInteger(workers) && workers >= 0 && workers <= 16)) throw new Error(`--targets: bad worker count in ${item}`)
-    const first = !out.some(t => t.kind === 'sipedge')
-    out.push({ label: first ? 'sipedge' : workers === null ? 'sipedge-default' : `sipedge-w${workers}`, kind, workers })
-  }
-  if (new Set(out.map(t => t.label)).size !== out.length) throw new Error('--targets: a target is named twice')
-  return out
-}
-
 const log = (o, ...a) => { if (!o.quiet) process.stderr.write(a.join(' ') + '\n') }
 
 // ------------------------------------------------------------------------------ one measurement
@@ -172,13 +147,15 @@ async function runOne(o, pool, target, S, { window, warmup, repeat = 1, profile 
   const N = o.aors ?? Math.max(50, Math.round(5000 * S))
   const refreshS = o.aors !== null ? N / (FLOWS_PER_S.register * S) : o.refreshS
   const expires = Math.min(7200, Math.max(600, Math.ceil(refreshS * 2))) // > refresh + the pre-registration time
-  let node
+  let node, result
   const t = { start: Date.now() }
   try {
     node = target.kind === 'sipedge'
       ? await startSipedge({
         dir, runId, port: o.port, metricsPort: o.metricsPort, workers: target.workers, domain, backends, cpus: o.pin ? o.proxyCpus : null,
-        nodeArgs: profDir !== null ? [...o.nodeArgs, '--require', PROF_CJS] : o.nodeArgs, env: profDir !== null ? { SIPEDGE_PROF_DIR: profDir } : undefined,
+        // The preload goes in NODE_OPTIONS, which worker threads honour even when started with
+        // their own (empty) execArgv, as sipedge starts them.
+        nodeArgs: o.nodeArgs, env: profDir !== null ? { SIPEDGE_PROF_DIR: profDir, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${PROF_CJS}`.trim() } : undefined,
         store: o.store === 'lmdb' ? `lmdb:${join(dir, 'store')}` : o.store,
       })
       : await startKamailio({ dir, port: o.port, children: o.children, domain, backends, cpus: o.pin ? o.proxyCpus : null })
@@ -246,22 +223,27 @@ async function runOne(o, pool, target, S, { window, warmup, repeat = 1, profile 
     const [results, samp] = await Promise.all([Promise.all(tasks), sampling])
     t.end = Date.now()
     results[0].capture = [...preCapture, ...results[0].capture]
-    return aggregate({ target: target.label, kind: target.kind, workers: target.workers, children: o.children, repeat, S, N, refreshS, expires, window, warmup, W, results, samp, node, dir, prereg, idle })
+    result = aggregate({ target: target.label, kind: target.kind, workers: target.workers, children: o.children, repeat, S, N, refreshS, expires, window, warmup, W, results, samp, node, dir, prereg, idle })
+    return result
   } finally {
     if (node !== undefined) await stopNode(node)
     if (profDir !== null) {
-      try { for (const f of await flameProfiles(profDir, o.out, `${o.base}-profile-${target.label}-S${S}`)) log(o, `wrote ${f}`) } catch (err) { log(o, `profile: ${err.message}`) }
+      try {
+        const base = `${o.base}-profile-${target.label}-S${S}`
+        const p = await flameProfiles(profDir, o.out, base, { requests: result?.offered ?? null })
+        for (const f of p.files) log(o, `wrote ${f}`)
+        if (result !== undefined) {
+          result.profile = { files: p.files.map(f => basename(f)), procCpuMs: result.cpu.ms, threads: p.threads, stages: p.stages }
+          writeFileSync(join(o.out, `${base}-stages.md`), stagesMarkdown(result, base))
+          log(o, `wrote ${join(o.out, `${base}-stages.md`)}`)
+        }
+      } catch (err) { log(o, `profile: ${err.message}`) }
     }
     if (process.env.SIPEDGE_MIX_KEEP !== '1') rmSync(dir, { recursive: true, force: true })
   }
 }
 
 // ------------------------------------------------------------------------------ main
-const CORES = availableParallelism()
-
-/** Interleaving: repeat k runs the targets in an order rotated by k, so drift hits each alike. */
-const rotate = (xs, k) => xs.map((_, i) => xs[(i + k) % xs.length])
-
 /** Rough wall time of one measurement, for the time budget. */
 const estimateS = (o, S, window, warmup) => 8 + Math.max(warmup, o.holdMs / 1000 + 1) + window + o.drain + (o.aors ?? 5000 * S) / 3000
 
@@ -277,7 +259,7 @@ async function main() {
   }
   hookExit()
   if (o.pin) {
-    try { execFileSync('taskset', ['-a', '-p', '-c', o.loadCpus, String(process.pid)], { stdio: 'ignore' }) } catch { log(o, 'harness: taskset failed; not pinned'); o.pin = false }
+    if (!pinSelf(o.loadCpus)) { log(o, 'harness: taskset failed; not pinned'); o.pin = false }
   }
   let targets = o.targets
   if (targets.some(t => t.kind === 'kamailio') && !kamailioAvailable()) {
@@ -291,8 +273,8 @@ async function main() {
   o.base = reportBase(started.toISOString(), o.tag ?? targets.map(t => t.label).join('-'))
   const run = {
     date: started.toISOString(),
-    machine: { host: hostname(), cpu: cpus()[0]?.model ?? 'unknown', cores: CORES, memGiB: +(totalmem() / 2 ** 30).toFixed(1), kernel: release(), node: process.version, kamailio: targets.some(t => t.kind === 'kamailio') ? kamailioVersion() : null },
-    loadAverage: { start: loadavg().map(x => +x.toFixed(2)) },
+    machine: machine(targets.some(t => t.kind === 'kamailio')),
+    loadAverage: { start: load() },
     setup: o.standard ? (o.quick ? 'standard (quick)' : 'standard') : 'custom',
     options: {
       pin: o.pin, proxyCpus: o.pin ? o.proxyCpus : null, loadCpus: o.pin ? o.loadCpus : null, generatorThreads: o.threads,
@@ -325,7 +307,7 @@ async function main() {
     await pool.destroy()
     killAll()
   }
-  run.loadAverage.end = loadavg().map(x => +x.toFixed(2))
+  run.loadAverage.end = load()
   run.durationS = Math.round((Date.now() - started.getTime()) / 1000)
   const files = await writeReports(run, o)
   for (const f of files) log(o, `wrote ${f}`)
@@ -378,8 +360,22 @@ async function stepRun(o, pool, targets, run, started) {
   for (const S of o.steps) run.stepRatios.push(...ratios(stepSummaries, [...stepRuns, ...run.runs], S))
 }
 
-function kamailioVersion() {
-  try { return execFileSync('kamailio', ['-v']).toString().split('\n')[0].trim() } catch { return null }
+/** The stage table of a profiled run: where the node's CPU went, µs per request offered. */
+function stagesMarkdown(r, base) {
+  const p = r.profile
+  const js = p.threads.reduce((a, t) => a + t.ms, 0)
+  const L = [`# Where the CPU went — ${r.target}, S=${r.S} (profiled window)`, '']
+  L.push(`Flame graphs: ${p.files.filter(f => f.endsWith('.svg')).join(', ')}. ${r.offered} requests offered in the window; the node's CPU over it (from /proc, all threads): ${r.cpu.ms.toFixed(0)} ms = ${r.cpu.msPer1kRequests} µs per request (profiling on: above an unprofiled run); sampled in JS isolates: ${js.toFixed(0)} ms. The rest (${(r.cpu.ms - js).toFixed(0)} ms) is kernel time (recvmsg/sendmsg, epoll, futex wake-ups) and threads with no isolate (libuv pool, V8 platform).`, '')
+  L.push('| stage (all threads) | ms | share of sampled | µs per request |', '| --- | ---: | ---: | ---: |')
+  for (const x of p.stages) L.push(`| ${x.stage} | ${x.ms} | ${(x.share * 100).toFixed(1)}% | ${x.usPerRequest ?? 'n/a'} |`)
+  L.push('')
+  for (const t of p.threads) {
+    L.push(`## ${t.thread}: ${t.ms} ms sampled`, '', '| stage | ms | µs per request |', '| --- | ---: | ---: |')
+    for (const x of t.stages) L.push(`| ${x.stage} | ${x.ms} | ${x.usPerRequest ?? 'n/a'} |`)
+    L.push('')
+  }
+  L.push(`Stages are recognised by the file of the deepest frame that belongs to one (benchmarks/flame.mjs STAGES); folded stacks are in ${base}-*.folded.`, '')
+  return L.join('\n')
 }
 
 function summaryLine(r) {

@@ -192,7 +192,7 @@ export function sampleCpu(pids) {
     try { tids = readdirSync(`/proc/${pid}/task`) } catch { /* exited */ }
     for (const tid of tids) {
       try {
-        const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim() + (tid === String(pid) ? ' (main)' : '')
+        const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim() + (tid === String(pids[0]) ? ' (main)' : '')
         threads[`${pid}/${tid}`] = { name, ticks: statTicks(`/proc/${pid}/task/${tid}/stat`) }
       } catch { /* exited */ }
     }

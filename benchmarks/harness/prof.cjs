@@ -1,7 +1,7 @@
 'use strict'
 // CPU profile of exactly the measurement window, in every thread of the sipedge process.
-// Preloaded by the harness (`mix.mjs --profile` adds `--require prof.cjs`; Node runs preloads in
-// worker threads too). The harness creates <SIPEDGE_PROF_DIR>/start when the window opens and
+// Preloaded by the harness (`mix.mjs --profile` puts `--require prof.cjs` in NODE_OPTIONS, which
+// Node applies to worker threads too, even those started with their own execArgv). The harness creates <SIPEDGE_PROF_DIR>/start when the window opens and
 // <SIPEDGE_PROF_DIR>/stop when it closes; each thread polls for them (every 200 ms, an unref'd
 // timer, for at most 30 min), profiles its own isolate through an inspector session, and writes
 // <dir>/<pid>-<main|threadN>.cpuprofile. `node benchmarks/flame.mjs` turns those into SVGs.
@@ -12,7 +12,9 @@ if (dir) {
   const { join } = require('node:path')
   const inspector = require('node:inspector')
   const wt = require('node:worker_threads')
-  const name = wt.isMainThread ? 'main' : `thread${wt.threadId}`
+  // sipedge's workers carry workerIndex in their workerData; other threads (the log thread) do not
+  const idx = wt.isMainThread ? undefined : wt.workerData?.workerIndex
+  const name = wt.isMainThread ? 'main' : typeof idx === 'number' ? `worker${idx}` : `thread${wt.threadId}`
   const intervalUs = Number(process.env.SIPEDGE_PROF_INTERVAL_US) || 500
   const deadline = Date.now() + 30 * 60 * 1000
   let session = null
