@@ -42,7 +42,7 @@ function parseArgs(argv) {
     scales: null, repeats: null, stepRepeats: 1, step: true, stepOnly: false, allSteps: false, budgetS: null,
     steps: [2, 5, 10, 20, 30, 40, 50, 60, 80],
     window: 40, warmup: 5, drain: 3, stepWindow: 12, stepWarmup: 3,
-    targets: null, kamailio: null, kamailioOnly: false, workers: null,
+    targets: null, kamailio: null, kamailioOnly: false, noKamailio: false, workers: null,
     pin: availableParallelism() >= 2, proxyCpus: '0', loadCpus: null,
     threads: null, children: 4, backends: 4, holdMs: 4000, ringMs: 500, answerMs: 0, dupMs: 20,
     refreshS: 60, aors: null, store: 'lmdb', nodeArgs: [], port: 25060, metricsPort: 25090, ringSample: false, profile: false,
@@ -75,7 +75,7 @@ function parseArgs(argv) {
       case '--targets': o.targets = parseTargets(v()); break
       case '--workers': o.workers = Number(v()); break
       case '--kamailio': o.kamailio = true; break
-      case '--no-kamailio': case '--sipedge-only': o.kamailio = false; break
+      case '--no-kamailio': case '--sipedge-only': o.noKamailio = true; break
       case '--kamailio-only': o.kamailio = true; o.kamailioOnly = true; break
       case '--pin': o.pin = true; break
       case '--no-pin': o.pin = false; break
@@ -99,6 +99,7 @@ function parseArgs(argv) {
       case '--json': o.json = v(); break
       case '--quiet': o.quiet = true; break
       case '--render': o.render = v(); break
+      case '--plan': o.plan = true; break
       case '--help': case '-h':
         process.stdout.write(readFileSync(new URL(import.meta.url), 'utf8').split('\n').slice(1, 14).map(l => l.replace(/^\/\/ ?/, '')).join('\n') + '\nSee docs/benchmarks.md for every option.\n')
         process.exit(0)
@@ -106,8 +107,8 @@ function parseArgs(argv) {
       default: throw new Error(`unknown option ${a} (see docs/benchmarks.md)`)
     }
   }
-  // Targets: the standard three unless you name them (--targets, --workers, --kamailio, --kamailio-only,
-  // --no-kamailio); named targets run once each unless --repeats says otherwise.
+  // Targets: the standard three unless you name them (--targets, --workers, --kamailio, --kamailio-only);
+  // named targets run once each unless --repeats says otherwise. --no-kamailio drops Kamailio from either.
   const named = o.targets !== null || o.workers !== null || o.kamailio !== null
   o.standard = !named
   const n = availableParallelism()
@@ -119,6 +120,7 @@ function parseArgs(argv) {
       if (o.kamailio) o.targets.push({ label: 'kamailio', kind: 'kamailio' })
     }
   }
+  if (o.noKamailio) o.targets = o.targets.filter(t => t.kind !== 'kamailio')
   o.scales ??= o.standard ? [1, 20] : [1]
   o.repeats ??= o.standard ? 3 : 1
   o.budgetS ??= o.standard ? 5400 : 540
@@ -256,6 +258,16 @@ async function main() {
     o.tag = basename(o.render, '.json').replace(/^mix-\d{4}-\d\d-\d\d-/, '')
     for (const f of await writeReports(run, o)) log(o, `wrote ${f}`)
     return run
+  }
+  if (o.plan) {
+    // What would run, and roughly how long the fixed-scale part takes (steps depend on where each target fails).
+    const fixedS = o.stepOnly ? 0 : o.scales.reduce((a, S) => a + o.repeats * o.targets.length * estimateS(o, S, o.window, o.warmup), 0)
+    process.stdout.write(JSON.stringify({
+      setup: o.standard ? (o.quick ? 'standard (quick)' : 'standard') : 'custom', targets: o.targets, scales: o.stepOnly ? [] : o.scales, repeats: o.repeats,
+      steps: o.step ? o.steps : [], stepRepeats: o.stepRepeats, windowS: o.window, stepWindowS: o.stepWindow, budgetS: o.budgetS, pin: o.pin ? { node: o.proxyCpus, generator: o.loadCpus } : false,
+      estimatedFixedScaleMinutes: +(fixedS / 60).toFixed(1),
+    }, null, 2) + '\n')
+    return null
   }
   hookExit()
   if (o.pin) {
