@@ -132,6 +132,9 @@ function markdown(run, base) {
     }
     L.push('')
   }
+  if ((run.stepRatios ?? []).length > 0) {
+    L.push(`Step ratios against ${run.stepRatios[0].against} (ratio of the medians): ${run.stepRatios.map(r => `${r.target} S=${r.S}: CPU per 1k ${f(r.cpuMsPer1k.ratioOfMedians)}, NOTIFY RTT p99 ${f(r.notifyRttP99.ratioOfMedians)}`).join('; ')}.`, '')
+  }
   const hs = run.steps.sipedge?.highestCleanS, hk = run.steps.kamailio?.highestCleanS
   if (hs !== undefined && hk !== undefined) L.push(`Highest clean S: ${Object.entries(run.steps).map(([t, s]) => `${t} ${s.highestCleanS ?? 'none'}`).join(', ')} (sipedge / Kamailio ${hs && hk ? f(hs / hk) : 'n/a'}).`, '')
 
