@@ -1,19 +1,48 @@
-// Results of a harness run: JSON (everything), Markdown (the short table), SVG (CPU per 1k
-// requests and p99 against S, drawn here: no plotting dependency), and the optional pcap capture.
+// Results of a harness run: JSON (everything), Markdown (the tables), SVG (CPU per 1k requests,
+// p99 and NOTIFY round-trip p99 against S, medians with the min-max of the repeats; drawn here,
+// no plotting dependency), and the optional pcap capture.
 import { writeFileSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { writePcap } from './pcap.mjs'
+import { summarize, ratios, METHODS } from './aggregate.mjs'
+import { evaluateTargets } from './targets.mjs'
+import { svg } from './plot.mjs'
 
-const f = (x, d = 2) => x === null || x === undefined || Number.isNaN(x) ? 'n/a' : typeof x === 'number' ? String(+x.toFixed(d)) : String(x)
+export { evaluateTargets }
+
+export const f = (x, d = 2) => x === null || x === undefined || Number.isNaN(x) ? 'n/a' : typeof x === 'number' ? String(+x.toFixed(d)) : String(x)
 const pct = (x) => x === null || x === undefined ? 'n/a' : `${(x * 100).toFixed(2)}%`
+/** "median [min–max]" of a spread, or the single value. */
+const sp = (x, d = 2) => x === undefined || x.median === null ? 'n/a' : x.n > 1 ? `${f(x.median, d)} [${f(x.min, d)}–${f(x.max, d)}]` : f(x.median, d)
+const spPct = (x) => x === undefined || x.median === null ? 'n/a' : x.n > 1 ? `${pct(x.median)} [${pct(x.min)}–${pct(x.max)}]` : pct(x.median)
+
+export function reportBase(dateIso, tag) { return `mix-${dateIso.slice(0, 10)}-${tag}` }
+
+/** Results files written before issue 17 (one run per target, raw step runs): bring them to today's shape. */
+export function normalize(run) {
+  for (const r of run.runs) { r.kind ??= r.target; r.repeat ??= 1 }
+  if (run.summaries === undefined) {
+    run.summaries = run.runs.map(r => summarize([r]))
+    run.ratios = [...new Set(run.runs.map(r => r.S))].flatMap(S => ratios(run.summaries, run.runs, S))
+  }
+  for (const s of Object.values(run.steps ?? {})) {
+    if (s.runs === undefined) {
+      for (const r of s.steps) { r.kind ??= r.target; r.repeat ??= 1 }
+      s.runs = s.steps
+      s.steps = s.steps.map(r => summarize([r]))
+    }
+  }
+  run.options ??= {}
+  return run
+}
 
 export async function writeReports(run, o) {
+  normalize(run)
   mkdirSync(o.out, { recursive: true })
   const targets = [...new Set([...run.runs.map(r => r.target), ...Object.keys(run.steps)])]
-  const tag = o.tag ?? targets.join('-')
-  const base = join(o.out, `mix-${run.date.slice(0, 10)}-${tag}`)
+  const base = join(o.out, reportBase(run.date, o.tag ?? targets.join('-')))
   const files = []
-  if (o.capture !== null) {
+  if (o.capture !== null && o.capture !== undefined) {
     const pk = run.runs.find(r => r.capture !== undefined)?.capture ?? []
     pk.sort((a, b) => a.ts - b.ts)
     writePcap(o.capture, pk)
@@ -30,156 +59,89 @@ export async function writeReports(run, o) {
   return files
 }
 
-function at(run, target, S) {
-  const a = run.runs.find(r => r.target === target && r.S === S)
-  if (a) return a
-  return run.steps[target]?.steps.find(r => r.S === S) ?? null
-}
-
-/** The issue's targets: measured, met or missed and by how much (never asserted). */
-export function evaluateTargets(run) {
-  const out = []
-  const se1 = at(run, 'sipedge', 1), ka1 = at(run, 'kamailio', 1)
-  const se20 = at(run, 'sipedge', 20), ka20 = at(run, 'kamailio', 20)
-  const cmp = (name, v, limit, unit, lowerIsBetter = true) => {
-    if (v === null || v === undefined || limit === null || limit === undefined) { out.push({ target: name, value: v ?? null, limit: limit ?? null, verdict: 'not measured' }); return }
-    const ok = lowerIsBetter ? v <= limit : v >= limit
-    const by = lowerIsBetter ? v - limit : limit - v
-    out.push({ target: name, value: +(+v).toFixed(3), limit: +(+limit).toFixed(3), unit, verdict: ok ? 'met' : `missed by ${f(by)} ${unit} (${f(Math.abs(by) / limit * 100, 1)}%)` })
-  }
-  // CPU per 1k requests offered means little where the node did not keep up (it never saw part of
-  // what was offered): such a comparison is reported as not met, with the reason.
-  const cpuCmp = (name, a, b, limit) => {
-    cmp(name, a?.cpu.msPer1kRequests, limit, 'ms')
-    const bad = [a, b].filter(r => r && (r.failureRate > 0.005 || r.retransmissionRate > 0.005))
-    if (bad.length > 0 && out[out.length - 1].verdict !== 'not measured') out[out.length - 1].verdict = `not comparable: ${bad.map(r => `${r.target} did not keep up at S=${r.S} (${r.thresholdReasons.join('; ')})`).join('; ')}; measured ${out[out.length - 1].verdict}`
-  }
-  cpuCmp('S=1: CPU per 1k requests <= Kamailio', se1, ka1, ka1?.cpu.msPer1kRequests)
-  cpuCmp('S=20: CPU per 1k requests <= Kamailio', se20, ka20, ka20?.cpu.msPer1kRequests)
-  cpuCmp('S=20: CPU per 1k requests <= 95 ms', se20, null, 95)
-  // a step run where even the first step failed: highest clean S is below the first step (0 here)
-  const hs = run.steps.sipedge === undefined ? null : run.steps.sipedge.highestCleanS ?? 0
-  const hk = run.steps.kamailio === undefined ? null : run.steps.kamailio.highestCleanS ?? 0
-  cmp('highest clean S >= Kamailio', hs, hk, 'S', false)
-  if (hs === 0 || hk === 0) out[out.length - 1].note = '0 = below the first step'
-  cmp('S=1: p99 added latency < 2 ms', se1?.latencyMs.p99, 2, 'ms')
-  cmp('S=20: p99 added latency < 10 ms', se20?.latencyMs.p99, 10, 'ms')
-  const big = [...run.runs, ...(run.steps.sipedge?.steps ?? [])].filter(r => r.target === 'sipedge' && r.aors >= 100000)
-  cmp('RSS < 200 MB with 100,000 registered AORs', big.length > 0 ? big[0].memory.rssMB : null, 200, 'MB')
-  if (big.length > 0 && big[0].registrar.status !== 'answered 200') out[out.length - 1].note = 'the registrar did not answer 200: the AORs were not actually stored'
-  const sat = [...run.runs, ...Object.values(run.steps).flatMap(s => s.steps)].filter(r => r.generator.saturated)
-  out.push({ target: 'load generator not saturated', verdict: sat.length === 0 ? 'met' : `saturated in ${sat.map(r => `${r.target} S=${r.S}${r.clean ? '' : ' (a failing step: the generator also carried the retransmissions)'}`).join(', ')}: those figures are bounded by the generator` })
-  return out
+function targetName(x) {
+  if (x.kind === 'kamailio') return `${x.target} (children ${x.kamailioChildren ?? 4})`
+  const w = x.sipedgeWorkers
+  return `${x.target} (workers ${w === 'default' || w === null || w === undefined ? `default${x.sipedgeWorkersAlive !== undefined && x.sipedgeWorkersAlive !== null ? ` = ${x.sipedgeWorkersAlive}` : ''}` : w})`
 }
 
 function markdown(run, base) {
   const L = []
   const m = run.machine
+  const op = run.options
   L.push(`# Production-mix load test — ${run.date.slice(0, 10)}`, '')
   L.push('Generated by `benchmarks/harness/mix.mjs` (docs/benchmarks.md). Real SIP over UDP on loopback: registered phones, answered and cancelled calls, NOTIFYs from application servers via lookup.', '')
+  L.push(`- Setup: ${run.setup ?? 'custom'}; ${op.repeats ?? 1} interleaved repeat(s) per target and scale (figures: median [min–max]); window ${op.windowS ?? 'n/a'} s, steps ${op.stepWindowS ?? 'n/a'} s × ${op.stepRepeats ?? 1}`)
   L.push(`- Machine: ${m.cpu}, ${m.cores} cores, ${m.memGiB} GiB, Linux ${m.kernel}, Node ${m.node}${m.kamailio ? `, ${m.kamailio}` : ''}`)
-  L.push(`- Load average: start ${run.loadAverage.start.join(' ')}, end ${run.loadAverage.end.join(' ')} (a shared machine inflates every figure)`)
-  const op = run.options
-  L.push(`- Pinning: ${op.pin ? `node under test on CPU ${op.proxyCpus}, load generator on CPU ${op.loadCpus} (taskset)` : 'none'}; generator threads ${op.generatorThreads}; sipedge workers ${op.sipedgeWorkers}; Kamailio children ${op.kamailioChildren}; ${op.backends} application servers; call hold ${op.holdS} s; sipedge store ${op.store}`)
+  L.push(`- Load average: start ${run.loadAverage.start.join(' ')}, end ${run.loadAverage.end.join(' ')} (a shared machine inflates every figure, p99 most)`)
+  L.push(`- Pinning: ${op.pin ? `node under test on CPU ${op.proxyCpus}, load generator (harness and its ${op.generatorThreads} thread(s)) on CPU ${op.loadCpus} (taskset)` : 'none'}; ${op.backends} application servers; call hold ${op.holdS} s; sipedge store ${op.store}`)
   L.push(`- Run took ${run.durationS} s`, '')
-  const all = [...run.runs]
-  if (all.length > 0) {
-    L.push('## Fixed scale', '')
-    L.push('| node | S | AORs | planned req/s | offered req/s | completed req/s | failures | retransmissions | p50 / p95 / p99 ms | CPU ms per 1k req | CPU % of a core (idle) | RSS MB | heap | rings | generator | registrar |')
-    L.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | --- |')
-    for (const r of all) L.push(row(r))
-    L.push('')
-    const se = run.runs.find(r => r.target === 'sipedge'), ka = run.runs.find(r => r.target === 'kamailio')
-    if (se && ka) {
-      L.push(`**Headline (S=${se.S}): sipedge / Kamailio CPU per 1k requests = ${f(se.cpu.msPer1kRequests / ka.cpu.msPer1kRequests)}** (${f(se.cpu.msPer1kRequests)} vs ${f(ka.cpu.msPer1kRequests)} ms); p99 ${f(se.latencyMs.p99)} vs ${f(ka.latencyMs.p99)} ms; RSS ${f(se.memory.rssMB, 1)} vs ${f(ka.memory.rssMB, 1)} MB (Kamailio: sum over its processes; PSS ${f(ka.memory.pssMB, 1)} MB).`, '')
+
+  // ------------------------------------------------------------------ fixed scales
+  const scales = [...new Set(run.summaries.map(x => x.S))]
+  for (const S of scales) {
+    const xs = run.summaries.filter(x => x.S === S)
+    L.push(`## S=${S} (${xs[0].aors} AORs, ${xs[0].plannedPerS} requests/s planned)`, '')
+    L.push('| node | repeats | CPU ms per 1k req | CPU % of a core | p50 / p99 ms (one way) | NOTIFY round trip p50 / p99 ms | failures | retransmissions | RSS MB | PSS MB | idle CPU % | generator CPU % | verdict |')
+    L.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |')
+    for (const x of xs) {
+      const g = x.figures
+      L.push(`| ${targetName(x)} | ${x.repeats} | ${sp(g['cpu.msPer1kRequests'], 1)} | ${sp(g['cpu.pctOfOneCore'], 1)} | ${f(g['latencyMs.p50'].median, 3)} / ${sp(g['latencyMs.p99'], 2)} | ${f(g['notifyRoundTripMs.p50'].median, 3)} / ${sp(g['notifyRoundTripMs.p99'], 2)} | ${spPct(g.failureRate)} | ${spPct(g.retransmissionRate)} | ${sp(g['memory.rssMB'], 0)} | ${sp(g['memory.pssMB'], 0)} | ${sp(g.idleCpuPct, 1)} | ${sp(g['generator.cpuPct'], 0)}${x.generatorSaturated ? ' SATURATED' : ''} | ${x.clean ? 'clean' : x.thresholdReasons.join('; ')}${x.registrar !== 'answered 200' ? '; registrar NOT WORKING' : ''} |`)
     }
-    for (const r of all) {
-      L.push(`### Mix produced — ${r.target}, S=${r.S} (window ${r.windowS} s)`, '')
-      L.push('| method | mix /min at S=1 | produced /min (scaled to S=1) | planned /s | offered /s | completed /s | failed | retransmissions | latency p50 / p99 ms |')
-      L.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |')
-      for (const [name, x] of Object.entries(r.methods)) {
-        const fails = Object.entries(x.fail).map(([c, n]) => `${c}: ${n}`).join(', ')
-        L.push(`| ${name} | ${run.mix[name]} | ${x.perMinAtS1} | ${f(x.plannedPerS)} | ${f(x.offeredPerS)} | ${f(x.completedPerS)} | ${x.failed}${fails ? ` (${fails})` : ''} | ${x.retransmissions} | ${x.latencyMs.samples > 0 ? `${f(x.latencyMs.p50, 3)} / ${f(x.latencyMs.p99, 3)}` : 'n/a'} |`)
+    L.push('')
+    const rs = run.ratios.filter(r => r.S === S)
+    if (rs.length > 0) {
+      L.push(`Ratios against ${rs[0].against} (ratio of the medians; in brackets the median of the per-repeat ratios, repeat i of each side measured back to back):`, '')
+      L.push('| sipedge target | CPU per 1k | p99 (one way) | NOTIFY round trip p99 | RSS | PSS |', '| --- | ---: | ---: | ---: | ---: | ---: |')
+      const q = (x) => `${f(x.ratioOfMedians)}${x.medianOfPairedRatios !== null ? ` (${f(x.medianOfPairedRatios)})` : ''}`
+      for (const r of rs) L.push(`| ${r.target} | **${q(r.cpuMsPer1k)}** | ${q(r.p99)} | ${q(r.notifyRttP99)} | ${q(r.rss)} | ${q(r.pss)} |`)
+      L.push('')
+    }
+    for (const x of xs) {
+      L.push(`### Per method — ${targetName(x)}, S=${S} (medians of ${x.repeats})`, '')
+      L.push('| method | mix /min at S=1 | produced /min (scaled to S=1) | offered /s | failed | retransmissions | one way p50 / p99 ms | round trip p50 / p99 ms |')
+      L.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |')
+      for (const name of METHODS) {
+        const y = x.methods[name]
+        if (y === undefined) continue
+        L.push(`| ${name} | ${run.mix[name]} | ${y.offeredPerS === null ? 'n/a' : Math.round(y.offeredPerS * 60 / S)} | ${f(y.offeredPerS)} | ${sp(y.failed, 0)} | ${sp(y.retransmissions, 0)} | ${y.latencyP50.median === null ? 'n/a' : `${f(y.latencyP50.median, 3)} / ${f(y.latencyP99.median, 3)}`} | ${y.roundTripP50.median === null ? 'n/a' : `${f(y.roundTripP50.median, 3)} / ${f(y.roundTripP99.median, 3)}`} |`)
       }
-      L.push('', `Flow kinds: ${Object.entries(r.kinds).map(([k, n]) => `${k} ${n}`).join(', ')}. REGISTER round trip p50/p99: ${f(r.registerRoundTripMs.p50, 3)} / ${f(r.registerRoundTripMs.p99, 3)} ms.`)
-      L.push(`Busiest threads of the node: ${r.cpu.threads.slice(0, 6).map(t => `${t.name} ${t.cpuPct}%`).join(', ')}.`, '')
+      const r1 = run.runs.find(r => r.target === x.target && r.S === S)
+      if (r1 !== undefined) {
+        L.push('', `Flow kinds (repeat ${r1.repeat}): ${Object.entries(r1.kinds).map(([k, n]) => `${k} ${n}`).join(', ')}.`)
+        L.push(`Busiest threads of the node (repeat ${r1.repeat}, CPU % of a core from /proc): ${r1.cpu.threads.slice(0, 8).map(t => `${t.name} ${t.cpuPct}%`).join(', ')}.${Array.isArray(r1.sipedgeThreads) ? ` Event-loop utilisation (includes waiting for the CPU): ${r1.sipedgeThreads.map(t => `${t.thread} ${t.busyPct}%${t.heapUsedMB !== null ? ` (heap ${t.heapUsedMB} MB)` : ''}`).join(', ')}.` : ''}${r1.memory.heapUsedMB !== undefined && r1.memory.heapUsedMB !== 'not available' && r1.kind === 'sipedge' ? ` V8 heap used (all threads): ${r1.memory.heapUsedMB} MB.` : ''}${typeof r1.rings === 'object' && r1.rings !== null ? ` Rings: drops ${r1.rings.drops ?? 'n/a'}, overload replies ${r1.rings.overloadReplies ?? 'n/a'}${r1.rings.maxOccupancy !== null ? `, max occupancy ${pct(r1.rings.maxOccupancy)}` : ''}.` : ''}`)
+      }
+      L.push('')
     }
   }
+  if (run.runs.some(r => (run.options.repeats ?? 1) > 1 || r.repeat > 1)) {
+    L.push('### Every repeat (fixed scales, in the order run)', '')
+    L.push('| node | S | # | CPU ms per 1k | p99 ms | NOTIFY RTT p99 ms | failures | retransmissions | RSS / PSS MB | generator CPU % | clean |', '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |')
+    for (const r of run.runs) L.push(`| ${r.target} | ${r.S} | ${r.repeat} | ${f(r.cpu.msPer1kRequests, 1)} | ${f(r.latencyMs.p99, 2)} | ${f(r.notifyRoundTripMs?.p99, 2)} | ${pct(r.failureRate)} | ${pct(r.retransmissionRate)} | ${f(r.memory.rssMB, 0)} / ${f(r.memory.pssMB, 0)} | ${r.generator.cpuPct} | ${r.clean ? 'yes' : r.thresholdReasons.join('; ')} |`)
+    L.push('')
+  }
+
+  // ------------------------------------------------------------------ step run
   for (const [target, s] of Object.entries(run.steps)) {
     L.push(`## Step run — ${target}: highest clean S = ${s.highestCleanS ?? `none (below ${s.steps[0]?.S})`}${s.firstFailingS !== null && s.firstFailingS !== undefined ? `, first failing S = ${s.firstFailingS}` : ''}${s.generatorBound ? ' (stopped because the load generator saturated: a lower bound)' : ''}${s.stoppedByBudgetBeforeS ? ` (stopped by the time budget before S=${s.stoppedByBudgetBeforeS}: a lower bound)` : ''}`, '')
-    L.push('| S | AORs | planned req/s | offered req/s | failures | retransmissions | p99 ms | CPU ms per 1k req | CPU % of a core | RSS MB | generator | verdict |')
-    L.push('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |')
-    for (const r of s.steps) L.push(`| ${r.S} | ${r.aors} | ${r.plannedPerS} | ${r.offeredPerS} | ${pct(r.failureRate)} | ${pct(r.retransmissionRate)} | ${f(r.latencyMs.p99, 3)} | ${f(r.cpu.msPer1kRequests)} | ${r.cpu.pctOfOneCore} | ${f(r.memory.rssMB, 1)}${r.target === 'kamailio' ? ` (PSS ${f(r.memory.pssMB, 1)})` : r.memory.rssAnonMB !== undefined ? ` (anon ${f(r.memory.rssAnonMB, 1)})` : ''} | ${r.generator.saturated ? 'SATURATED: ' + r.generator.reasons.join('; ') : `ok (${r.generator.cpuPct}%)${r.generator.warnings.length > 0 ? ', late: event-loop delay p99 ' + r.generator.eventLoopDelayP99Ms + ' ms' : ''}`} | ${r.clean ? 'clean' : r.thresholdReasons.join('; ')} |`)
+    L.push('| S | AORs | planned req/s | offered req/s | failures | retransmissions | p99 ms | NOTIFY RTT p99 ms | CPU ms per 1k req | CPU % of a core | RSS / PSS MB | generator CPU % | verdict |')
+    L.push('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |')
+    for (const x of s.steps) {
+      const g = x.figures
+      L.push(`| ${x.S}${x.reused ? ' (fixed)' : ''} | ${x.aors} | ${x.plannedPerS} | ${f(g.offeredPerS.median, 1)} | ${spPct(g.failureRate)} | ${spPct(g.retransmissionRate)} | ${sp(g['latencyMs.p99'], 2)} | ${sp(g['notifyRoundTripMs.p99'], 2)} | ${sp(g['cpu.msPer1kRequests'], 1)} | ${sp(g['cpu.pctOfOneCore'], 1)} | ${f(g['memory.rssMB'].median, 0)} / ${f(g['memory.pssMB'].median, 0)} | ${f(g['generator.cpuPct'].median, 0)}${x.generatorSaturated ? ` SATURATED: ${x.generatorReasons.join('; ')}` : ''} | ${x.clean ? 'clean' : x.thresholdReasons.join('; ')} |`)
+    }
     L.push('')
   }
+  if ((run.stepRatios ?? []).length > 0) {
+    L.push(`Step ratios against ${run.stepRatios[0].against} (ratio of the medians): ${run.stepRatios.map(r => `${r.target} S=${r.S}: CPU per 1k ${f(r.cpuMsPer1k.ratioOfMedians)}, NOTIFY RTT p99 ${f(r.notifyRttP99.ratioOfMedians)}`).join('; ')}.`, '')
+  }
   const hs = run.steps.sipedge?.highestCleanS, hk = run.steps.kamailio?.highestCleanS
-  if (hs !== undefined && hk !== undefined) L.push(`Highest clean S: sipedge ${hs ?? 'none'}, Kamailio ${hk ?? 'none'} (ratio ${hs && hk ? f(hs / hk) : 'n/a'}).`, '')
+  if (hs !== undefined && hk !== undefined) L.push(`Highest clean S: ${Object.entries(run.steps).map(([t, s]) => `${t} ${s.highestCleanS ?? 'none'}`).join(', ')} (sipedge / Kamailio ${hs && hk ? f(hs / hk) : 'n/a'}).`, '')
+
   L.push('## Targets (reported, not asserted)', '')
   L.push('| target | value | limit | verdict |', '| --- | ---: | ---: | --- |')
   for (const t of run.targets) L.push(`| ${t.target} | ${t.value ?? 'n/a'} | ${t.limit ?? ''} | ${t.verdict}${t.note ? ` (${t.note})` : ''} |`)
-  L.push('', `Plot: ${base.split('/').pop()}.svg (CPU per 1k requests and p99 against S).`, '')
-  L.push('Latency is one-way: from the harness UA sending a request (first transmission) to the far-end UA receiving it through the node, on one monotonic clock; on loopback that is the node\'s added delay plus the generator\'s own scheduling delay. CPU is utime+stime of the node (all threads; Kamailio: all its processes) over the window, per 1,000 requests offered by the harness.', '')
+  L.push('', `Plot: ${base.split('/').pop()}.svg (CPU per 1k requests, p99 and NOTIFY round-trip p99 against S; medians, bars from the lowest to the highest repeat).`, '')
+  L.push('How to read: CPU is utime+stime of the node over the window (sipedge: all its threads; Kamailio: all its processes), per 1,000 requests offered by the harness (ms per 1k = µs per request). Latency "one way" runs from the harness UA sending a request (first transmission) to the far-end UA receiving it through the node, on one monotonic clock: the node\'s added delay plus the generator\'s own scheduling delay. The NOTIFY round trip runs from the application server sending a NOTIFY to its 200 coming back, through the node both ways. Clean: failures and retransmissions ≤ 0.5% and p99 ≤ 50 ms, judged on the medians. RSS of Kamailio sums its processes and counts its shared memory once per process; PSS shares it out.', '')
   return L.join('\n')
 }
-
-function row(r) {
-  const rings = typeof r.rings === 'string' ? r.rings.split(' ')[0] + ' ' + (r.rings.split(' ')[1] ?? '') : `max ${pct(r.rings.maxOccupancy)}, drops ${r.rings.drops ?? 'n/a'}`
-  return `| ${r.target} | ${r.S} | ${r.aors} | ${r.plannedPerS} | ${r.offeredPerS} | ${r.completedPerS} | ${pct(r.failureRate)} | ${pct(r.retransmissionRate)} | ${f(r.latencyMs.p50, 3)} / ${f(r.latencyMs.p95, 3)} / ${f(r.latencyMs.p99, 3)} | ${f(r.cpu.msPer1kRequests)} | ${r.cpu.pctOfOneCore} (${r.idleCpuPct}) | ${f(r.memory.rssMB, 1)}${r.memory.rssAnonMB !== undefined ? ` (anon ${f(r.memory.rssAnonMB, 1)}, file ${f(r.memory.rssFileMB, 1)})` : ''} | ${typeof r.memory.heapUsedMB === 'number' ? r.memory.heapUsedMB + ' MB' : r.target === 'kamailio' ? 'n/a' : 'not available'} | ${rings} | ${r.generator.saturated ? 'SATURATED: ' + r.generator.reasons.join('; ') : `ok (${r.generator.cpuPct}%)${r.generator.warnings.length > 0 ? ', late: event-loop delay p99 ' + r.generator.eventLoopDelayP99Ms + ' ms' : ''}`} | ${r.registrar.status.startsWith('answered') ? r.registrar.status : 'NOT WORKING (' + Object.entries(r.registrar.codes).map(([c, n]) => `${c} x${n}`).join(', ') + ')'} |`
-}
-
-// ------------------------------------------------------------------------------ SVG plot
-function svg(run) {
-  const series = {}
-  for (const r of [...run.runs, ...Object.values(run.steps).flatMap(s => s.steps)]) {
-    (series[r.target] ??= []).push(r)
-  }
-  for (const s of Object.values(series)) s.sort((a, b) => a.S - b.S)
-  const colors = { sipedge: '#1f6feb', kamailio: '#e36209' }
-  const W = 960, H = 380, pw = 400, ph = 260, top = 50, lefts = [70, 550]
-  const maxS = Math.max(1, ...Object.values(series).flat().map(r => r.S))
-  const panels = [
-    { title: 'CPU ms per 1,000 requests (node under test)', pick: r => r.cpu.msPer1kRequests },
-    { title: 'p99 added latency (ms)', pick: r => r.latencyMs.p99 },
-  ]
-  let out = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">\n<rect width="100%" height="100%" fill="white"/>\n`
-  out += `<text x="${W / 2}" y="20" text-anchor="middle" font-size="15">Production mix vs scale S — ${esc(run.date.slice(0, 10))}, ${esc(run.machine.cpu)} (${run.machine.cores} cores), load avg ${run.loadAverage.start[0]}</text>\n`
-  panels.forEach((p, pi) => {
-    const x0 = lefts[pi]
-    const vals = Object.values(series).flat().map(p.pick).filter(v => typeof v === 'number')
-    const maxY = niceMax(Math.max(1e-3, ...vals))
-    const sx = (s) => x0 + (s / maxS) * pw
-    const sy = (v) => top + ph - (v / maxY) * ph
-    out += `<text x="${x0 + pw / 2}" y="${top - 12}" text-anchor="middle" font-size="13">${esc(p.title)}</text>\n`
-    out += `<line x1="${x0}" y1="${top + ph}" x2="${x0 + pw}" y2="${top + ph}" stroke="#333"/><line x1="${x0}" y1="${top}" x2="${x0}" y2="${top + ph}" stroke="#333"/>\n`
-    for (let i = 0; i <= 5; i++) {
-      const v = maxY * i / 5, y = sy(v)
-      out += `<line x1="${x0}" y1="${y}" x2="${x0 + pw}" y2="${y}" stroke="#eee"/><text x="${x0 - 6}" y="${y + 4}" text-anchor="end">${+v.toFixed(2)}</text>\n`
-    }
-    for (let i = 0; i <= 5; i++) {
-      const s = maxS * i / 5, x = sx(s)
-      out += `<text x="${x}" y="${top + ph + 16}" text-anchor="middle">${+s.toFixed(1)}</text>\n`
-    }
-    out += `<text x="${x0 + pw / 2}" y="${top + ph + 34}" text-anchor="middle">S (1 = 210 req/s)</text>\n`
-    for (const [target, rs] of Object.entries(series)) {
-      const pts = rs.filter(r => typeof p.pick(r) === 'number').map(r => [sx(r.S), sy(p.pick(r)), r])
-      const c = colors[target] ?? '#555'
-      if (pts.length > 1) out += `<polyline fill="none" stroke="${c}" stroke-width="2" points="${pts.map(q => `${q[0].toFixed(1)},${q[1].toFixed(1)}`).join(' ')}"/>\n`
-      for (const q of pts) out += `<circle cx="${q[0].toFixed(1)}" cy="${q[1].toFixed(1)}" r="3.5" fill="${q[2].clean ? c : 'white'}" stroke="${c}"><title>${esc(target)} S=${q[2].S}: ${p.pick(q[2])}</title></circle>\n`
-    }
-  })
-  let lx = 70
-  for (const target of Object.keys(series)) {
-    out += `<rect x="${lx}" y="${H - 22}" width="14" height="4" fill="${colors[target] ?? '#555'}"/><text x="${lx + 20}" y="${H - 16}">${esc(target)}</text>\n`
-    lx += 120
-  }
-  out += `<text x="${lx}" y="${H - 16}">filled dot: clean step; hollow: over a failure threshold</text>\n</svg>\n`
-  return out
-}
-
-function niceMax(v) {
-  const e = 10 ** Math.floor(Math.log10(v))
-  for (const m of [1, 2, 2.5, 5, 10]) if (v <= m * e) return m * e
-  return 10 * e
-}
-
-function esc(s) { return String(s).replace(/[<>&"]/g, c => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;' })[c]) }

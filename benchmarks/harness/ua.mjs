@@ -73,6 +73,10 @@ export default async function shard(o) {
   const lat = {}
   for (const m of METHODS) lat[m] = new Uint32Array(HIST_SIZE)
   const regRtt = new Uint32Array(HIST_SIZE)
+  // Round trip of every client transaction counted in the window: first transmission -> final
+  // response back at the sender, retransmissions included (a request that needed one shows it).
+  const rtt = {}
+  for (const m of METHODS) rtt[m] = new Uint32Array(HIST_SIZE)
   const prereg = { sent: 0, codes: {}, retrans: 0 }
   const registrarCodes = {}
   const unexpected = { parseErrors: 0, strayResponses: 0, requestsAtPhone: {}, requestsAtBackend: {} }
@@ -147,6 +151,8 @@ export default async function shard(o) {
       return
     }
     if (res.status < 200) { tx.prov = true; tx.onProv?.(res); return }
+    // INVITE: answered calls only (a cancelled call's 487 arrives after the ringing time).
+    if (tx.counted && (tx.method !== 'INVITE' || res.status < 300)) rtt[tx.method][histIndex(nowUs() - tx.first)]++
     tx.onFinal(res)
   }
 
@@ -469,6 +475,7 @@ export default async function shard(o) {
     k, st, kinds, registrarCodes, unexpected,
     lat: Object.fromEntries(Object.entries(lat).map(([m, h]) => [m, Array.from(h)])),
     regRtt: Array.from(regRtt),
+    rtt: Object.fromEntries(Object.entries(rtt).map(([m, h]) => [m, Array.from(h)])),
     eventLoopDelayMs: { p99: eld.count > 0 ? eld.percentile(99) / 1e6 : null, max: eld.count > 0 ? eld.max / 1e6 : null },
     plannedFlows: planned,
     capture,
