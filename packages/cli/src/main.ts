@@ -262,7 +262,6 @@ export async function run(file: string): Promise<void> {
   // Keys the schema names ahead of their implementation: say so rather than pretend.
   const notYet = [
     config.pike.enabled || Object.values(config.pike.domains).some(d => d.enabled === true) ? 'pike' : null,
-    config.nat.keepalive.enabled ? 'nat.keepalive' : null,
     config.topology_hiding ? 'topology_hiding' : null,
   ].filter(k => k !== null)
   if (notYet.length > 0) log.warn({ keys: notYet }, 'configured features not implemented in this version are ignored')
