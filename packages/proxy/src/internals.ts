@@ -21,6 +21,7 @@ export interface Hooks {
   onAttemptFailed: ModuleInstance[]
   onReply: ModuleInstance[]
   onFinished: ModuleInstance[]
+  onStrayResponse: ModuleInstance[]
 }
 
 export interface CoreState {

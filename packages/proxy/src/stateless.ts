@@ -73,7 +73,7 @@ export function forwardAck(core: CoreState, msg: SipMessage, source: Source): vo
   if (out === undefined) { c.acksDropped++; return }
   const ed = new MessageEditor(msg)
   const via = msg.topVia
-  markReceived(ed, via, source)
+  markReceived(ed, via, source, core.layer.forceRport)
   const ruri = editRouteSet(ed, routes, ours, false, strictNext, msg.uri)
   if (ruri !== null) ed.setRequestUri(ruri)
   ed.setMaxForwards(mf < 0 ? core.config.proxy.max_forwards : mf - 1)
@@ -82,7 +82,9 @@ export function forwardAck(core: CoreState, msg: SipMessage, source: Source): vo
   ed.prependVia(out.viaPrefix + BRANCH_MARK + '00000000.a' + (callIdHashOf(b) >>> 0).toString(36) + core.workerIndex.toString(36))
   if (hop.transport !== 'udp') ed.ensureContentLength()
   c.acksForwarded++
-  core.sendFn({ transport: hop.transport, address, port: hop.port, socketId: out.socketId }, ed.toBuffers())
+  // A module's hop over a recorded flow (a NATed or stream peer, docs/nat.md) keeps its connection.
+  const flow = d !== null ? d.flow : undefined
+  core.sendFn(flow ?? { transport: hop.transport, address, port: hop.port, socketId: out.socketId }, ed.toBuffers())
 }
 
 /**
