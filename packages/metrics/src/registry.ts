@@ -8,7 +8,7 @@
 import { readdirSync } from 'node:fs'
 import { Registry } from 'prom-client'
 import {
-  BAN_REASONS, CODE_SLOTS, DESTINATION_STATES, DROP_REASONS, METHODS, PROBE_RESULTS, RESPONSE_DIRECTIONS,
+  BAN_REASONS, CODE_SLOTS, DESTINATION_STATES, DROP_REASONS, KEEPALIVE_RESULTS, METHODS, PROBE_RESULTS, RESPONSE_DIRECTIONS,
   TRANSACTION_KINDS, TRANSPORTS, codeSlotLabels,
 } from './catalog.js'
 import { HISTOGRAMS, METRICS_LAYOUT, THREAD_SLOTS, type HistogramSlots } from './layout.js'
@@ -327,6 +327,28 @@ export function createMetricsRegistry(opts: MetricsRegistryOptions = {}): Sipedg
   def('sipedge_bans_active', 'gauge', [], 'Sources banned right now.', async () => {
     const n = await call('bans', src.bansActive)
     return n === undefined ? [] : [{ value: n }]
+  })
+
+  // ------------------------------------------------------------------ NAT (workers: UDP; primary: streams)
+  def('sipedge_nat_keepalives_total', 'counter', ['transport', 'result'],
+    'NAT keep-alive pings to registered clients behind NAT, by transport and result (sent; answered: any response or pong; failed: none before the next ping).', () => {
+      const t = totals()
+      const out: Sample[] = []
+      for (let x = 0; x < TRANSPORTS.length; x++) {
+        for (let r = 0; r < KEEPALIVE_RESULTS.length; r++) {
+          out.push({ labels: { transport: TRANSPORTS[x]!, result: KEEPALIVE_RESULTS[r]! }, value: t === null ? 0 : t[O.natKeepalives + x * KEEPALIVE_RESULTS.length + r]! })
+        }
+      }
+      return out
+    })
+  def('sipedge_nat_keepalive_seconds_total', 'counter', ['transport'],
+    'Thread time spent sending NAT keep-alives and handling their answers, by transport. CPU per 1,000 pings: 1000 * rate(this) / rate(sipedge_nat_keepalives_total{result="sent"}).', () => {
+      const t = totals()
+      return TRANSPORTS.map((x, i) => ({ labels: { transport: x }, value: t === null ? 0 : t[O.natKeepaliveSeconds + i]! }))
+    })
+  def('sipedge_nat_bindings_removed_total', 'counter', [], 'Registrations removed because their client stopped answering NAT keep-alives (or its flow failed).', () => {
+    const t = totals()
+    return [{ value: t === null ? 0 : t[O.natBindingsRemoved]! }]
   })
 
   // ------------------------------------------------------------------ rings (primary)

@@ -5,11 +5,13 @@ import type { ModuleDeclaration } from '@sipedge/proxy'
 import { authModule } from './auth/index.js'
 import { dialogModule } from './dialog/index.js'
 import { dispatcherModule } from './dispatcher/index.js'
+import { natModule } from './nat/index.js'
 import { registrarModule } from './registrar/index.js'
 
 export * from './auth/index.js'
 export * from './dialog/index.js'
 export * from './dispatcher/index.js'
+export * from './nat/index.js'
 export * from './registrar/index.js'
 
 export const MODULES: readonly ModuleDeclaration[] = Object.freeze([
@@ -17,4 +19,5 @@ export const MODULES: readonly ModuleDeclaration[] = Object.freeze([
   registrarModule as ModuleDeclaration,
   dispatcherModule as ModuleDeclaration,
   dialogModule as ModuleDeclaration,
+  natModule as ModuleDeclaration,
 ])
