@@ -6,18 +6,14 @@
 // Buffers: the payload is a view into the inbound ring, valid only during onFrame. It is handed
 // to the proxy as a Buffer over the same memory (no copy); the proxy copies a request when a
 // transaction keeps it, and handles ACKs and responses synchronously on the view.
-import { FLAG_OPEN_CONNECTION } from '@sipedge/ring'
+import { FLAG_OPEN_CONNECTION, kindOf, nameOf } from '@sipedge/frame'
 import { defaultConfig, type FrozenConfig } from '@sipedge/config'
-import { startProxy, type Proxy, type Destination, type Source, type TransportName, type ControlMessage } from '@sipedge/proxy'
+import { startProxy, type Proxy, type Destination, type Source, type ControlMessage } from '@sipedge/proxy'
 import { MODULES, type DispatcherModule } from '@sipedge/modules'
 import { openStores, type Stores } from '@sipedge/store'
 import type { WorkerMetrics } from '@sipedge/metrics'
 import type { CreateHandler, HandlerContext, MessageHandler, FrameMeta } from './types.js'
 import { ProxyMetricsSink, dispatcherInfo, publishProxyGauges } from './proxy-metrics.js'
-
-/** FrameMeta.transport numbers (@sipedge/ring TransportKind) <-> names. */
-const NAME_BY_KIND: readonly (TransportName | undefined)[] = [undefined, 'udp', 'tcp', 'tls', 'ws', 'wss']
-const KIND_BY_NAME: Readonly<Record<TransportName, number>> = { udp: 1, tcp: 2, tls: 3, ws: 4, wss: 5 }
 
 /** Sweep interval of the stores' expiry index on worker 0 (the others do not sweep). */
 const SWEEP_MS = 1000
@@ -88,7 +84,7 @@ export class ProxyHandler implements MessageHandler {
   }
 
   onFrame(meta: FrameMeta, payload: Uint8Array): void {
-    const transport = NAME_BY_KIND[meta.transport]
+    const transport = nameOf(meta.transport)
     if (transport === undefined) { this.badFrames++; return }
     const buf = Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength)
     // A fresh object: a server transaction keeps it as the destination of its responses.
@@ -103,9 +99,13 @@ export class ProxyHandler implements MessageHandler {
     this.proxy.receive(buf, source)
   }
 
-  /** The primary could not reach a destination this worker sent to: its transactions fail now. */
+  /**
+   * The primary could not reach a destination this worker sent to (connection refused or reset,
+   * TLS handshake failure): its client transactions fail now and fail over (RFC 3261 §8.1.3.1),
+   * instead of waiting for Timer B/F.
+   */
   onTransportError(meta: FrameMeta): void {
-    const transport = NAME_BY_KIND[meta.transport]
+    const transport = nameOf(meta.transport)
     if (transport === undefined) return
     this.proxy.transportError({ transport, address: meta.address, port: meta.port, ...(meta.connId !== 0 ? { connId: meta.connId } : {}) })
   }
@@ -114,7 +114,7 @@ export class ProxyHandler implements MessageHandler {
     const m = this.out
     const stream = dest.transport !== 'udp'
     const connId = dest.connId ?? 0
-    m.transport = KIND_BY_NAME[dest.transport]
+    m.transport = kindOf(dest.transport)
     m.socketId = dest.socketId ?? 0
     m.connId = connId
     m.family = dest.address.includes(':') ? 6 : 4

@@ -2,12 +2,14 @@
 // handler's frames to the outbound ring, which the primary sends out. Control messages
 // (config, drain, query, trace, ...) arrive msgpackr-encoded on the MessagePort.
 //
-// Per message this file adds, besides the handler call: a start-line classification and two
-// float64 increments into this thread's metrics block (shared memory the primary reads when
-// Prometheus scrapes), and one boolean check for SIP tracing. No message, string or allocation.
+// Per message this file adds, besides the handler call: a flag test (transport-error reports go
+// to handler.onTransportError, not onFrame), a start-line classification and two float64
+// increments into this thread's metrics block (shared memory the primary reads when Prometheus
+// scrapes), and one boolean check for SIP tracing. No message, string or allocation.
 import { workerData, parentPort, type MessagePort } from 'node:worker_threads'
 import { setImmediate as setImmediateP } from 'node:timers/promises'
 import { Ring, type FrameView } from '@sipedge/ring'
+import { FLAG_TRANSPORT_ERROR, nameOf } from '@sipedge/frame'
 import { findCallId } from '@sipedge/sip'
 import { WorkerMetrics, ResponseDirection, transportIndex, type WorkerMetricsData } from '@sipedge/metrics'
 import { createPortLogging, Tracer, type LogLevel, type PortLogging } from '@sipedge/log'
@@ -29,7 +31,6 @@ interface WorkerData extends Partial<WorkerMetricsData> {
 }
 
 const BATCH = 256
-const TRANSPORT_NAMES = ['', 'udp', 'tcp', 'tls', 'ws', 'wss']
 const data = workerData as WorkerData
 const port = parentPort!
 const inbound = new Ring(data.inbound)
@@ -64,6 +65,7 @@ if (data.logPort !== undefined) {
     info: (m, f) => l.info(fields(f), m),
     warn: (m, f) => l.warn(fields(f), m),
     error: (m, f) => l.error(fields(f), m),
+    isLevelEnabled: level => l.isLevelEnabled(level),
   }
   tracer = new Tracer(portLogging.logger('trace'))
   if (data.traceFilters !== undefined) tracer.setFilters(data.traceFilters)
@@ -77,7 +79,7 @@ function traceFrame(direction: 'in' | 'out', meta: FrameMeta, payload: Uint8Arra
   const callId = at < 0 ? '' : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength).toString('latin1', Math.floor(at / 0x10000), Math.floor(at / 0x10000) + (at % 0x10000))
   const address = meta.address
   if (!tracer!.matches(callId, address, meta.port)) return
-  tracer!.trace(direction, { callId, address, port: meta.port, transport: TRANSPORT_NAMES[meta.transport] ?? String(meta.transport) }, buf)
+  tracer!.trace(direction, { callId, address, port: meta.port, transport: nameOf(meta.transport) ?? String(meta.transport) }, buf)
 }
 
 // ---------------------------------------------------------------- metrics
@@ -135,16 +137,25 @@ if (metrics !== null) {
   t.unref()
 }
 
+function handlerThrew(err: unknown): void {
+  // One bad message must not take the thread (and every call on it) down.
+  handlerErrors++
+  const now = Date.now()
+  if (now - lastErrorLog > 10_000) { lastErrorLog = now; log.error('handler threw', { err, handlerErrors }) }
+}
+
 const onFrame = (meta: FrameView, payload: Buffer): void => {
+  if ((meta.flags & FLAG_TRANSPORT_ERROR) !== 0) {
+    // Not a message: the primary reports that frames we sent to meta's destination were lost.
+    try { handler.onTransportError?.(meta) } catch (err) { handlerThrew(err) }
+    return
+  }
   if (metrics !== null) countIn(meta, payload)
   if (tracer !== null && tracer.active) traceFrame('in', meta, payload)
   try {
     handler.onFrame(meta, payload)
   } catch (err) {
-    // One bad message must not take the thread (and every call on it) down.
-    handlerErrors++
-    const now = Date.now()
-    if (now - lastErrorLog > 10_000) { lastErrorLog = now; log.error('handler threw', { err, handlerErrors }) }
+    handlerThrew(err)
   }
 }
 

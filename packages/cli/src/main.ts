@@ -2,7 +2,7 @@
 // The `sipedge` command: runs the proxy in the foreground, or checks a configuration file.
 import { readFileSync } from 'node:fs'
 import { MessageChannel, type MessagePort } from 'node:worker_threads'
-import { checkConfigFile, loadConfigFile, ConfigError, formatIssue, type FrozenConfig } from '@sipedge/config'
+import { checkConfigFile, loadConfigFile, ConfigError, formatIssue, type FrozenConfig, type LoadOptions } from '@sipedge/config'
 import { Engine } from '@sipedge/transport'
 import { createLogging, type Logging, type LoggingOptions } from '@sipedge/log'
 import {
@@ -44,8 +44,25 @@ function printConfigError(err: unknown): void {
   }
 }
 
+/**
+ * What check-config and a reload check beyond the file itself: every file it names, and users
+ * files read exactly as the auth code will read them (issue #16: check-config said OK for a
+ * users_file that did not exist, and the start failed). The auth code is imported only when a
+ * domain has a users file: the proxy core costs the primary start-up time it otherwise never needs.
+ */
+async function resourceChecks(file: string): Promise<LoadOptions> {
+  let needsUsers = false
+  try {
+    const c = loadConfigFile(file)
+    needsUsers = Object.values(c.auth.domains).some(d => d.users_file !== 'store' && d.users_file !== 'store:')
+  } catch { /* reported by the full check */ }
+  if (!needsUsers) return { resources: true }
+  const { loadUsersFile } = await import('@sipedge/modules')
+  return { resources: { usersFile: (path, realm) => { loadUsersFile(path, realm) } } }
+}
+
 export async function checkConfig(file: string): Promise<number> {
-  const r = checkConfigFile(file)
+  const r = checkConfigFile(file, await resourceChecks(file))
   if (r.ok) {
     process.stdout.write(`${file}: OK\n`)
     return 0
@@ -76,13 +93,19 @@ function restartKeys(prev: FrozenConfig, next: FrozenConfig): string[] {
   diff('limits')
   diff('metrics')
   if (JSON.stringify(next.admin) !== JSON.stringify(prev.admin)) out.push('admin')
+  // The workers open their stores once, at start (the registrar's location store, the dialog
+  // mirror); a changed URL is not reopened by a reload.
+  if (next.registrar.store !== prev.registrar.store) out.push('registrar.store')
+  if (next.dialog.store !== prev.dialog.store) out.push('dialog.store')
   return out
 }
 
 export async function run(file: string): Promise<void> {
   let config: FrozenConfig
   try {
-    config = loadConfigFile(file)
+    // Files the configuration names are checked before anything starts (users files for
+    // existence here; their contents are read by the workers, which report errors by line).
+    config = loadConfigFile(file, { resources: true })
   } catch (err) {
     printConfigError(err)
     process.exitCode = 1
@@ -165,7 +188,8 @@ export async function run(file: string): Promise<void> {
 
   // ------------------------------------------------------------ reload (SIGHUP and POST /api/reload)
   const reload = async (source: string): Promise<ReloadResult> => {
-    const r = checkConfigFile(file)
+    // the same checks as check-config: a reload that the workers would fail on is refused here
+    const r = checkConfigFile(file, await resourceChecks(file))
     if (!r.ok) {
       const issues = r.error.issues.map(i => formatIssue(r.error.file, i))
       log.error({ file, source, generation, code: r.error.code, issues }, 'configuration reload rejected; keeping the running configuration')
@@ -239,9 +263,8 @@ export async function run(file: string): Promise<void> {
     // admin.listen null: the admin API shares the metrics listener. Off on a public address
     // unless admin.enabled (the config check demands a token then).
     const adminListen = a.listen ?? m.listen
+    // (enabled on a non-loopback metrics.listen without a token: refused by the configuration check)
     const adminOn = adminListen !== null && (a.enabled || isLoopback(adminListen.address))
-    if (adminOn && a.listen === null && a.enabled && a.token === null && !isLoopback(adminListen.address))
-      throw Object.assign(new Error('admin.token: the admin API on a non-loopback address (metrics.listen) needs a token'), { code: 'ERR_CONFIG_CONFLICT' })
     const metricsPart = m.listen !== null ? { registry, path: m.path } : null
     const adminPart = adminOn ? { backend, token: a.token, enabled: a.enabled } : null
     if (metricsPart !== null && adminPart !== null && sameAddr(m.listen, adminListen)) {

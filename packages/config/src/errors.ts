@@ -21,6 +21,7 @@ export type ConfigIssueCode =
   | 'ERR_CONFIG_FORMAT' // malformed listen spec, URI, CIDR, regex, duration ...
   | 'ERR_CONFIG_REFERENCE' // names something that does not exist (unknown dispatcher set ...)
   | 'ERR_CONFIG_CONFLICT' // values that contradict each other
+  | 'ERR_CONFIG_FILE' // a file the configuration names is missing, unreadable or unusable (users file, certificate ...)
 
 export type ConfigErrorCode = 'ERR_CONFIG_INVALID' | 'ERR_CONFIG_YAML' | 'ERR_CONFIG_READ'
 

@@ -6,6 +6,15 @@ import type { ConfigIssue } from './errors.js'
 import { BAD, Ctx } from './schema.js'
 import { configSchema, unknownSet } from './sections.js'
 import type { Config } from './types.js'
+import { checkResources, type ResourceCheckOptions } from './resources.js'
+
+export interface LoadOptions {
+  /**
+   * Also check what the file names outside itself (users files, certificates, the log file's
+   * directory, LMDB directories): what startup would trip over. Off for plain text parsing.
+   */
+  resources?: ResourceCheckOptions | boolean
+}
 
 export function deepFreeze<T>(o: T): T {
   if (o !== null && typeof o === 'object' && !Object.isFrozen(o)) {
@@ -16,7 +25,7 @@ export function deepFreeze<T>(o: T): T {
 }
 
 /** Parse, validate and normalise YAML text. Throws ConfigError (ERR_CONFIG_YAML or ERR_CONFIG_INVALID). */
-export function parseConfig(text: string, filename = '<config>'): Config {
+export function parseConfig(text: string, filename = '<config>', opts: LoadOptions = {}): Config {
   const lc = new LineCounter()
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: true, uniqueKeys: true, strict: true })
   if (doc.errors.length > 0) {
@@ -32,6 +41,8 @@ export function parseConfig(text: string, filename = '<config>'): Config {
   const ctx = new Ctx(doc, lc)
   const value = configSchema.parse((doc.contents as YNode | null) ?? null, '', ctx)
   checkReferences(ctx)
+  if (value !== BAD && ctx.issues.length === 0 && opts.resources !== undefined && opts.resources !== false)
+    checkResources(value as unknown as Config, ctx, opts.resources === true ? {} : opts.resources)
   if (value === BAD || ctx.issues.length > 0) {
     const issues = [...ctx.issues].sort((a, b) => a.line - b.line || a.column - b.column)
     throw new ConfigError('ERR_CONFIG_INVALID', filename, issues)
@@ -50,7 +61,7 @@ function checkReferences(ctx: Ctx): void {
   for (const r of ctx.refs) if (!names.includes(r.name)) ctx.issue('ERR_CONFIG_REFERENCE', r.path, ctx.posOf(r.path), unknownSet(r.name, names))
 }
 
-export function loadConfigFile(path: string): Config {
+export function loadConfigFile(path: string, opts: LoadOptions = {}): Config {
   let text: string
   try {
     text = readFileSync(path, 'utf8')
@@ -58,15 +69,15 @@ export function loadConfigFile(path: string): Config {
     const err = e as NodeJS.ErrnoException
     throw new ConfigError('ERR_CONFIG_READ', path, [], `cannot read configuration file ${path}: ${err.code ?? ''} ${err.message}`.replace(/\s+/g, ' '))
   }
-  return parseConfig(text, path)
+  return parseConfig(text, path, opts)
 }
 
 export type CheckResult = { ok: true; config: Config } | { ok: false; error: ConfigError }
 
-/** For `sipedge check-config`: never throws on a bad file. */
-export function checkConfigFile(path: string): CheckResult {
+/** For `sipedge check-config` and reloads: never throws on a bad file. */
+export function checkConfigFile(path: string, opts: LoadOptions = {}): CheckResult {
   try {
-    return { ok: true, config: loadConfigFile(path) }
+    return { ok: true, config: loadConfigFile(path, opts) }
   } catch (e) {
     if (e instanceof ConfigError) return { ok: false, error: e }
     throw e

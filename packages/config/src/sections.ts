@@ -90,6 +90,8 @@ const hostPort = (what: string) =>
     },
   )
 
+const isLoopbackAddress = (a: string): boolean => a.startsWith('127.') || a === '::1' || a.startsWith('::ffff:127.')
+
 const noCrLf = (what: string) => (v: string): string | undefined => (/[\r\n\0]/.test(v) ? `${what} must not contain line breaks` : undefined)
 
 /** Status codes: `503`, `"5xx"` (a whole class); normalised to a sorted list of numbers. */
@@ -385,7 +387,22 @@ const registrar = obj({
     ctx.issue('ERR_CONFIG_CONFLICT', join(path, 'default_expires'), ctx.posOf(join(path, 'default_expires')), 'expected min_expires <= default_expires <= max_expires')
 }).desc('Registrar and location service (RFC 3261 §10). Expiries are durations; the values sent in SIP are whole seconds.')
 
+/**
+ * User-Agents, as these clients send them, that give up on any 401/407 carrying a SHA-256
+ * challenge (checked with the real clients, docs/clients.md): baresip 1.0.0 (Debian 12
+ * `baresip-core`: "baresip v1.0.0 (x86_64/linux)") whatever the order of the challenges; SIP.js
+ * 0.21 ("SIP.js/0.21.1") and JsSIP 3.13 ("JsSIP 3.13.8") read only the first challenge and
+ * abort when it is not MD5.
+ */
+export const MD5_ONLY_USER_AGENTS_DEFAULT: readonly string[] = ['^baresip v[01]\\.', '^SIP\\.js/', '^JsSIP ']
+
+const regex = () => str('regular expression').check(v => {
+  try { new RegExp(v); return undefined } catch (e) { return `invalid regular expression ${q(v)}: ${(e as Error).message.replace(/^Invalid regular expression: /, '')}` }
+}, 'JavaScript regular expression')
+
 const auth = obj({
+  md5_only_user_agents: list(regex()).single().def([...MD5_ONLY_USER_AGENTS_DEFAULT], '`["^baresip v[01]\\\\.", "^SIP\\\\.js/", "^JsSIP "]`')
+    .desc('Clients whose User-Agent matches one of these regular expressions (case-sensitive, unanchored unless written with `^`) are challenged with MD5 alone, if MD5 is in the domain\'s `algorithms`; every other client gets all of `algorithms`. For clients that give up on a 401/407 carrying a SHA-256 challenge instead of answering the MD5 one next to it: baresip 1.x whatever the order, SIP.js and JsSIP when SHA-256 comes first (docs/clients.md). This is no downgrade an attacker could not do anyway: an MD5 answer is accepted whenever MD5 is in `algorithms`. `[]`: every client gets every algorithm.'),
   domains: mapOf(obj({
     realm: str('realm').check(noCrLf('realm')).nullable().def(null, 'the domain').desc('Realm of the challenges.'),
     users_file: str('path').required().desc('File of credentials `user:realm:HA1` (htdigest style; HA1 for MD5 or SHA-256 per line `algorithm=` suffix), re-read on reload.'),
@@ -405,7 +422,7 @@ const dialog = obj({
   send_bye_on_timeout: bool().def(false).desc('Send BYE to both sides when a dialog times out.'),
   secret: str('string').check(v => (v.length >= 16 ? undefined : 'secret must be at least 16 characters')).nullable().def(null, 'derived per host')
     .desc('Key that signs the Record-Route parameters (HMAC-SHA256). Unset: a key derived from this host (/etc/machine-id and host name), the same for every worker and restart of this host but different on other hosts: set the same value on all nodes of an HA pair so either can route in-dialog requests.'),
-  enabled: bool().def(true).desc('Track dialogs sent to dispatcher sets (sticky sessions, per-destination counts for `least-dialogs`, timeouts). Off: in-dialog requests still reach their destination through the signed Record-Route parameter.'),
+  enabled: bool().def(true).desc('Track record-routed dialogs (sticky sessions and per-destination counts for `least-dialogs` for dispatched ones; counts, `/api/dialogs` and timeouts for all). Off: in-dialog requests still reach their destination through the signed Record-Route parameter.'),
   store: storeUrl().nullable().def(null, 'value of `store`').desc('Where dialogs are mirrored (asynchronously, off the message path) so another node or a restarted worker can continue them: `lmdb:PATH` or `redis://HOST:PORT/DB` (shared by an HA pair).'),
   mirror: bool().def(true).desc('Mirror dialogs to `dialog.store`; off: dialogs live only in the memory of the worker that owns the Call-ID (the Record-Route parameter still keeps them sticky).'),
 }).desc('Dialog tracking for sticky sessions.')
@@ -452,7 +469,7 @@ const admin = obj({
 }).finish((o, path, ctx) => {
   const l = o['listen'] as AddrPort | null
   if (l === null) return // shares metrics.listen: checked where both are known (the command)
-  const loopback = l.address.startsWith('127.') || l.address === '::1'
+  const loopback = isLoopbackAddress(l.address)
   if (o['enabled'] === true && !loopback && o['token'] === null)
     ctx.issue('ERR_CONFIG_CONFLICT', join(path, 'token'), ctx.posOf(join(path, 'listen')), 'admin API on a non-loopback address needs a token')
 }).desc('Admin HTTP API.')
@@ -551,6 +568,13 @@ function finishRoot(o: Record<string, unknown>, _path: string, ctx: Ctx): void {
       ctx.issue('ERR_CONFIG_CONFLICT', `listen[${i}]`, ctx.posOf(`listen[${i}]`), `${l.id} uses the same TCP port as ${listen[prev]!.id}`)
     streams.set(key, i)
   })
+
+  // admin.listen null: the admin API shares metrics.listen; enabled there on a public address it
+  // needs a token. Checked here (not only when the command starts) so check-config finds it.
+  const adm = o['admin'] as { enabled: boolean; listen: AddrPort | null; token: string | null }
+  const met = o['metrics'] as { listen: AddrPort | null }
+  if (adm.listen === null && adm.enabled && adm.token === null && met.listen !== null && !isLoopbackAddress(met.listen.address))
+    ctx.issue('ERR_CONFIG_CONFLICT', 'admin.token', ctx.keyPositions.get('admin.enabled') ?? ctx.posOf('admin'), `the admin API is enabled on metrics.listen ${met.listen.address}:${met.listen.port}, not a loopback address: it needs admin.token (or a loopback admin.listen)`)
 
   const routes = o['routes'] as Array<Record<string, unknown>>
   routes.forEach((r, i) => {

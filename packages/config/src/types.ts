@@ -71,7 +71,11 @@ export interface AuthDomain {
   nonce_ttl: number
   methods: string[]
 }
-export interface AuthConfig { domains: Record<string, AuthDomain> }
+export interface AuthConfig {
+  /** Regular expressions (source text) of User-Agents challenged with MD5 only. */
+  md5_only_user_agents: string[]
+  domains: Record<string, AuthDomain>
+}
 
 export interface ProbeConfig {
   enabled: boolean

@@ -145,7 +145,7 @@ dispatcher: { sets: { apps: { probe: false, destinations: [sip:127.0.0.2:5080] }
 `) as FrozenConfig
   const core = { log, now: () => Date.now(), workerIndex: 0 } as unknown as CoreApi
   const auth = new AuthModule({ config, core, slot: 0, stores: null, module: () => undefined })
-  const reg = { authorize: (m: SipMessage, s: Source) => auth.onRequest(m, s) }
+  const reg = { authorize: (m: SipMessage, s: Source) => auth.onArrival(m, s) }
   const phone = { transport: 'udp' as const, address: '10.0.0.5', port: 5060 }
   const r1 = reg.authorize(req('INVITE', 'sip:bob@example.com'), phone) as { status: number; headers: Array<[string, string]> }
   t.equal(r1.status, 407)

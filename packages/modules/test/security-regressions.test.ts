@@ -148,3 +148,31 @@ t.test('lazy-lower-via: a bad lower Via read by loop detection is answered 400 t
   t.match(finals[0]!.text, /^SIP\/2\.0 400 /)
   t.equal(p.pending, 0, 'nothing left in flight')
 })
+
+t.test('reflection-407-retransmitted: a challenge is sent once, statelessly, and keeps no transaction', async t => {
+  const dir = t.testdir({ 'users.json': JSON.stringify({ users: { alice: 'secret01' } }) })
+  const cfg = parseConfig(`
+workers: 1
+listen: [udp:127.0.0.1:5060]
+domains: [example.com]
+timers: { t1: 100ms, t2: 1s, t4: 1s }
+auth: { domains: { example.com: { users_file: ${dir}/users.json, methods: [REGISTER, INVITE, MESSAGE] } } }
+routes:
+  - { match: { domain: example.com }, action: { forward: "sip:127.0.0.8:5080" } }
+`) as FrozenConfig
+  const sent: Sent[] = []
+  const clock = { now: 1000 }
+  const p = await proxyWith({
+    config: cfg, workerIndex: 0, workers: 1, manualTimers: true, now: () => clock.now, log: quietLog,
+    send: (dest, data) => sent.push({ dest, text: Buffer.concat(Array.isArray(data) ? data : [data]).toString() }),
+  })
+  t.teardown(() => p.close(0))
+  const invite = req('INVITE', 'sip:bob@example.com', { callId: 'refl-1' })
+  p.receive(invite, UA)
+  t.equal(sent.length, 1, 'one answer')
+  t.match(sent[0]!.text, /^SIP\/2\.0 407 /)
+  t.equal(p.layer.stats().active.total, 0, 'no transaction kept for an unauthenticated request')
+  for (let i = 0; i < 400; i++) { clock.now += 100; p.layer.tick() }
+  t.equal(sent.length, 1, 'never retransmitted (Timer G/H need a transaction)')
+  t.ok(Buffer.byteLength(sent[0]!.text) <= 3 * invite.length, 'at most 3x the request bytes')
+})

@@ -20,7 +20,7 @@ import { H_ROUTE_ID } from './header-ids.js'
 import { LocalIdentity } from './identity.js'
 import type { CoreState, Hooks } from './internals.js'
 import { BranchFactory, isLoop, loopHash } from './loop.js'
-import { Reply, TargetHop, type CoreApi, type HopPlan, type LoadedModule, type ModuleInstance, type OriginateOptions, type RouteAction } from './module.js'
+import { DROP, Reply, TargetHop, type ArrivalVerdict, type CoreApi, type HopPlan, type LoadedModule, type ModuleInstance, type OriginateOptions, type RouteAction } from './module.js'
 import { originate } from './originate.js'
 import { BranchSigner } from './secret.js'
 import { reply, replyWith, statelessReply } from './replies.js'
@@ -60,7 +60,7 @@ function isAckPrefix(b: Uint8Array, i: number): boolean {
 }
 
 function emptyHooks(): Hooks {
-  return { onRequest: [], onDialogRequest: [], onForward: [], onResponse: [], onAttemptFailed: [], onReply: [], onFinished: [], onStrayResponse: [] }
+  return { onArrival: [], onRequest: [], onDialogRequest: [], onForward: [], onResponse: [], onAttemptFailed: [], onReply: [], onFinished: [], onStrayResponse: [] }
 }
 
 export class Proxy implements CoreState, CoreApi {
@@ -249,11 +249,42 @@ export class Proxy implements CoreState, CoreApi {
       if (msg.method !== 'ACK') statelessReply(this, msg, source, err.status, err.reason)
       return
     }
+    const arrival = this.hooks.onArrival
     if (msg.method === 'ACK') {
+      for (let i = 0; i < arrival.length; i++) if (arrival[i]!.onArrival!(msg, source) === DROP) { this.counters.arrivalDropped++; return }
       const r = this.layer.receiveRequest(msg, source)
       if (r.kind === 'ack-2xx') forwardAck(this, msg, source)
       return
     }
+    if (arrival.length > 0 && this.layer.findServerTransaction(msg) === undefined) this.arrive(0, msg, source)
+    else this.admit(msg, source)
+  }
+
+  /** The on-arrival hooks from `start` (before any transaction exists), then admit. */
+  private arrive(start: number, msg: SipMessage, source: Source): void {
+    const hooks = this.hooks.onArrival
+    for (let i = start; i < hooks.length; i++) {
+      const v = hooks[i]!.onArrival!(msg, source)
+      if (v === null) continue
+      if (v instanceof Promise) {
+        v.then(r => this.arrived(i + 1, msg, source, r), () => this.arrived(i + 1, msg, source, CHECK_FAILED))
+        return
+      }
+      this.arrived(i + 1, msg, source, v)
+      return
+    }
+    this.admit(msg, source)
+  }
+
+  private arrived(next: number, msg: SipMessage, source: Source, v: ArrivalVerdict): void {
+    if (v === null) { this.arrive(next, msg, source); return }
+    if (v === DROP) { this.counters.arrivalDropped++; return }
+    this.counters.arrivalReplies++
+    statelessReply(this, msg, source, v.status, v.reason, v.headers as Array<[string, string]>)
+  }
+
+  /** A request past the arrival hooks: the server transaction (new, retransmission or CANCEL). */
+  private admit(msg: SipMessage, source: Source): void {
     if (this.draining && this.layer.findServerTransaction(msg) === undefined) {
       this.counters.drainRefused++
       statelessReply(this, msg, source, 503, 'Service Unavailable', [['Retry-After', '5']])

@@ -42,6 +42,10 @@ export class ProxyCounters {
   strayForged = 0
   drainRefused = 0
   dnsWaits = 0
+  /** Requests dropped unanswered by an on-arrival hook (scanner user agents, bans, ...). */
+  arrivalDropped = 0
+  /** Requests answered statelessly by an on-arrival hook (challenges). */
+  arrivalReplies = 0
   /** Requests refused by a module hook (auth, dialog check, ...). */
   moduleRefused = 0
   /** Requests this proxy originated for modules (probes, BYE). */

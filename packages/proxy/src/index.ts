@@ -5,9 +5,9 @@ export type { ProxyOptions } from './core.js'
 export { ProxyCounters } from './counters.js'
 export type { ProxyMetrics } from './counters.js'
 export { betterFinal } from './context.js'
-export { Reply, TargetHop } from './module.js'
+export { Reply, TargetHop, DROP } from './module.js'
 export type {
-  NextHop, FailoverPolicy, HopPlan, RouteAction, RequestView, DialogRequestInfo, CoreApi, OriginateOptions,
+  ArrivalVerdict, NextHop, FailoverPolicy, HopPlan, RouteAction, RequestView, DialogRequestInfo, CoreApi, OriginateOptions,
   ModuleContext, ModuleDeclaration, ModuleInstance, LoadedModule,
 } from './module.js'
 export { planModules, createModules, startProxy, ModuleError, CORE_ACTIONS } from './host.js'

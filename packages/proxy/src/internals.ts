@@ -14,6 +14,7 @@ import type { Destination, ProxyLogger } from './types.js'
 
 /** Module instances per hook, in load order (empty arrays cost nothing per message). */
 export interface Hooks {
+  onArrival: ModuleInstance[]
   onRequest: ModuleInstance[]
   onDialogRequest: ModuleInstance[]
   onForward: ModuleInstance[]

@@ -13,6 +13,10 @@ import type { Hop, Resolver } from './resolver.js'
 import type { LocalIdentity } from './identity.js'
 import type { ControlMessage, Destination, ProxyLogger, Source } from './types.js'
 
+/** What an on-arrival hook returns to have a request dropped without any answer. */
+export const DROP: unique symbol = Symbol('drop')
+export type ArrivalVerdict = Reply | typeof DROP | null
+
 /** A final (or provisional) answer a hook wants sent instead of routing the request. */
 export class Reply {
   readonly status: number
@@ -206,6 +210,13 @@ export interface ModuleDeclaration<I extends ModuleInstance = ModuleInstance, St
 export interface ModuleInstance {
   /** Route actions, by action type (must match the declaration's `actions`). */
   readonly actions?: Readonly<Record<string, RouteAction>>
+  /**
+   * On arrival: a request (ACK included) that is not a retransmission of a known transaction,
+   * before any transaction exists. DROP: ignored, no answer (scanners); a Reply: answered once,
+   * statelessly, never retransmitted (challenges to unauthenticated sources: no reflection, no
+   * transaction state for a forged source); null: go on. For an ACK only DROP counts.
+   */
+  onArrival?(req: SipMessage, source: Source): ArrivalVerdict | Promise<ArrivalVerdict>
   /** `match.source: NAME`: the addresses ("ip:port" and "ip") of a named set this module keeps; undefined: not mine. */
   sourceSet?(name: string): ReadonlySet<string> | undefined
   /**

@@ -4,7 +4,7 @@
 import t from 'tap'
 import { parseConfig, type FrozenConfig } from '@sipedge/config'
 import {
-  planModules, startProxy, ModuleError, Reply, TargetHop,
+  planModules, startProxy, ModuleError, Reply, TargetHop, DROP,
   type ModuleDeclaration, type ModuleInstance, type RequestView, type Destination, type Proxy, type NextHop,
 } from '@sipedge/proxy'
 
@@ -151,4 +151,19 @@ t.test('control, query, config and close reach the modules', async t => {
   t.same(p.stats()['test'], { n: 1 })
   await p.close(0)
   t.same(seen, ['control ping', 'config', 'close'])
+})
+
+t.test('on arrival: DROP is silent, a Reply is stateless, both before any transaction', async t => {
+  const { p, sent } = await withModule(t, () => ({
+    actions: { register: { kind: 'takeover', run() {} }, lookup: { kind: 'targets', run: () => new Reply(404, 'x') } },
+    onArrival: m => (m.method === 'OPTIONS' ? DROP : m.method === 'INFO' ? Promise.resolve(new Reply(407, 'Challenge')) : null),
+  }))
+  p.receive(req('OPTIONS', { uri: 'sip:127.0.0.1:5060' }), SRC)
+  t.equal(sent.length, 0, 'dropped')
+  p.receive(req('INFO'), SRC)
+  await new Promise(r => setImmediate(r))
+  t.match(sent.pop()!.text, /^SIP\/2\.0 407 Challenge/)
+  t.equal(p.layer.stats().active.total, 0, 'no server transaction for either')
+  t.equal(p.counters.arrivalDropped, 1)
+  t.equal(p.counters.arrivalReplies, 1)
 })

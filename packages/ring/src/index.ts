@@ -1,10 +1,6 @@
 export {
   Ring,
   FrameView,
-  TransportKind,
-  FrameFlags,
-  FLAG_CLOSE_AFTER_SEND,
-  FLAG_OPEN_CONNECTION,
   FRAME_HEADER_SIZE,
   RING_CONTROL_SIZE,
   RING_MIN_CAPACITY,
@@ -12,9 +8,19 @@ export {
   RING_MAGIC,
   RING_LAYOUT_VERSION,
   RECORD_ALIGN,
-  createFrameMeta,
 } from './ring.js'
-export type { FrameMeta, RingStats, FrameHandler } from './ring.js'
+export type { RingStats, FrameHandler } from './ring.js'
 export { RingError, RingErrorCode } from './errors.js'
-export { encodeAddress, decodeAddress } from './address.js'
-export type { AddressFamily } from './address.js'
+// The frame contract is defined in @sipedge/frame; re-exported here for callers that took it
+// from the ring before that package existed (new code imports @sipedge/frame).
+export {
+  TransportKind,
+  FrameFlags,
+  FLAG_CLOSE_AFTER_SEND,
+  FLAG_OPEN_CONNECTION,
+  FLAG_TRANSPORT_ERROR,
+  createFrameMeta,
+  encodeAddress,
+  decodeAddress,
+} from '@sipedge/frame'
+export type { FrameMeta, AddressFamily } from '@sipedge/frame'

@@ -36,7 +36,7 @@
  * view per frame. That is why the largest record is capacity/2: it then fits an empty ring at
  * any offset.
  */
-import { decodeAddress, encodeAddress } from './address.js'
+import { decodeAddress, encodeAddress, type FrameMeta } from '@sipedge/frame'
 import { RingError, RingErrorCode } from './errors.js'
 
 export const RING_MAGIC = 0x474e5253 // 'SRNG' little-endian
@@ -73,56 +73,6 @@ const WRAP_MARKER = -1
 export const RECORD_ALIGN = 64
 const RECORD_ALIGN_MASK = RECORD_ALIGN - 1
 const NO_DEADLINE_KEEPALIVE_MS = 1 << 30
-
-export const TransportKind = { UDP: 1, TCP: 2, TLS: 3, WS: 4, WSS: 5 } as const
-export type TransportKind = (typeof TransportKind)[keyof typeof TransportKind]
-
-/** Frame flags (bit set). The ring carries them opaquely; their meaning belongs to transport/workers. */
-export const FrameFlags = {
-  /** worker -> primary: close the connection after this frame is sent */
-  CLOSE_AFTER_SEND: 1,
-  /** worker -> primary: connId is 0; open (or reuse) a connection to address:port */
-  OPEN_CONNECTION: 2,
-} as const
-export const FLAG_CLOSE_AFTER_SEND = FrameFlags.CLOSE_AFTER_SEND
-export const FLAG_OPEN_CONNECTION = FrameFlags.OPEN_CONNECTION
-
-/** The fixed binary header in front of every frame. */
-export interface FrameMeta {
-  /** TransportKind value, 0..255 */
-  transport: number
-  /** 0..2^32-1 */
-  socketId: number
-  /** 0..2^32-1; 0 = no connection (datagram, or "open one" with FLAG_OPEN_CONNECTION) */
-  connId: number
-  /** remote address family */
-  family: 4 | 6
-  /** remote address literal; '' writes the unspecified address (reads back '0.0.0.0' / '::') */
-  address: string
-  /** remote port 0..65535 */
-  port: number
-  /** performance.timeOrigin + performance.now(), ms (any float64 is carried as is) */
-  recvTime: number
-  /** FrameFlags bits, 0..2^32-1 */
-  flags: number
-}
-
-/**
- * A FrameMeta with every field initialised in a fixed order (stable hidden class). A producer
- * keeps one and overwrites its fields per frame instead of allocating an object per frame.
- */
-export function createFrameMeta(init?: Partial<FrameMeta>): FrameMeta {
-  return {
-    transport: init?.transport ?? 0,
-    socketId: init?.socketId ?? 0,
-    connId: init?.connId ?? 0,
-    family: init?.family ?? 4,
-    address: init?.address ?? '',
-    port: init?.port ?? 0,
-    recvTime: init?.recvTime ?? 0,
-    flags: init?.flags ?? 0,
-  }
-}
 
 export interface RingStats {
   /** frames published by the producer */
@@ -209,6 +159,12 @@ function roundUpPow2(n: number): number {
   let c = RING_MIN_CAPACITY
   while (c < n) c *= 2
   return c
+}
+
+function badAddress(family: number, address: string): RingError {
+  return new RingError(RingErrorCode.BAD_ADDRESS, family === 4 || family === 6
+    ? `ring: not a valid IPv${family} address for a frame header: ${JSON.stringify(address)}`
+    : `ring: address family must be 4 or 6, got ${String(family)}`)
 }
 
 const RESOLVED: Promise<void> = Promise.resolve()
@@ -363,8 +319,8 @@ export class Ring {
     if (meta instanceof FrameView) {
       const src = meta._bytes, a = meta._addrAt
       for (let k = 0; k < 16; k++) u8[base + 32 + k] = src[a + k]!
-    } else {
-      encodeAddress(meta.family, meta.address, u8, base + 32)
+    } else if (!encodeAddress(meta.family, meta.address, u8, base + 32)) {
+      throw badAddress(meta.family, meta.address)
     }
     i32[w] = len
     i32[w + 1] = meta.flags | 0

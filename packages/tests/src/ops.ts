@@ -28,6 +28,10 @@ export async function startSipedge(dir: string, name: string, yaml: string, o: {
   const file = join(dir, name)
   writeFileSync(file, yaml)
   const child = spawn(process.execPath, [SIPEDGE_MAIN, '--config', file], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  // a test process that dies (uncaught error) must not leave the node holding its ports
+  const orphan = (): void => killHard(child)
+  process.once('exit', orphan)
+  child.once('exit', () => process.off('exit', orphan))
   let out = ''
   child.stdout!.on('data', d => { out += d })
   child.stderr!.on('data', d => { out += d })

@@ -4,7 +4,7 @@
 // transport|address|port, so a worker that knows only the address gets an existing connection
 // reused (RFC 3261 §18.1.1, RFC 5923) before a new one is opened.
 import type { Socket } from 'node:net'
-import type { StreamFramer } from './sip-glue.js'
+import type { StreamFramer } from './sip-subset.js'
 
 /** What the engine needs of a WebSocket connection (same shape as ws-types.ts WsConnection). */
 export interface WsConnectionLike {
@@ -33,6 +33,18 @@ export class StreamConn {
   partialSince = 0
   corked = false
   closed = false
+  /** false until a connection we opened has connected (TCP) or finished its handshake (TLS). */
+  established: boolean
+  /**
+   * Workers' frames written to the socket whose write has not completed (its callback has not
+   * run). A write that fails leaves its count here: when the socket then errors with a count
+   * above 0, `writers` are told (FLAG_TRANSPORT_ERROR).
+   */
+  unwritten = 0
+  /** The workers (indexes, distinct, usually one) whose frames make up `unwritten`. */
+  readonly writers: number[] = []
+  /** The write callback of every tracked write: one function per connection, not per message. */
+  readonly onWritten: (err?: Error | null) => void
   createdAt: number
 
   constructor(kind: number, socketId: number, address: string, port: number, outbound: boolean) {
@@ -43,7 +55,26 @@ export class StreamConn {
     this.family = address.includes(':') ? 6 : 4
     this.key = connKey(kind, address, port)
     this.outbound = outbound
+    this.established = !outbound
+    this.onWritten = err => { if (err == null && this.unwritten > 0) this.unwritten-- }
     this.createdAt = Date.now()
+  }
+
+  /** A frame of worker `worker` is being written: count it until its write completes. */
+  track(worker: number): void {
+    if (this.unwritten++ === 0) {
+      this.writers.length = 0
+      this.writers.push(worker)
+    } else if (this.writers.indexOf(worker) < 0) {
+      this.writers.push(worker)
+    }
+  }
+
+  /** Bytes of the primary's own (a CRLF pong, a 400/503): not counted, not tracked. */
+  writeOwn(data: Buffer): void {
+    if (this.closed) return
+    if (this.ws !== null) this.ws.send(data)
+    else this.socket?.write(data)
   }
 }
 

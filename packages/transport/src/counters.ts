@@ -27,6 +27,10 @@ export class Counters {
   ringFull503 = 0
   sendNoConnection = 0
   sendUnsupported = 0
+  /** FLAG_TRANSPORT_ERROR reports handed to a worker (or the in-process handler). */
+  transportErrorsReported = 0
+  /** Reports that could not be handed over (that worker's inbound ring full, or shutting down). */
+  transportErrorsLost = 0
   workerCrashes = 0
   workerLostInFlight = 0
   drainDropped = 0

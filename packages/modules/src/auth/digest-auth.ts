@@ -76,6 +76,7 @@ export class AuthCounters {
   errors = 0
 }
 
+const MD5_ONLY: readonly DigestAlgorithm[] = Object.freeze(['MD5'])
 const H_AUTH: Record<AuthKind, string> = { www: 'authorization', proxy: 'proxy-authorization' }
 const H_CHAL: Record<AuthKind, string> = { www: 'WWW-Authenticate', proxy: 'Proxy-Authenticate' }
 
@@ -89,6 +90,7 @@ export class DigestAuth {
   private readonly maxFailures: number
   private readonly failureWindowMs: number
   private readonly checkUri: boolean
+  private readonly md5Only: readonly RegExp[]
 
   constructor(opts: AuthOptions) {
     this.now = opts.now ?? Date.now
@@ -97,6 +99,7 @@ export class DigestAuth {
     this.failureWindowMs = opts.failureWindowMs ?? 5 * 60_000
     this.checkUri = opts.checkUri ?? false
     this.counts = new NonceCounts(opts.nonceCacheSize ?? 10_000)
+    this.md5Only = ((opts.config.auth as { md5_only_user_agents?: readonly string[] }).md5_only_user_agents ?? []).map(p => new RegExp(p))
     this.realms = new Map()
     const fileDigests: Buffer[] = []
     const domains = opts.config.auth.domains
@@ -140,13 +143,25 @@ export class DigestAuth {
     return r !== undefined && r.methods.has(method) ? r : undefined
   }
 
+  /**
+   * `auth.md5_only_user_agents`: clients known to give up on a challenge set with SHA-256 in it
+   * (baresip 1.x, SIP.js, JsSIP) get MD5 alone when the domain offers MD5 (docs/clients.md).
+   */
+  private algorithmsFor(r: RealmAuth, req: SipMessage | undefined): readonly DigestAlgorithm[] {
+    if (req === undefined || this.md5Only.length === 0 || r.algorithms.length < 2 || !r.algorithms.includes('MD5')) return r.algorithms
+    const ua = req.header('user-agent')
+    if (ua === undefined) return r.algorithms
+    for (const re of this.md5Only) if (re.test(ua)) return MD5_ONLY
+    return r.algorithms
+  }
+
   /** Builds the challenge response (401 / 407), one challenge per algorithm in preference order. */
-  challengeOf(r: RealmAuth, kind: AuthKind, stale: boolean): AuthResult {
+  challengeOf(r: RealmAuth, kind: AuthKind, stale: boolean, req?: SipMessage): AuthResult {
     this.counters.challenges++
     if (stale) this.counters.stale++
     const nonce = r.codec!.issue(r.realm)
     const headers: Array<[string, string]> = []
-    for (const a of r.algorithms) headers.push([H_CHAL[kind], challenge(r.realm, nonce, a, stale)])
+    for (const a of this.algorithmsFor(r, req)) headers.push([H_CHAL[kind], challenge(r.realm, nonce, a, stale)])
     return kind === 'www'
       ? { ok: false, status: 401, reason: 'Unauthorized', headers }
       : { ok: false, status: 407, reason: 'Proxy Authentication Required', headers }
@@ -158,14 +173,14 @@ export class DigestAuth {
    */
   verify(req: SipMessage, r: RealmAuth, kind: AuthKind, sourceAddress: string): AuthResult | Promise<AuthResult> {
     const creds = this.credentialsOf(req, r, kind)
-    if (creds === null) return this.challengeOf(r, kind, false)
+    if (creds === null) return this.challengeOf(r, kind, false, req)
     const alg = normalizeAlgorithm(creds.algorithm)
-    if (alg === null || !r.algorithms.includes(alg)) return this.challengeOf(r, kind, false)
+    if (alg === null || !r.algorithms.includes(alg)) return this.challengeOf(r, kind, false, req)
     const nonceState = r.codec!.check(creds.nonce, r.realm)
-    if (nonceState === 'invalid') return this.challengeOf(r, kind, false)
+    if (nonceState === 'invalid') return this.challengeOf(r, kind, false, req)
     // RFC 8760 / 7616: we only offer qop=auth; a response without it (RFC 2069) is not accepted.
     if (creds.qop?.toLowerCase() !== 'auth' || creds.nc === undefined || creds.cnonce === undefined || !/^[0-9a-fA-F]{8}$/.test(creds.nc)) {
-      return this.challengeOf(r, kind, false)
+      return this.challengeOf(r, kind, false, req)
     }
     // RFC 7616 §3.4.6: the digest-uri should name the Request-URI (checked when asked to).
     let sameUri = true
@@ -229,13 +244,13 @@ export class DigestAuth {
         return { ok: false, status: 403, reason: 'Forbidden (too many failed attempts)', headers: [] }
       }
       // RFC 7616 §3.3 / RFC 3261 §22.3: a wrong response gets a fresh challenge.
-      return this.challengeOf(r, kind, false)
+      return this.challengeOf(r, kind, false, req)
     }
     // Right password, old nonce: RFC 7616 §3.3 stale=true, the client retries without asking the user.
-    if (stale) return this.challengeOf(r, kind, true)
+    if (stale) return this.challengeOf(r, kind, true, req)
     if (!this.counts.advance(c.nonce, parseInt(c.nc!, 16))) {
       this.counters.replays++
-      return this.challengeOf(r, kind, true)
+      return this.challengeOf(r, kind, true, req)
     }
     if (f !== undefined) this.failures.delete(failKey)
     this.counters.successes++

@@ -57,9 +57,11 @@ export class AuthModule implements ModuleInstance {
    * Proxy authentication (407) of requests from clients of an auth domain (the From domain), for
    * the methods listed in `auth.domains.D.methods` other than REGISTER (the registrar's 401).
    * ACK and CANCEL are never challenged (RFC 3261 §22.1), nor in-dialog requests, nor trusted
-   * sources (application servers of the dispatcher sets).
+   * sources (application servers of the dispatcher sets). Runs on arrival, before any
+   * transaction: a challenge or refusal is sent once, statelessly, never retransmitted, so a forged
+   * source gets one small reply and leaves no state (issue "Safe on a public address", item 6).
    */
-  onRequest(req: SipMessage, source: Source): Reply | null | Promise<Reply | null> {
+  onArrival(req: SipMessage, source: Source): Reply | null | Promise<Reply | null> {
     const auth = this.digest
     if (auth === null) return null
     const m = req.method

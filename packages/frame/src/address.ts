@@ -4,8 +4,10 @@
  * gets every address as a string from `dgram` rinfo / `net.Socket#remoteAddress`. Formatting
  * follows libuv's `uv_inet_ntop` (which produced those strings), so a round trip of an address
  * that Node gave us yields the identical string.
+ *
+ * encodeAddress answers false for what it cannot encode instead of throwing: the caller (the
+ * ring's tryPush) raises its own coded error, and this package stays free of error classes.
  */
-import { RingError, RingErrorCode } from './errors.js'
 
 export type AddressFamily = 4 | 6
 
@@ -111,39 +113,36 @@ function parseV6(s: string): boolean {
   return true
 }
 
-function badAddress(family: number, address: string): RingError {
-  return new RingError(RingErrorCode.BAD_ADDRESS, `ring: not a valid IPv${family} address for a frame header: ${JSON.stringify(address)}`)
-}
-
 /**
  * Write `address` (family 4 or 6) as 16 bytes into out[at..at+15]. The empty string writes the
- * unspecified address (0.0.0.0 / ::). Throws RingError ERR_RING_BAD_ADDRESS.
+ * unspecified address (0.0.0.0 / ::). Returns false, having written nothing that counts, when
+ * `address` is not a literal of `family` or `family` is neither 4 nor 6.
  */
-export function encodeAddress(family: number, address: string, out: Uint8Array, at: number): void {
+export function encodeAddress(family: number, address: string, out: Uint8Array, at: number): boolean {
   if (family === 4) {
     if (address.length === 0) {
       out[at] = 0; out[at + 1] = 0; out[at + 2] = 0; out[at + 3] = 0
     } else if (!parseV4(address, 0, address.length, out, at)) {
-      throw badAddress(4, address)
+      return false
     }
     for (let k = 4; k < 16; k++) out[at + k] = 0
-    return
+    return true
   }
   if (family === 6) {
     if (address.length === 0) {
       for (let k = 0; k < 16; k++) out[at + k] = 0
-      return
+      return true
     }
     // One-entry cache: a burst from the same peer parses once.
     if (address !== lastV6In || !lastV6Ok) {
       lastV6In = address
       lastV6Ok = parseV6(address)
-      if (!lastV6Ok) throw badAddress(6, address)
+      if (!lastV6Ok) return false
     }
     for (let k = 0; k < 16; k++) out[at + k] = v6bytes[k]!
-    return
+    return true
   }
-  throw new RingError(RingErrorCode.BAD_ADDRESS, `ring: address family must be 4 or 6, got ${String(family)}`)
+  return false
 }
 
 /** `uv_inet_ntop`-compatible text of the address stored at bytes[at..]. Allocates the string. */

@@ -1,6 +1,6 @@
-// Everything the primary needs from @sipedge/sip, in one place: the Call-ID scan, stream
-// framing, and the few responses the primary itself sends (400 without Call-ID, 503 on a full
-// ring). The primary never parses a message it forwards; it parses only to build these answers.
+// The subset of @sipedge/sip the primary uses, in one place: the Call-ID scan, stream framing,
+// and the few responses the primary itself sends (400 without Call-ID, 503 on a full ring). The
+// primary never parses a message it forwards; it parses only to build these answers.
 import { callIdHash, callIdHashOf, StreamFramer, KEEPALIVE_PING, KEEPALIVE_PONG, tryParseMessage, buildResponse, SipParseError } from '@sipedge/sip'
 
 export { callIdHash, callIdHashOf, StreamFramer, KEEPALIVE_PING, KEEPALIVE_PONG, SipParseError }

@@ -1,0 +1,81 @@
+// What an Engine is built from: listeners, limits, the worker pool's settings. Plain types and
+// the defaults; validated where they are used (engine.ts, pool.ts).
+import type { TransportName } from '@sipedge/frame'
+import type { TlsOptions } from './tls-contexts.js'
+import type { Logger } from './log.js'
+
+export interface ListenerOptions {
+  transport: TransportName
+  /** IPv4 or IPv6 literal: `0.0.0.0`, `::`, `127.0.0.1`, `::1`. */
+  address: string
+  /** 0 = any free port (tests); see Engine.listeners for the port bound. */
+  port: number
+  /** Required for tls and wss. */
+  tls?: TlsOptions
+}
+
+export interface ListenerInfo { transport: TransportName; address: string; port: number; socketId: number }
+
+export interface EngineLimits {
+  /** TCP + TLS + WS/WSS connections, accepted and opened; more are refused (counter connRefused). */
+  maxConnections: number
+  /** A stream connection with no traffic either way for this long is closed (connIdleClosed). */
+  idleTimeoutMs: number
+  /** Largest SIP message accepted, any transport (udpOversize, connOversize). */
+  maxMessageSize: number
+  /** An incomplete stream message must complete within this time (connPartialTimeout). */
+  partialMessageTimeoutMs: number
+}
+
+export const DEFAULT_LIMITS: Readonly<EngineLimits> = {
+  maxConnections: 10_000,
+  idleTimeoutMs: 3_600_000,
+  maxMessageSize: 65_535,
+  partialMessageTimeoutMs: 10_000,
+}
+
+/** Outbound TLS connections (opened for FLAG_OPEN_CONNECTION frames). */
+export interface OutboundTlsOptions { rejectUnauthorized?: boolean; ca?: string }
+
+export interface EngineOptions {
+  listeners: ListenerOptions[]
+  /** Worker threads; default: number of cores. 0 = run the handler in-process (no rings). */
+  workers?: number
+  /** Worker thread entry (e.g. import.meta.resolve('@sipedge/workers/worker')); required when workers > 0. */
+  workerUrl?: URL | string
+  /** Module exporting `createHandler(ctx)`; loaded in-process for workers: 0 and handed to each worker. */
+  handlerUrl: URL | string
+  /** Configuration handed to the handler(s): structured-clone- and msgpackr-encodable. */
+  config?: unknown
+  /** Bytes per ring, each direction, per worker (default 4 MiB). */
+  ringBytes?: number
+  limits?: Partial<EngineLimits>
+  /** Bound on the SIGTERM drain (default 5000 ms). */
+  shutdownTimeoutMs?: number
+  /** Outbound TLS connections (opened for FLAG_OPEN_CONNECTION frames). */
+  outboundTls?: OutboundTlsOptions
+  /** Frames drained per batch from an outbound ring before yielding to I/O (default 256). */
+  batchSize?: number
+  logger?: Logger
+  /** Environment for worker threads (default: process.env). */
+  workerEnv?: NodeJS.ProcessEnv
+  /** Node options for worker threads (default: none; the process's --import loaders are not inherited). */
+  workerExecArgv?: string[]
+  /**
+   * Extra workerData for worker `index`, merged into what the engine puts there. Called for every
+   * worker thread started, replacements included. MessagePort values are transferred.
+   */
+  workerData?: (index: number) => Record<string, unknown>
+  /** A worker thread has exited (crash or stop), before any replacement starts. */
+  onWorkerExit?: (index: number, code: number) => void
+  /** Bound on engine.query answers (default 2000 ms). */
+  queryTimeoutMs?: number
+}
+
+/** Shared by the parts of one engine: set once when stop() begins. */
+export interface RunState { draining: boolean }
+
+/** An Error with a stable code (ERR_TRANSPORT_...). */
+export function transportError(code: string, message: string): Error & { code: string } {
+  return Object.assign(new Error(message), { code })
+}
