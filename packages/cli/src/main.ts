@@ -10,7 +10,7 @@ import {
   type HttpServer, type ReloadResult, type DispatcherInfo, type SipedgeMetrics,
 } from '@sipedge/metrics'
 import type { Stores } from '@sipedge/store'
-import { engineOptionsFromConfig } from './options.js'
+import { engineOptionsFromConfig, keepaliveFromConfig } from './options.js'
 import { engineLogger } from './log-adapter.js'
 import { createAdminBackend, destinationStatuses, TraceState } from './admin.js'
 
@@ -171,6 +171,7 @@ export async function run(file: string): Promise<void> {
       rings: () => engine.ringStats(),
       connections: () => engine.connectionsByTransport(),
       workersAlive: () => engine.workersAlive,
+      natKeepalives: () => engine.keepaliveStats(),
       registrations: async () => {
         const s = await stores()
         if (s === null) throw Object.assign(new Error('no store in the primary'), { code: 'ERR_ADMIN_NOT_AVAILABLE' })
@@ -206,6 +207,7 @@ export async function run(file: string): Promise<void> {
     config = next
     generation++
     engine.updateConfig(next, generation)
+    engine.setKeepalive(keepaliveFromConfig(next))
     logging.configure(next.logging.level, next.logging.modules)
     agg!.setDestinations(new DestinationSlots(next.dispatcher.sets))
     const tlsOk = engine.reloadTls()

@@ -165,7 +165,7 @@ export class KeepaliveScheduler {
       this.slots = Array.from({ length: n }, () => [])
       this.placed = 0
       this.cursor = 0
-      this.cursorAt = this.core.now()
+      this.cursorAt = this.core.now() + TICK_MS
       for (const e of all) this.place(e)
     }
     if (!this.enabled) this.clear()
@@ -269,7 +269,7 @@ export class KeepaliveScheduler {
 
   private start(): void {
     if (this.timer !== null || this.core.manualTimers) return
-    this.cursorAt = this.core.now()
+    this.cursorAt = this.core.now() + TICK_MS
     this.timer = setInterval(() => this.tick(this.core.now()), TICK_MS)
     this.timer.unref()
   }
