@@ -15,18 +15,20 @@ import { parseConfig, type FrozenConfig } from '@sipedge/config'
 import { Engine, createLogger } from '@sipedge/transport'
 import { engineOptionsFromConfig } from '@sipedge/cli'
 import { openStores } from '@sipedge/store'
-import { TestFramer, tempDir, makeCert } from '@sipedge/tests'
+import { TestFramer, WsClient, tempDir, makeCert } from '@sipedge/tests'
+import { randomBytes } from 'node:crypto'
 
 const UDP_PORT = 19700
 const TLS_PORT = 19701
 const APP_PORT = 19710
+const WS_PORT = 19702
 const tmp = tempDir('sipedge-nat-streams-')
 t.teardown(() => tmp.cleanup())
 const cert = makeCert(tmp.dir, 'edge', 'edge.example.test')
 
 const config = parseConfig(`
 workers: 2
-listen: [udp:127.0.0.1:${UDP_PORT}, tcp:127.0.0.1:${UDP_PORT}, tls:127.0.0.1:${TLS_PORT}]
+listen: [udp:127.0.0.1:${UDP_PORT}, tcp:127.0.0.1:${UDP_PORT}, tls:127.0.0.1:${TLS_PORT}, ws:127.0.0.1:${WS_PORT}]
 tls: { certificates: [{ cert: ${cert.cert}, key: ${cert.key} }] }
 domains: [example.com]
 timers: { t1: 100ms, t2: 1s, t4: 1s }
@@ -228,4 +230,37 @@ t.test('stream keep-alives: the primary pings; a phone that answers stays, a sil
   t.equal(ka.closed, 1)
   const removed = (await engine.query('all', 'nat') as Array<{ bindingsRemoved: number }>).reduce((n, w) => n + w.bindingsRemoved, 0)
   t.equal(removed, 1, 'counted once, by the worker that registered it')
+})
+
+t.test('WebSocket: a browser phone gets its INVITE over its connection and is kept alive with ping frames', async t => {
+  const ws = await WsClient.connect(WS_PORT, false)
+  t.teardown(() => ws.close())
+  // Answer RFC 6455 ping frames (opcode 9) with a masked pong (opcode 10) carrying the same data.
+  let pings = 0
+  ws.sock.on('data', (c: Buffer) => {
+    if (c.length >= 2 && c[0] === 0x89) {
+      pings++
+      const len = c[1]! & 0x7f
+      const data = c.subarray(2, 2 + len)
+      const mask = randomBytes(4)
+      ws.sock.write(Buffer.concat([Buffer.from([0x8a, 0x80 | len]), mask, Buffer.from(data.map((b, i) => b ^ mask[i & 3]!))]))
+    }
+  })
+  const sentBy = 'df7jal23ls0d.invalid'
+  const aor = 'sip:wsu@example.com'
+  ws.send(msg('REGISTER sip:example.com SIP/2.0', [
+    `Via: SIP/2.0/WS ${sentBy};branch=z9hG4bKws${Date.now()}`, 'Max-Forwards: 70', `From: <${aor}>;tag=w`, `To: <${aor}>`,
+    'Call-ID: ws-reg', 'CSeq: 1 REGISTER', `Contact: <sip:wsu@${sentBy};transport=ws>`, 'Expires: 300']))
+  await ws.waitFor(1)
+  t.equal(ws.messages[0]!.status, 200, 'registered over WS')
+  const before = opened()
+  app.request('INVITE', aor, { callId: 'ws-call' })
+  await ws.waitFor(2)
+  t.match(ws.messages[1]!.raw, /^INVITE sip:wsu@df7jal23ls0d\.invalid;transport=ws SIP\/2\.0/, 'INVITE over the WebSocket connection')
+  t.equal(opened(), before)
+  const deadline = Date.now() + 12_000
+  while (engine.keepaliveStats().answered[3]! < 1 && Date.now() < deadline) await new Promise(r => setTimeout(r, 100))
+  t.ok(pings >= 1, `ping frames received (${pings})`)
+  t.ok(engine.keepaliveStats().answered[3]! >= 1, 'the pong counts as answered (ws)')
+  t.notOk(ws.closed, 'the connection stays')
 })
