@@ -5,6 +5,7 @@
 // counted; the nine stay. The pings of one interval are spread over it, not sent in a burst.
 import t from 'tap'
 import { join } from 'node:path'
+import { hostname } from 'node:os'
 import { createSocket, type Socket } from 'node:dgram'
 import { parseConfig, type FrozenConfig } from '@sipedge/config'
 import { openStores } from '@sipedge/store'
@@ -112,4 +113,39 @@ routes:
   t.ok(c.pingsAnswered[0]! >= 2 * (N - 1), 'answered pings counted')
   t.ok(c.pingsSent[0]! >= c.pingsAnswered[0]! + c.pingsFailed[0]!, 'sent >= answered + failed')
   t.equal(nat.keepalive.size, N - 1, 'the removed binding is no longer pinged')
+})
+
+t.test('a worker that starts takes over the keep-alives of this node\'s NATed bindings from the store', async t => {
+  const dir = t.testdir({})
+  const config = parseConfig(`
+workers: 1
+listen: [udp:127.0.0.1:${PROXY_PORT}]
+domains: [example.com]
+registrar: { store: "lmdb:${join(dir, 'loc')}", min_expires: 1s }
+nat: { keepalive: { enabled: true, interval: 5s } }
+routes:
+  - { match: { method: REGISTER }, action: register }
+  - { match: { domain: example.com }, action: lookup }
+`) as FrozenConfig
+  const stores = await openStores(config.registrar.store, { sweepIntervalMs: 0 })
+  t.teardown(() => stores.close())
+  const now = Date.now()
+  const b = (contact: string, extra: Record<string, unknown>) => ({
+    aor: '', contact, q: 1, expires: now + 60_000, callId: `cid-${contact}`, cseq: 1, path: [], updatedAt: now,
+    received: { transport: 'udp', address: '127.0.0.1', port: 19629, socketId: 0, connId: 0 }, ...extra,
+  })
+  await stores.location.put('sip:r1@example.com', b('sip:r1@127.0.200.80:5062', { nat: true, nodeId: hostname() }))
+  await stores.location.put('sip:r2@example.com', b('sip:r2@127.0.0.1:19629', { nat: false, nodeId: hostname() }))
+  await stores.location.put('sip:r3@example.com', b('sip:r3@127.0.200.81:5062', { nat: true, nodeId: 'the-other-node' }))
+  const sent: string[] = []
+  const proxy = await proxyWith({
+    config, workerIndex: 0, workers: 1, log, manualTimers: true,
+    now: () => performance.timeOrigin + performance.now(),
+    send: (_dest, data) => { sent.push((Array.isArray(data) ? Buffer.concat(data) : data).toString('latin1')) },
+  }, stores)
+  t.teardown(() => proxy.close(100))
+  const nat = proxy.module<NatModule>('nat')!
+  t.equal(await nat.rebuilt, 1, 'one binding adopted: NATed and written by this node')
+  nat.keepalive.tick(performance.timeOrigin + performance.now() + INTERVAL_MS)
+  t.same(sent.map(s => s.split('\r\n')[0]), ['OPTIONS sip:r1@127.0.200.80:5062 SIP/2.0'], 'and pinged')
 })

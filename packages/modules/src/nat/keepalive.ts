@@ -212,6 +212,21 @@ export class KeepaliveScheduler {
     else this.byAor.set(aor, next)
   }
 
+  /** Bindings found in the store at start (NatModule.rebuild): entries for those not kept yet. */
+  adopt(aor: string, bindings: readonly BindingRef[]): number {
+    if (!this.enabled) return 0
+    let list = this.byAor.get(aor)
+    let n = 0
+    for (const b of bindings) {
+      const key = bindingKeyOf(b)
+      if (list?.some(e => e.key === key && !e.dead) === true) continue
+      ;(list ??= []).push(this.add(aor, key, b, destOf(b)))
+      n++
+    }
+    if (list !== undefined) this.byAor.set(aor, list)
+    return n
+  }
+
   private add(aor: string, key: string, b: BindingRef, dest: Destination): PingEntry {
     const stream = dest.transport !== 'udp'
     const e = new PingEntry(this.nextId++, aor, key, b, dest, 0, stream ? '' : pinnedCallId(this.core.workerIndex, this.core.workers))

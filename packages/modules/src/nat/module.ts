@@ -4,7 +4,8 @@
 // the removal of bindings that stop answering. Detection (detect.ts) is shared with the
 // registrar, which stores the result in the binding; force_rport is the core's (transaction layer
 // and Via edits), switched by the same configuration section.
-import { parseUri, type SipMessage } from '@sipedge/sip'
+import { setImmediate as yieldToIo } from 'node:timers/promises'
+import { callIdHashOf, parseUri, type SipMessage } from '@sipedge/sip'
 import {
   Reply, TargetHop,
   type CoreApi, type Destination, type DialogRequestInfo, type ModuleContext, type ModuleDeclaration, type ModuleInstance,
@@ -23,10 +24,15 @@ const FORGED = new Reply(403, 'Invalid Dialog Route')
  * ctx.module, without importing it): a way to hear of REGISTER results and to remove a binding.
  */
 export interface RegistrarHooks {
+  readonly nodeId: string
   natObserver: ((aor: string, bindings: readonly BindingRef[], callId: string, cseq: number) => void) | null
   removeIfUnchanged(aor: string, key: string, callId: string, cseq: number): Promise<boolean>
   isNatBinding(b: BindingRef): boolean
+  listBindings(cursor: string | null, limit: number): Promise<{ items: Array<{ aor: string; bindings: Array<BindingRef & { path: string[]; nodeId?: string | undefined }> }>; cursor: string | null }>
 }
+
+/** AORs read per page when a worker rebuilds its keep-alives from the store. */
+const REBUILD_PAGE = 200
 
 /** The control message the primary sends a worker when a watched stream flow failed (docs/nat.md). */
 export const FLOW_FAILED = 'nat-flow-failed'
@@ -41,6 +47,9 @@ export class NatModule implements ModuleInstance {
   private config: FrozenConfig
   private readonly core: CoreApi
   private readonly registrar: RegistrarHooks | null
+  private closed = false
+  /** Resolves when the keep-alives of this worker have been rebuilt from the store (tests). */
+  readonly rebuilt: Promise<number>
 
   constructor(ctx: ModuleContext) {
     this.core = ctx.core
@@ -60,6 +69,32 @@ export class NatModule implements ModuleInstance {
         aor, bindings, b => b.callId === callId && b.cseq === cseq, b => reg.isNatBinding(b),
       )
     }
+    this.rebuilt = ctx.config.nat.keepalive.enabled && reg !== null ? this.rebuild(reg).catch(err => {
+      this.core.log.warn('nat: keep-alives not rebuilt from the store', { worker: this.core.workerIndex, err: String(err) })
+      return 0
+    }) : Promise.resolve(0)
+  }
+
+  /**
+   * A worker that starts (or replaces one that died) takes over the keep-alives of the bindings
+   * it would have accepted: written by this node, behind NAT, without Path, whose REGISTER
+   * Call-ID the primary shards to this worker. Read a page at a time, yielding in between.
+   */
+  private async rebuild(reg: RegistrarHooks): Promise<number> {
+    let cursor: string | null = null
+    let n = 0
+    const w = this.core.workers
+    const me = this.core.workerIndex % w
+    do {
+      const page: Awaited<ReturnType<RegistrarHooks['listBindings']>> = await reg.listBindings(cursor, REBUILD_PAGE)
+      for (const { aor, bindings } of page.items) {
+        const mine = bindings.filter(b => b.nodeId === reg.nodeId && b.path.length === 0 && (callIdHashOf(b.callId) >>> 0) % w === me && reg.isNatBinding(b))
+        if (mine.length > 0) n += this.keepalive.adopt(aor, mine)
+      }
+      cursor = page.cursor
+      if (cursor !== null) await yieldToIo()
+    } while (cursor !== null && !this.closed)
+    return n
   }
 
   private removeBinding(e: PingEntry): Promise<boolean> {
@@ -150,6 +185,7 @@ export class NatModule implements ModuleInstance {
   }
 
   close(): void {
+    this.closed = true
     this.keepalive.close()
   }
 }

@@ -1,6 +1,7 @@
 // Registrar and location service (RFC 3261 §10.3), with Path (RFC 3327) and the registrar side of
 // SIP Outbound (RFC 5626 §6). One instance per worker; all state lives in the LocationStore (LMDB
 // shared by the threads of a process, or Redis shared by nodes), nothing is cached here.
+import { hostname } from 'node:os'
 import { SipParseError, parseUri, type NameAddr, type SipMessage, type SipUri } from '@sipedge/sip'
 import type { ServerTransaction } from '@sipedge/transaction'
 import type { FrozenConfig } from '@sipedge/config'
@@ -32,6 +33,8 @@ export interface RegistrarOptions {
   auth?: () => DigestAuth | null
   /** close() also closes the stores (the caller handed them over). */
   ownsStores?: boolean
+  /** Written into every binding (Binding.nodeId): which node accepted it. Default: the host name. */
+  nodeId?: string
 }
 
 /** Why `lookup` found nothing to forward to: the proxy answers with this status and reason. */
@@ -103,6 +106,8 @@ export class LocationRegistrar {
   readonly counters = new RegistrarCounters()
   private readonly authOf: () => DigestAuth | null
   readonly workerIndex: number
+  /** This node (Binding.nodeId of the bindings it writes; the NAT keep-alives of a node are its own). */
+  readonly nodeId: string
   private config: FrozenConfig
   private readonly stores: RegistrarStores
   private readonly location: LocationStore
@@ -123,6 +128,7 @@ export class LocationRegistrar {
     this.stores = opts.stores
     this.location = opts.stores.location
     this.workerIndex = opts.workerIndex
+    this.nodeId = opts.nodeId ?? hostname()
     this.now = opts.now ?? Date.now
     this.log = opts.log
     this.ownsStores = opts.ownsStores ?? false
@@ -305,7 +311,7 @@ export class LocationRegistrar {
           }
           const nb: Binding = {
             aor, contact: w.contact, instance: w.instance, regId: w.regId, q: w.q,
-            expires: now + w.expiresS * 1000, callId, cseq, path, received, userAgent, updatedAt: now, nat: w.nat,
+            expires: now + w.expiresS * 1000, callId, cseq, path, received, userAgent, updatedAt: now, nat: w.nat, nodeId: this.nodeId,
           }
           if (i >= 0) next[i] = nb
           else next.push(nb)
@@ -461,6 +467,11 @@ export class LocationRegistrar {
     if (b.nat !== undefined) return b.nat
     const h = hostOf(b.contact)
     return h === null || this.detector.isPrivate(h) || h !== b.received.address
+  }
+
+  /** Stored AORs, a page at a time (the nat module rebuilds its keep-alives from them at start). */
+  listBindings(cursor: string | null, limit: number): Promise<{ items: Array<{ aor: string; bindings: Binding[] }>; cursor: string | null }> {
+    return this.location.list(cursor, limit)
   }
 
   /**
