@@ -23,6 +23,13 @@ const GOLDEN = 0.6180339887498949
 export const PING_BRANCH = 'z9hG4bKnK'
 const CRLF2 = Buffer.from('\r\n\r\n')
 const TRANSPORT_INDEX: Readonly<Record<string, number>> = { udp: 0, tcp: 1, tls: 2, ws: 3, wss: 4 }
+const SEQ_DIGITS = 9
+const SEQ_MAX = 999_999_999
+
+/** `n` as SEQ_DIGITS decimal digits, zero-padded, written in place. */
+function writeDigits(b: Buffer, at: number, n: number): void {
+  for (let i = at + SEQ_DIGITS - 1; i >= at; i--) { b[i] = 0x30 + (n % 10); n = Math.floor(n / 10) }
+}
 
 /** Counters of one worker's NAT helper; arrays are indexed udp, tcp, tls, ws, wss (the metrics' order). */
 export class NatCounters {
@@ -67,13 +74,19 @@ export class PingEntry {
   outstanding: boolean
   failures: number
   seq: number
-  pingCallId: string
-  fromTag: string
+  /**
+   * The OPTIONS of this entry, built once (and again after a reload): each ping only writes its
+   * sequence number into it, so a ping allocates nothing in the worker. Offsets of the digits.
+   */
+  ping: Buffer | null
+  branchSeqAt: number
+  cseqAt: number
+  built: number
   /** Taken off the wheel (removed, expired, unregistered): skipped and dropped lazily. */
   dead: boolean
   removing: boolean
 
-  constructor(id: number, aor: string, key: string, b: BindingRef, dest: Destination, slot: number, pingCallId: string) {
+  constructor(id: number, aor: string, key: string, b: BindingRef, dest: Destination, slot: number) {
     this.id = id
     this.aor = aor
     this.key = key
@@ -87,8 +100,10 @@ export class PingEntry {
     this.outstanding = false
     this.failures = 0
     this.seq = 0
-    this.pingCallId = pingCallId
-    this.fromTag = randomTag()
+    this.ping = null
+    this.branchSeqAt = 0
+    this.cseqAt = 0
+    this.built = -1
     this.dead = false
     this.removing = false
   }
@@ -127,6 +142,8 @@ export class KeepaliveScheduler {
   private cursorAt: number
   private timer: ReturnType<typeof setInterval> | null
   private live: number
+  /** Bumped by configure(): the prebuilt pings are rebuilt (listeners, User-Agent may have changed). */
+  private generation: number
 
   constructor(o: KeepaliveOptions) {
     this.o = o
@@ -144,6 +161,7 @@ export class KeepaliveScheduler {
     this.cursorAt = 0
     this.timer = null
     this.live = 0
+    this.generation = 0
     this.configure(o.config)
   }
 
@@ -153,6 +171,7 @@ export class KeepaliveScheduler {
   }
 
   configure(config: FrozenConfig): void {
+    this.generation++
     const k = config.nat.keepalive
     this.enabled = k.enabled
     this.crlf = k.method === 'crlf'
@@ -200,7 +219,7 @@ export class KeepaliveScheduler {
         old.callId = b.callId
         old.cseq = b.cseq
         old.expires = b.expires
-        old.contact = b.contact
+        if (old.contact !== b.contact) { old.contact = b.contact; old.ping = null }
         ;(next ??= []).push(old)
         continue
       }
@@ -229,7 +248,7 @@ export class KeepaliveScheduler {
 
   private add(aor: string, key: string, b: BindingRef, dest: Destination): PingEntry {
     const stream = dest.transport !== 'udp'
-    const e = new PingEntry(this.nextId++, aor, key, b, dest, 0, stream ? '' : pinnedCallId(this.core.workerIndex, this.core.workers))
+    const e = new PingEntry(this.nextId++, aor, key, b, dest, 0)
     if (this.nextId > 0x7fffffff) this.nextId = 1
     this.live++
     if (stream) {
@@ -334,22 +353,35 @@ export class KeepaliveScheduler {
       c.pingsSent[e.transport]!++
       return
     }
-    const out = this.core.local.listenerOf(e.dest.socketId, 'udp')
-    if (out === undefined) return
-    e.seq++
-    const to = '<' + e.contact + '>'
-    const text = 'OPTIONS ' + e.contact + ' SIP/2.0\r\n' +
-      'Via: ' + out.viaPrefix + PING_BRANCH + e.id.toString(36) + '.' + e.seq.toString(36) + ';rport\r\n' +
-      'Max-Forwards: 70\r\n' +
-      'From: <sip:keepalive@' + out.host + '>;tag=' + e.fromTag + '\r\n' +
-      'To: ' + to + '\r\n' +
-      'Call-ID: ' + e.pingCallId + '\r\n' +
-      'CSeq: ' + e.seq + ' OPTIONS\r\n' +
-      'User-Agent: ' + this.core.config.proxy.user_agent + '\r\n' +
-      'Content-Length: 0\r\n\r\n'
+    if (e.ping === null || e.built !== this.generation) { if (!this.build(e)) return }
+    const p = e.ping!
+    e.seq = e.seq >= SEQ_MAX ? 1 : e.seq + 1
+    writeDigits(p, e.branchSeqAt, e.seq)
+    writeDigits(p, e.cseqAt, e.seq)
     e.outstanding = true
-    this.core.send(e.dest, Buffer.from(text, 'latin1'))
+    this.core.send(e.dest, p)
     c.pingsSent[e.transport]!++
+  }
+
+  /**
+   * The entry's OPTIONS (R-URI and To: the Contact; From: us; a Call-ID the primary shards back to
+   * this worker) with fixed-width sequence digits in the branch and CSeq (leading zeros are
+   * digits, RFC 3261 §20.16). The send copies it into the ring (or, in-process, the next write
+   * is a whole interval later).
+   */
+  private build(e: PingEntry): boolean {
+    const out = this.core.local.listenerOf(e.dest.socketId, 'udp')
+    if (out === undefined) return false
+    const zeros = '0'.repeat(SEQ_DIGITS)
+    const head = 'OPTIONS ' + e.contact + ' SIP/2.0\r\nVia: ' + out.viaPrefix + PING_BRANCH + e.id.toString(36) + '.'
+    const mid = ';rport\r\nMax-Forwards: 70\r\nFrom: <sip:keepalive@' + out.host + '>;tag=' + randomTag() + '\r\n' +
+      'To: <' + e.contact + '>\r\nCall-ID: ' + pinnedCallId(this.core.workerIndex, this.core.workers) + '\r\nCSeq: '
+    const tail = ' OPTIONS\r\nUser-Agent: ' + this.core.config.proxy.user_agent + '\r\nContent-Length: 0\r\n\r\n'
+    e.ping = Buffer.from(head + zeros + mid + zeros + tail, 'latin1')
+    e.branchSeqAt = Buffer.byteLength(head, 'latin1')
+    e.cseqAt = e.branchSeqAt + SEQ_DIGITS + Buffer.byteLength(mid, 'latin1')
+    e.built = this.generation
+    return true
   }
 
   private removeBinding(e: PingEntry): void {
