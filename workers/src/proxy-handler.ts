@@ -6,10 +6,10 @@
 // Buffers: the payload is a view into the inbound ring, valid only during onFrame. It is handed
 // to the proxy as a Buffer over the same memory (no copy); the proxy copies a request when a
 // transaction keeps it, and handles ACKs and responses synchronously on the view.
-import { FLAG_OPEN_CONNECTION, kindOf, nameOf } from '@sipedge/frame'
+import { FLAG_KEEPALIVE, FLAG_OPEN_CONNECTION, kindOf, nameOf } from '@sipedge/frame'
 import { defaultConfig, type FrozenConfig } from '@sipedge/config'
 import { startProxy, type Proxy, type Destination, type Source, type ControlMessage } from '@sipedge/proxy'
-import { MODULES, type DispatcherModule } from '@sipedge/modules'
+import { MODULES, FLOW_FAILED, WATCH_FLOW, type DispatcherModule } from '@sipedge/modules'
 import { openStores, type Stores } from '@sipedge/store'
 import type { WorkerMetrics } from '@sipedge/metrics'
 import type { CreateHandler, HandlerContext, MessageHandler, FrameMeta } from './types.js'
@@ -17,6 +17,8 @@ import { ProxyMetricsSink, dispatcherInfo, publishProxyGauges } from './proxy-me
 
 /** Sweep interval of the stores' expiry index on worker 0 (the others do not sweep). */
 const SWEEP_MS = 1000
+
+const EMPTY = Buffer.alloc(0)
 
 export class ProxyHandler implements MessageHandler {
   readonly ctx: HandlerContext
@@ -48,7 +50,12 @@ export class ProxyHandler implements MessageHandler {
         send: (dest, data) => h.send(dest, data),
         now: ctx.now,
         log: ctx.log,
-        ...(post !== undefined ? { postControl: (m: ControlMessage) => post.call(ctx, m) } : {}),
+        // The nat module's "keep this connection alive" is a frame to the primary (which owns the
+        // connection), not a message for the other workers.
+        postControl: (m: ControlMessage) => {
+          if (m.type === WATCH_FLOW) h.watchFlow(m)
+          else if (post !== undefined) post.call(ctx, m)
+        },
         ...(h.sink !== null ? { metrics: h.sink } : {}),
       }, MODULES, {
         openStores: url => h.openStore(url),
@@ -108,6 +115,28 @@ export class ProxyHandler implements MessageHandler {
     const transport = nameOf(meta.transport)
     if (transport === undefined) return
     this.proxy.transportError({ transport, address: meta.address, port: meta.port, ...(meta.connId !== 0 ? { connId: meta.connId } : {}) })
+    // A connection the primary kept alive for a client behind NAT stopped answering: its
+    // registrations go (docs/nat.md).
+    if ((meta.flags & FLAG_KEEPALIVE) !== 0 && meta.connId !== 0) this.proxy.onControl({ type: FLOW_FAILED, connId: meta.connId })
+  }
+
+  /** Asks the primary to keep a stream connection alive (FLAG_KEEPALIVE, empty payload). */
+  private watchFlow(msg: ControlMessage): void {
+    const m = msg as Record<string, unknown>
+    const transport = m['transport']
+    const address = m['address']
+    const connId = Number(m['connId'])
+    if (typeof transport !== 'string' || typeof address !== 'string' || !(connId > 0)) return
+    const o = this.out
+    o.transport = kindOf(transport)
+    o.socketId = 0
+    o.connId = connId
+    o.family = address.includes(':') ? 6 : 4
+    o.address = address
+    o.port = Number(m['port'])
+    o.recvTime = 0
+    o.flags = FLAG_KEEPALIVE
+    if (!this.ctx.send(o, EMPTY)) this.sendFailures++
   }
 
   private send(dest: Destination, data: Buffer | Buffer[]): void {

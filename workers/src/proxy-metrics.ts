@@ -4,8 +4,8 @@
 // or per admin query.
 import type { FrozenConfig } from '@sipedge/config'
 import type { Proxy, ProxyMetrics } from '@sipedge/proxy'
-import type { AuthModule, DialogModule, DispatcherModule, SecurityModule } from '@sipedge/modules'
-import { BanReason, DestinationSlots, DropReason, TransactionKind, METRICS_LAYOUT, type WorkerMetrics } from '@sipedge/metrics'
+import type { AuthModule, DialogModule, DispatcherModule, NatModule, SecurityModule } from '@sipedge/modules'
+import { BanReason, DestinationSlots, DropReason, KeepaliveResult, TransactionKind, METRICS_LAYOUT, type WorkerMetrics } from '@sipedge/metrics'
 import type { HandlerMetrics } from './types.js'
 
 const O = METRICS_LAYOUT.offsets
@@ -115,6 +115,18 @@ export function publishProxyGauges(proxy: Proxy, m: WorkerMetrics, sink: ProxyMe
   // Dialogs not dispatched (lookup, forward): the set="none" series.
   const dlg = proxy.module<DialogModule>('dialog')
   if (dlg !== undefined) m.setDialogs(0, dlg.undispatched)
+  // NAT keep-alives this worker sent (UDP) and bindings it removed: plain counters, published whole.
+  const nat = proxy.module<NatModule>('nat')
+  if (nat !== undefined) {
+    const n = nat.counters
+    for (let x = 0; x < n.pingsSent.length; x++) {
+      m.setKeepalive(x, KeepaliveResult.Sent, n.pingsSent[x]!)
+      m.setKeepalive(x, KeepaliveResult.Answered, n.pingsAnswered[x]!)
+      m.setKeepalive(x, KeepaliveResult.Failed, n.pingsFailed[x]!)
+      m.setKeepaliveSeconds(x, n.pingSeconds[x]!)
+    }
+    m.setBindingsRemoved(n.bindingsRemoved)
+  }
   // Dialogs per destination, when the dispatcher keeps them.
   const disp = proxy.module<DispatcherModule>('dispatcher')
   if (sink !== null && disp !== undefined) {

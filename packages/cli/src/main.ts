@@ -11,7 +11,7 @@ import {
   type HttpServer, type ReloadResult, type DispatcherInfo, type SipedgeMetrics,
 } from '@sipedge/metrics'
 import type { Stores } from '@sipedge/store'
-import { engineOptionsFromConfig } from './options.js'
+import { engineOptionsFromConfig, keepaliveFromConfig } from './options.js'
 import { engineLogger } from './log-adapter.js'
 import { createAdminBackend, destinationStatuses, TraceState } from './admin.js'
 import { resolveAdminToken } from './admin-token.js'
@@ -178,6 +178,7 @@ export async function run(file: string): Promise<void> {
       rings: () => engine.ringStats(),
       connections: () => engine.connectionsByTransport(),
       workersAlive: () => engine.workersAlive,
+      natKeepalives: () => engine.keepaliveStats(),
       registrations: async () => {
         const s = await stores()
         if (s === null) throw Object.assign(new Error('no store in the primary'), { code: 'ERR_ADMIN_NOT_AVAILABLE' })
@@ -213,6 +214,7 @@ export async function run(file: string): Promise<void> {
     config = next
     generation++
     engine.updateConfig(next, generation)
+    engine.setKeepalive(keepaliveFromConfig(next))
     logging.configure(next.logging.level, next.logging.modules)
     agg!.setDestinations(new DestinationSlots(next.dispatcher.sets))
     const tlsOk = engine.reloadTls()
@@ -301,7 +303,6 @@ export async function run(file: string): Promise<void> {
   // Keys the schema names ahead of their implementation: say so rather than pretend.
   const notYet = [
     config.pike.enabled || Object.values(config.pike.domains).some(d => d.enabled === true) ? 'pike' : null,
-    config.nat.keepalive.enabled ? 'nat.keepalive' : null,
   ].filter(k => k !== null)
   if (notYet.length > 0) log.warn({ keys: notYet }, 'configured features not implemented in this version are ignored')
   log.info({

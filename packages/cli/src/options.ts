@@ -1,7 +1,7 @@
 // Configuration (as validated by @sipedge/config) -> Engine options. Kept apart from main.ts so
 // tests and the benchmark build an engine exactly as the command does.
 import type { FrozenConfig } from '@sipedge/config'
-import type { EngineOptions, ListenerOptions, TlsOptions, Logger } from '@sipedge/transport'
+import type { EngineOptions, KeepaliveSettings, ListenerOptions, TlsOptions, Logger } from '@sipedge/transport'
 import { workerEntryUrl, proxyHandlerUrl } from '@sipedge/workers'
 
 export function engineOptionsFromConfig(config: FrozenConfig, logger?: Logger): EngineOptions {
@@ -23,9 +23,16 @@ export function engineOptionsFromConfig(config: FrozenConfig, logger?: Logger): 
       maxMessageSize: config.limits.max_message_size,
       partialMessageTimeoutMs: config.limits.partial_message_timeout,
     },
+    keepalive: keepaliveFromConfig(config),
   }
   if (logger !== undefined) opts.logger = logger
   return opts
+}
+
+/** nat.keepalive -> the primary's stream keep-alives (docs/nat.md); null when off. */
+export function keepaliveFromConfig(config: FrozenConfig): KeepaliveSettings | null {
+  const k = config.nat.keepalive
+  return k.enabled ? { intervalMs: k.interval, failuresRemove: k.failures_remove } : null
 }
 
 function tlsFor(config: FrozenConfig, own: FrozenConfig['listen'][number]['tls']): TlsOptions {

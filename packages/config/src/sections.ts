@@ -449,14 +449,19 @@ const topologyHiding = alt<TopologyHidingConfig>({
 }, 'boolean or mapping').def({ enabled: false, call_id: false }, '`false`')
   .desc('Topology hiding (docs/topology-hiding.md): each side of a dialog sees the edge as the only hop, one Via, Record-Route reduced to the edge, the far side\'s Contact replaced by an edge URI that carries, encrypted and authenticated with the `dialog.secret` key, what in-dialog routing needs (so it survives restarts, worker crashes and a fail-over to the other node). `true`, `false`, or `{ enabled, call_id }`.')
 
+
+const cidrList = (what: string) => list(str('CIDR').check(v => { const r = parseCidr(v); return r.ok ? undefined : r.error }, what))
 const nat = obj({
-  force_rport: bool().def(true).desc('Answer to the source address and port (RFC 3581 rport) even when the client did not ask.'),
-  fix_contact: bool().def(true).desc('Remember the real source of a client whose Contact holds a private address, and reach it there.'),
+  force_rport: bool().def(true).desc('RFC 3581 for UDP even when the client did not ask: `received` and `rport` are filled in on its Via and responses go to the source address and port (stream responses always use the connection).'),
+  fix_contact: bool().def(true).desc('Reach a client behind NAT where it really is: a request to its registration goes to the source address and port (and connection) the REGISTER came from, and in-dialog requests towards it (caller or callee) go to the flow recorded in our Record-Route, never to its private Contact. The Contact itself is not changed. See docs/nat.md.'),
+  private_networks: cidrList('IPv4/IPv6 CIDR block').single().def(['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10', '169.254.0.0/16', 'fc00::/7', 'fe80::/10'], 'RFC 1918, RFC 6598 `100.64.0.0/10`, `169.254.0.0/16`, `fc00::/7`, `fe80::/10`')
+    .desc('A client whose Contact host is in one of these blocks is behind NAT (as is one whose source address or port differs from its Via sent-by). Loopback is never private.'),
   keepalive: obj({
-    enabled: bool().def(false).desc('Ping registered clients behind NAT. Not implemented in this version: accepted, and a warning is logged when on.'),
-    interval: duration(5 * SECOND, 10 * MINUTE).def(30 * SECOND).desc('Interval between two pings of one client; pings are spread evenly over it.'),
-    method: oneOf(['auto', 'options', 'crlf']).def('auto').desc('`auto`: OPTIONS over UDP, CRLF over TCP/TLS, ping frames over WebSocket; `options` / `crlf` force one kind where possible.'),
-  }).desc('NAT keep-alive pings.'),
+    enabled: bool().def(false).desc('Ping registered clients behind NAT so their NAT binding stays open, and remove a binding that stops answering.'),
+    interval: duration(5 * SECOND, 10 * MINUTE).def(30 * SECOND).desc('Interval between two pings of one client; each binding has its own phase, so pings are spread evenly over the interval.'),
+    method: oneOf(['auto', 'options', 'crlf']).def('auto').desc('`auto`: OPTIONS over UDP, the RFC 5626 double-CRLF ping over TCP/TLS, a ping frame over WebSocket; `options`: OPTIONS over UDP (streams as `auto`); `crlf`: a CRLF datagram over UDP (no answer expected, so UDP bindings are never removed) and CRLF/ping frames on streams.'),
+    failures_remove: int(1, 100).def(3).desc('Consecutive pings without an answer after which the binding is removed (counted in `sipedge_nat_bindings_removed_total`).'),
+  }).desc('NAT keep-alive pings (docs/nat.md).'),
 }).desc('NAT traversal helpers (RFC 3581, RFC 5626).')
 
 const pikeFields = (inherit: boolean) => ({
@@ -619,8 +624,6 @@ function finishRoot(o: Record<string, unknown>, _path: string, ctx: Ctx): void {
     Object.assign(r, rule)
   })
 }
-
-const isLoopbackAddress = (a: string): boolean => a.startsWith('127.') || a === '::1'
 
 /** Admin on the metrics listener (admin.listen null): the token rule there; token_file's default. */
 function finishAdmin(o: Record<string, unknown>, ctx: Ctx): void {

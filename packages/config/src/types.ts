@@ -151,8 +151,8 @@ export interface LogRotate { size: number; interval: number; keep: number }
 export interface LoggingConfig { level: LogLevel; modules: Record<string, LogLevel>; file: string | null; rotate: LogRotate }
 export interface PikeLimits { enabled: boolean; window: number; max_requests: number; ban_time: number }
 export interface PikeConfig extends PikeLimits { allow: string[]; domains: Record<string, PikeLimits> }
-export interface NatKeepalive { enabled: boolean; interval: number; method: 'auto' | 'options' | 'crlf' }
-export interface NatConfig { force_rport: boolean; fix_contact: boolean; keepalive: NatKeepalive }
+export interface NatKeepalive { enabled: boolean; interval: number; method: 'auto' | 'options' | 'crlf'; failures_remove: number }
+export interface NatConfig { force_rport: boolean; fix_contact: boolean; private_networks: string[]; keepalive: NatKeepalive }
 
 export interface Config {
   workers: number

@@ -37,10 +37,20 @@ export const FrameFlags = {
    * never to `onFrame`. RFC 3261 §17.1.4: the client transaction treats it as a transport error.
    */
   TRANSPORT_ERROR: 4,
+  /**
+   * worker -> primary: not a message but "keep connection connId alive" (docs/nat.md): a client
+   * behind NAT registered over it. The payload is empty; address/port name the connection's peer.
+   * The primary pings the connection once per keep-alive interval at its own phase (double CRLF,
+   * RFC 5626 §4.4.1; a ping frame on WebSocket) and, after `failures_remove` pings answered by
+   * neither a pong nor any other traffic, closes it and reports it to every worker that asked:
+   * primary -> worker, a frame with TRANSPORT_ERROR | KEEPALIVE (the flow failed).
+   */
+  KEEPALIVE: 8,
 } as const
 export const FLAG_CLOSE_AFTER_SEND = FrameFlags.CLOSE_AFTER_SEND
 export const FLAG_OPEN_CONNECTION = FrameFlags.OPEN_CONNECTION
 export const FLAG_TRANSPORT_ERROR = FrameFlags.TRANSPORT_ERROR
+export const FLAG_KEEPALIVE = FrameFlags.KEEPALIVE
 
 /**
  * A FrameMeta with every field initialised in a fixed order (stable hidden class). A producer

@@ -1,6 +1,6 @@
 // Frame header fields and flag bits.
 import t from 'tap'
-import { createFrameMeta, FrameFlags, FLAG_CLOSE_AFTER_SEND, FLAG_OPEN_CONNECTION, FLAG_TRANSPORT_ERROR } from '@sipedge/frame'
+import { createFrameMeta, FrameFlags, FLAG_CLOSE_AFTER_SEND, FLAG_OPEN_CONNECTION, FLAG_TRANSPORT_ERROR, FLAG_KEEPALIVE } from '@sipedge/frame'
 
 t.test('createFrameMeta: every field, in a fixed order', async t => {
   const m = createFrameMeta()
@@ -13,7 +13,7 @@ t.test('createFrameMeta: every field, in a fixed order', async t => {
 })
 
 t.test('flags are distinct bits', async t => {
-  t.same(FrameFlags, { CLOSE_AFTER_SEND: 1, OPEN_CONNECTION: 2, TRANSPORT_ERROR: 4 })
-  t.same([FLAG_CLOSE_AFTER_SEND, FLAG_OPEN_CONNECTION, FLAG_TRANSPORT_ERROR], [1, 2, 4])
-  t.equal(FLAG_CLOSE_AFTER_SEND & FLAG_OPEN_CONNECTION & FLAG_TRANSPORT_ERROR, 0)
+  t.same(FrameFlags, { CLOSE_AFTER_SEND: 1, OPEN_CONNECTION: 2, TRANSPORT_ERROR: 4, KEEPALIVE: 8 })
+  t.same([FLAG_CLOSE_AFTER_SEND, FLAG_OPEN_CONNECTION, FLAG_TRANSPORT_ERROR, FLAG_KEEPALIVE], [1, 2, 4, 8])
+  t.equal(FLAG_CLOSE_AFTER_SEND & FLAG_OPEN_CONNECTION & FLAG_TRANSPORT_ERROR & FLAG_KEEPALIVE, 0)
 })

@@ -118,6 +118,10 @@ export const BanReason = Object.freeze({ Flood: 0, AuthFailures: 1, Manual: 2, O
 export const PROBE_RESULTS = Object.freeze(['ok', 'bad_code', 'timeout'] as const)
 export const ProbeResult = Object.freeze({ Ok: 0, BadCode: 1, Timeout: 2 } as const)
 
+/** Outcome of NAT keep-alive pings: sent, answered (any response / pong), failed (none before the next). */
+export const KEEPALIVE_RESULTS = Object.freeze(['sent', 'answered', 'failed'] as const)
+export const KeepaliveResult = Object.freeze({ Sent: 0, Answered: 1, Failed: 2 } as const)
+
 export const DESTINATION_STATES = Object.freeze(['active', 'inactive', 'draining', 'probing'] as const)
 
 /**

@@ -1,7 +1,7 @@
 // The slot layout of one sipedge metrics block (one per thread: block 0 = primary, 1..N = workers).
 import {
   BAN_REASONS, BUCKETS_INVITE_FINAL, BUCKETS_INVITE_PROVISIONAL, BUCKETS_NON_INVITE, CODE_SLOTS, DROP_REASONS,
-  MAX_DESTINATIONS, METHODS, PROBE_RESULTS, RESPONSE_DIRECTIONS, TRANSACTION_KINDS, TRANSPORTS,
+  KEEPALIVE_RESULTS, MAX_DESTINATIONS, METHODS, PROBE_RESULTS, RESPONSE_DIRECTIONS, TRANSACTION_KINDS, TRANSPORTS,
 } from './catalog.js'
 import { CounterLayout } from './shared-counters.js'
 
@@ -34,6 +34,11 @@ export const METRICS_LAYOUT = new CounterLayout({
   probes: { size: (MAX_DESTINATIONS + 1) * PROBE_RESULTS.length, kind: 'counter' },
   drops: { size: DROP_REASONS.length, kind: 'counter' },
   bans: { size: BAN_REASONS.length, kind: 'counter' },
+  /** NAT keep-alives: transport × result (index transport * KEEPALIVE_RESULTS.length + result). */
+  natKeepalives: { size: TRANSPORTS.length * KEEPALIVE_RESULTS.length, kind: 'counter' },
+  /** Thread seconds spent on keep-alives, per transport. */
+  natKeepaliveSeconds: { size: TRANSPORTS.length, kind: 'counter' },
+  natBindingsRemoved: { size: 1, kind: 'counter' },
   threadCounters: { size: THREAD_GROUP_SIZE, kind: 'counter' },
   threadGauges: { size: THREAD_GROUP_SIZE, kind: 'gauge' },
 })

@@ -8,7 +8,7 @@
 import { readdirSync } from 'node:fs'
 import { Registry } from 'prom-client'
 import {
-  BAN_REASONS, CODE_SLOTS, DESTINATION_STATES, DROP_REASONS, METHODS, PROBE_RESULTS, RESPONSE_DIRECTIONS,
+  BAN_REASONS, CODE_SLOTS, DESTINATION_STATES, DROP_REASONS, KEEPALIVE_RESULTS, METHODS, PROBE_RESULTS, RESPONSE_DIRECTIONS,
   TRANSACTION_KINDS, TRANSPORTS, codeSlotLabels,
 } from './catalog.js'
 import { HISTOGRAMS, METRICS_LAYOUT, THREAD_SLOTS, type HistogramSlots } from './layout.js'
@@ -47,6 +47,8 @@ export interface MetricsSources {
   dispatcher?(): Promise<readonly DestinationStatus[]> | readonly DestinationStatus[]
   /** Sources banned right now. */
   bansActive?(): Promise<number> | number
+  /** The primary's stream keep-alives, arrays indexed like TRANSPORTS (added to the workers' UDP ones). */
+  natKeepalives?(): { readonly sent: readonly number[]; readonly answered: readonly number[]; readonly failed: readonly number[]; readonly seconds: readonly number[] }
 }
 
 export interface MetricsRegistryOptions {
@@ -327,6 +329,39 @@ export function createMetricsRegistry(opts: MetricsRegistryOptions = {}): Sipedg
   def('sipedge_bans_active', 'gauge', [], 'Sources banned right now.', async () => {
     const n = await call('bans', src.bansActive)
     return n === undefined ? [] : [{ value: n }]
+  })
+
+  // ------------------------------------------------------------------ NAT (workers: UDP; primary: streams)
+  const primaryKeepalives = (): ReturnType<NonNullable<MetricsSources['natKeepalives']>> | undefined => {
+    try {
+      return src.natKeepalives?.()
+    } catch {
+      scrapeErrors.set('nat', (scrapeErrors.get('nat') ?? 0) + 1)
+      return undefined
+    }
+  }
+  def('sipedge_nat_keepalives_total', 'counter', ['transport', 'result'],
+    'NAT keep-alive pings to registered clients behind NAT, by transport and result (sent; answered: any response or pong; failed: none before the next ping).', () => {
+      const t = totals()
+      const p = primaryKeepalives()
+      const out: Sample[] = []
+      for (let x = 0; x < TRANSPORTS.length; x++) {
+        for (let r = 0; r < KEEPALIVE_RESULTS.length; r++) {
+          const own = p === undefined ? 0 : (r === 0 ? p.sent : r === 1 ? p.answered : p.failed)[x] ?? 0
+          out.push({ labels: { transport: TRANSPORTS[x]!, result: KEEPALIVE_RESULTS[r]! }, value: own + (t === null ? 0 : t[O.natKeepalives + x * KEEPALIVE_RESULTS.length + r]!) })
+        }
+      }
+      return out
+    })
+  def('sipedge_nat_keepalive_seconds_total', 'counter', ['transport'],
+    'Thread time spent sending NAT keep-alives and handling their answers, by transport. CPU per 1,000 pings: 1000 * rate(this) / rate(sipedge_nat_keepalives_total{result="sent"}).', () => {
+      const t = totals()
+      const p = primaryKeepalives()
+      return TRANSPORTS.map((x, i) => ({ labels: { transport: x }, value: (p?.seconds[i] ?? 0) + (t === null ? 0 : t[O.natKeepaliveSeconds + i]!) }))
+    })
+  def('sipedge_nat_bindings_removed_total', 'counter', [], 'Registrations removed because their client stopped answering NAT keep-alives (or its flow failed).', () => {
+    const t = totals()
+    return [{ value: t === null ? 0 : t[O.natBindingsRemoved]! }]
   })
 
   // ------------------------------------------------------------------ rings (primary)

@@ -4,13 +4,14 @@
 // happens inside response()) and DestinationSlots.
 import { monitorEventLoopDelay, performance, type IntervalHistogram } from 'node:perf_hooks'
 import { getHeapStatistics } from 'node:v8'
-import { CODE_SLOTS, PROBE_RESULTS, TRANSPORTS, codeSlot } from './catalog.js'
+import { CODE_SLOTS, KEEPALIVE_RESULTS, PROBE_RESULTS, TRANSPORTS, codeSlot } from './catalog.js'
 import { HISTOGRAMS, METRICS_LAYOUT, THREAD_SLOTS, type HistogramSlots } from './layout.js'
 import { SharedCounters } from './shared-counters.js'
 
 const O = METRICS_LAYOUT.offsets
 const NT = TRANSPORTS.length
 const NP = PROBE_RESULTS.length
+const NK = KEEPALIVE_RESULTS.length
 
 /** What a worker needs in workerData to write its metrics block. */
 export interface WorkerMetricsData {
@@ -81,6 +82,15 @@ export class WorkerMetrics {
   drop(reason: number): void { this.f[O.drops + reason]! += 1 }
   /** reason: BanReason.* */
   ban(reason: number): void { this.f[O.bans + reason]! += 1 }
+  // ---- NAT keep-alives (transport: transportIndex(); result: KeepaliveResult.*)
+  keepalive(transport: number, result: number, n = 1): void { this.f[O.natKeepalives + transport * NK + result]! += n }
+  keepaliveSeconds(transport: number, seconds: number): void { this.f[O.natKeepaliveSeconds + transport]! += seconds }
+  bindingsRemoved(n = 1): void { this.f[O.natBindingsRemoved]! += n }
+  /** Absolute values, for a thread that keeps its own counters and publishes them once a second. */
+  setKeepalive(transport: number, result: number, n: number): void { this.f[O.natKeepalives + transport * NK + result] = n }
+  setKeepaliveSeconds(transport: number, seconds: number): void { this.f[O.natKeepaliveSeconds + transport] = seconds }
+  setBindingsRemoved(n: number): void { this.f[O.natBindingsRemoved] = n }
+
   /** Frames handled by this thread (balance across workers). */
   messages(n = 1): void { this.f[O.threadCounters + THREAD_SLOTS.messages]! += n }
 

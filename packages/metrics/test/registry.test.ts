@@ -2,7 +2,7 @@
 // bounded labels, values from the aggregator and the sources.
 import t from 'tap'
 import {
-  BanReason, DestinationSlots, DropReason, MetricsAggregator, ProbeResult, ResponseDirection, TransactionKind,
+  BanReason, DestinationSlots, DropReason, KeepaliveResult, MetricsAggregator, ProbeResult, ResponseDirection, TransactionKind,
   codeSlot, createMetricsRegistry, methodIndex, transportIndex,
 } from '../dist/index.js'
 import { parseExposition } from './fixtures/expo-parser.js'
@@ -28,6 +28,10 @@ function filled() {
   main.probe(dest.slot('pbx', 'sip:127.0.0.2:5070'), ProbeResult.Timeout)
   main.drop(DropReason.Flood)
   main.ban(BanReason.Flood)
+  main.keepalive(transportIndex('tls'), KeepaliveResult.Sent, 3)
+  main.keepalive(transportIndex('tls'), KeepaliveResult.Answered, 2)
+  main.keepaliveSeconds(transportIndex('tls'), 0.25)
+  main.bindingsRemoved()
   main.sample()
   const m = createMetricsRegistry({
     aggregator: agg,
@@ -40,6 +44,7 @@ function filled() {
       registrations: async () => ({ aors: 4, bindings: 6 }),
       dispatcher: async () => [{ set: 'pbx', uri: 'sip:127.0.0.2:5070', state: 'draining' }],
       bansActive: () => { throw new Error('store down') },
+      natKeepalives: () => ({ sent: [0, 5, 1, 0, 0], answered: [0, 4, 0, 0, 0], failed: [0, 1, 0, 0, 0], seconds: [0, 0.01, 0.5, 0, 0] }),
     },
   })
   m.setConfigGeneration(3)
@@ -87,6 +92,12 @@ t.test('exposition parses strictly and carries the values', async t => {
   t.equal(value(fams, 'sipedge_registrations_bindings'), 6)
   t.equal(value(fams, 'sipedge_messages_dropped_total', { reason: 'flood' }), 1)
   t.equal(value(fams, 'sipedge_bans_total', { reason: 'flood' }), 1)
+  t.equal(value(fams, 'sipedge_nat_keepalives_total', { transport: 'tls', result: 'sent' }), 4, 'the workers\' and the primary\'s summed')
+  t.equal(value(fams, 'sipedge_nat_keepalives_total', { transport: 'tcp', result: 'failed' }), 1, 'the primary\'s stream keep-alives')
+  t.equal(value(fams, 'sipedge_nat_keepalives_total', { transport: 'tls', result: 'answered' }), 2)
+  t.equal(value(fams, 'sipedge_nat_keepalives_total', { transport: 'udp', result: 'failed' }), 0, 'every transport and result is reported')
+  t.equal(value(fams, 'sipedge_nat_keepalive_seconds_total', { transport: 'tls' }), 0.75)
+  t.equal(value(fams, 'sipedge_nat_bindings_removed_total'), 1)
   t.equal(fams.get('sipedge_bans_active')?.samples.length, 0, 'a failing source leaves its series out')
   t.equal(value(fams, 'sipedge_scrape_errors_total', { source: 'bans' }), 1, '... and is counted')
   t.equal(value(fams, 'sipedge_ring_drops_total', { worker: '0', direction: 'in' }), 1)

@@ -5,6 +5,7 @@ import type { ModuleDeclaration } from '@sipedge/proxy'
 import { authModule } from './auth/index.js'
 import { dialogModule } from './dialog/index.js'
 import { dispatcherModule } from './dispatcher/index.js'
+import { natModule } from './nat/index.js'
 import { registrarModule } from './registrar/index.js'
 import { securityModule } from './security/index.js'
 import { topologyModule } from './topology/index.js'
@@ -12,6 +13,7 @@ import { topologyModule } from './topology/index.js'
 export * from './auth/index.js'
 export * from './dialog/index.js'
 export * from './dispatcher/index.js'
+export * from './nat/index.js'
 export * from './registrar/index.js'
 export * from './security/index.js'
 export * from './topology/index.js'
@@ -23,5 +25,6 @@ export const MODULES: readonly ModuleDeclaration[] = Object.freeze([
   registrarModule as ModuleDeclaration,
   dispatcherModule as ModuleDeclaration,
   dialogModule as ModuleDeclaration,
+  natModule as ModuleDeclaration,
   topologyModule as ModuleDeclaration,
 ])

@@ -1,6 +1,8 @@
 // The registrar inside the proxy core over real UDP sockets (127.0.0.x, ports 19300-19319):
-// a phone registers (through its "NAT" source port), an application server on 127.0.0.2 sends
-// INVITE and NOTIFY to the AOR, the phone gets them with the Request-URI rewritten to its contact.
+// a phone registers from behind "NAT" (its Via and Contact name 127.0.200.20:5060, an unused
+// loopback address, while it sends from its real socket), an application server on 127.0.0.2
+// sends INVITE and NOTIFY to the AOR, the phone gets them at its source with the Request-URI
+// rewritten to its contact. Nothing is ever sent to a private or public address.
 import t from 'tap'
 import { join } from 'node:path'
 import { createSocket, type Socket } from 'node:dgram'
@@ -34,10 +36,10 @@ class Peer {
   close(): void { try { this.sock.close() } catch { /* closed */ } }
 }
 
-function request(method: string, ruri: string, from: Peer, o: { callId: string; cseq?: number; to?: string; headers?: string[]; fromUri?: string }): string {
+function request(method: string, ruri: string, from: Peer, o: { callId: string; cseq?: number; to?: string; headers?: string[]; fromUri?: string; via?: string }): string {
   return [
     `${method} ${ruri} SIP/2.0`,
-    `Via: SIP/2.0/UDP ${from.address}:${from.port};branch=z9hG4bK${Math.random().toString(36).slice(2)};rport`,
+    `Via: SIP/2.0/UDP ${o.via ?? `${from.address}:${from.port}`};branch=z9hG4bK${Math.random().toString(36).slice(2)}${o.via === undefined ? ';rport' : ''}`,
     'Max-Forwards: 70',
     `From: <${o.fromUri ?? 'sip:app@' + from.address}>;tag=t${Math.random().toString(36).slice(2, 8)}`,
     `To: <${o.to ?? ruri}>`,
@@ -81,15 +83,18 @@ routes:
   await app.bind()
   t.teardown(async () => { phone.close(); app.close(); await proxy.close(100); sock.close(); await stores.close() })
 
-  // The phone's Contact names a private address it cannot be reached at; the source port is what counts.
-  phone.send(request('REGISTER', 'sip:example.com', phone, { callId: 'reg-1', to: 'sip:alice@example.com', fromUri: 'sip:alice@example.com', headers: ['Contact: <sip:alice@192.168.1.20:5060>', 'Expires: 60'] }))
+  // The phone's Via and Contact name an address it cannot be reached at (no rport): behind NAT,
+  // so the source address and port are what count (and force_rport answers there).
+  const NATED = '127.0.200.20:5060'
+  phone.send(request('REGISTER', 'sip:example.com', phone, { via: NATED, callId: 'reg-1', to: 'sip:alice@example.com', fromUri: 'sip:alice@example.com', headers: [`Contact: <sip:alice@${NATED}>`, 'Expires: 60'] }))
   const ok = await phone.next(/^SIP\/2\.0 200/)
-  t.match(ok, /Contact: <sip:alice@192\.168\.1\.20:5060>;expires=60/)
+  t.match(ok, /Contact: <sip:alice@127\.0\.200\.20:5060>;expires=60/)
+  t.match(ok, /Via: SIP\/2\.0\/UDP 127\.0\.200\.20:5060;branch=\S+;received=127\.0\.0\.1/, 'received filled in')
 
   for (const method of ['INVITE', 'NOTIFY']) {
     app.send(request(method, 'sip:alice@example.com', app, { callId: `${method}-1`, headers: method === 'NOTIFY' ? ['Event: message-summary', 'Subscription-State: active'] : [] }))
     const got = await phone.next(new RegExp(`^${method} `))
-    t.match(got, new RegExp(`^${method} sip:alice@192\\.168\\.1\\.20:5060 SIP/2\\.0`), `${method}: Request-URI rewritten to the contact`)
+    t.match(got, new RegExp(`^${method} sip:alice@127\\.0\\.200\\.20:5060 SIP/2\\.0`), `${method}: Request-URI rewritten to the contact, sent to the source`)
     phone.sock.send(Buffer.from(reply(got, method === 'INVITE' ? 486 : 200, method === 'INVITE' ? 'Busy Here' : 'OK'), 'latin1'), PROXY_PORT, '127.0.0.1')
     // by Call-ID: the proxy retransmits a non-2xx final until it is ACKed (Timer G), so the
     // application server's inbox may hold copies of earlier answers on a slow run
@@ -100,7 +105,7 @@ routes:
   t.match(await app.next(/^SIP\/2\.0 480[\s\S]*\r\nCall-ID: inv-404\r\n/), /Call-ID: inv-404/, 'unknown user: 480, as for any user without a binding')
 
   // Unregister: then 480
-  phone.send(request('REGISTER', 'sip:example.com', phone, { callId: 'reg-1', cseq: 2, to: 'sip:alice@example.com', fromUri: 'sip:alice@example.com', headers: ['Contact: *', 'Expires: 0'] }))
+  phone.send(request('REGISTER', 'sip:example.com', phone, { via: NATED, callId: 'reg-1', cseq: 2, to: 'sip:alice@example.com', fromUri: 'sip:alice@example.com', headers: ['Contact: *', 'Expires: 0'] }))
   t.notMatch(await phone.next(/^SIP\/2\.0 200/), /Contact:/)
   app.send(request('INVITE', 'sip:alice@example.com', app, { callId: 'inv-after' }))
   t.match(await app.next(/^SIP\/2\.0 480[\s\S]*\r\nCall-ID: inv-after\r\n/), /Call-ID: inv-after/)

@@ -61,7 +61,7 @@ function isAckPrefix(b: Uint8Array, i: number): boolean {
 
 function emptyHooks(): Hooks {
   return {
-    onArrival: [], onRequest: [], onRestore: [], onDialogRequest: [], onForward: [], onForwardAck: [], onResponse: [], onAttemptFailed: [], onReply: [], onFinished: [], trusts: [],
+    onArrival: [], onRequest: [], onRestore: [], onDialogRequest: [], onForward: [], onForwardAck: [], onResponse: [], onAttemptFailed: [], onReply: [], onFinished: [], trusts: [], onStrayResponse: [],
   }
 }
 
@@ -118,8 +118,9 @@ export class Proxy implements CoreState, CoreApi {
       send: opts.send,
       clock: { now: opts.now },
       t1: t.t1, t2: t.t2, t4: t.t4, timerC: t.timer_c, timerB: t.timer_b, timerF: t.timer_f,
-      onStrayResponse: (msg, source) => forwardStray(this, msg, source),
+      onStrayResponse: (msg, source) => { if (!this.ownStray(msg, source)) forwardStray(this, msg, source) },
       manualTimers: opts.manualTimers ?? false,
+      forceRport: opts.config.nat.force_rport,
     })
     this.onClientResponse = (msg, tx) => clientResponse(this, msg, tx)
     this.onClientTimeout = (tx, reason) => clientTimeout(this, tx, reason)
@@ -182,6 +183,17 @@ export class Proxy implements CoreState, CoreApi {
 
   postControl(msg: ControlMessage): void {
     this.opts.postControl?.(msg)
+  }
+
+  send(dest: Destination, data: Buffer | Buffer[]): void {
+    this.sendFn(dest, data)
+  }
+
+  /** A stray response a module sent the request for (keep-alive OPTIONS): consumed there. */
+  private ownStray(msg: SipMessage, source: Destination): boolean {
+    const hooks = this.hooks.onStrayResponse
+    for (let i = 0; i < hooks.length; i++) if (hooks[i]!.onStrayResponse!(msg, source as Source)) return true
+    return false
   }
 
   // ================================================================================ entry
@@ -538,6 +550,7 @@ export class Proxy implements CoreState, CoreApi {
     this.config = config
     this.local = new LocalIdentity(config)
     this.signer.rekey(config.dialog.secret)
+    this.layer.forceRport = config.nat.force_rport
     for (const m of this.modules) m.instance.applyConfig?.(config)
     this.routes = compileRoutes(config, { sourceSet: name => this.sourceSet(name) })
     this.setLocalHeaders(config)

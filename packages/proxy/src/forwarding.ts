@@ -44,7 +44,8 @@ export function forward(core: CoreState, ctx: RequestContext): void {
 function sendAttempt(core: CoreState, ctx: RequestContext, h: NextHop, out: Listener, address: string): void {
   const req = ctx.req
   const ed = new MessageEditor(req)
-  markReceived(ed, req.topVia, ctx.source)
+  const forceRport = core.layer.forceRport && ctx.source.transport === 'udp'
+  markReceived(ed, req.topVia, ctx.source, forceRport)
 
   // Request-URI and Route set (§16.4 and §16.6 steps 2, 6, 7).
   let ruri = ctx.ruri
@@ -92,10 +93,11 @@ function sendAttempt(core: CoreState, ctx: RequestContext, h: NextHop, out: List
   }
 
   // §16.6 step 8: our Via, its branch carrying the loop hash and a MAC of where responses to it
-  // go back to (RFC 3581 §4: the source port when the client asked for rport, else its sent-by port).
+  // go back to (RFC 3581 §4: the source port when the client asked for rport or force_rport put
+  // it there, else its sent-by port).
   const via = req.topVia
   const src = ctx.source
-  const branch = core.branches.signed(ctx.hash, core.signer, src.address, via.rport !== undefined ? src.port : via.port ?? defaultPort(src.transport))
+  const branch = core.branches.signed(ctx.hash, core.signer, src.address, via.rport !== undefined || forceRport ? src.port : via.port ?? defaultPort(src.transport))
   ed.prependVia(out.viaPrefix + branch)
   const add = ctx.rule?.addHeaders
   if (add !== undefined) for (let i = 0; i < add.length; i++) ed.addHeader(add[i]![0], add[i]![1])
@@ -169,8 +171,11 @@ export function clientTimeout(core: CoreState, tx: ClientTransaction, reason: Ti
   const hooks = core.hooks.onAttemptFailed
   if (hop !== null) for (let i = 0; i < hooks.length; i++) hooks[i]!.onAttemptFailed!(ctx, hop, reason)
   // §16.8: Timer C without provisional: "behave as if the transaction received a 408"; a
-  // transport error likewise (§8.1.3.1: treated as a 503, which §16.7 step 6 turns into 500).
-  keepGenerated(ctx, reason === 'transport-error' ? 503 : 408)
+  // transport error likewise (§8.1.3.1: treated as a 503, which §16.7 step 6 turns into 500) —
+  // unless the hop says what its loss means (a registered flow that is gone: 480, or 430 for
+  // RFC 5626 Outbound, NextHop.failStatus).
+  const fs = hop !== null ? hop.failStatus : undefined
+  keepGenerated(ctx, reason === 'transport-error' ? (fs !== undefined && fs > 0 ? fs : 503) : 408)
   const failover = ctx.failover !== null ? ctx.failover.failoverOnTimeout : true
   if (failover && ctx.next < ctx.hops.length) {
     core.counters.failovers++
@@ -178,6 +183,11 @@ export function clientTimeout(core: CoreState, tx: ClientTransaction, reason: Ti
     return
   }
   sendBest(core, ctx)
+}
+
+/** Reason phrases of the finals the core generates for failed attempts. */
+const GENERATED_REASONS: Readonly<Record<number, string>> = {
+  408: 'Request Timeout', 430: 'Flow Failed', 480: 'Temporarily Unavailable', 500: 'Server Internal Error', 503: 'Service Unavailable',
 }
 
 function keepGenerated(ctx: RequestContext, status: number): void {
@@ -194,7 +204,7 @@ export function sendBest(core: CoreState, ctx: RequestContext): void {
     // §16.7 step 6: "If the selected response is 503 (Service Unavailable), the proxy MUST
     // generate a 500 (Server Internal Error)"; our own 408/503 keep their code.
     const code = status === 0 ? 500 : best !== null ? 500 : status
-    reply(core, ctx, code, code === 408 ? 'Request Timeout' : code === 503 ? 'Service Unavailable' : 'Server Internal Error')
+    reply(core, ctx, code, GENERATED_REASONS[code] ?? 'Server Internal Error')
     return
   }
   forwardResponse(core, ctx, best)

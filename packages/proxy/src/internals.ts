@@ -25,6 +25,7 @@ export interface Hooks {
   onReply: ModuleInstance[]
   onFinished: ModuleInstance[]
   trusts: ModuleInstance[]
+  onStrayResponse: ModuleInstance[]
 }
 
 export interface CoreState {

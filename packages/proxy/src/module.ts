@@ -47,6 +47,11 @@ export interface NextHop {
   readonly headers?: ReadonlyArray<readonly [string, string]> | undefined
   /** §16.6 step 6/7: the hop is a strict router (Route without lr). */
   readonly strict?: boolean | undefined
+  /**
+   * The final status this hop stands for when its attempt ends in a transport error (0 or absent:
+   * the core's 503). A registered flow that is gone: 480, or 430 Flow Failed for RFC 5626 Outbound.
+   */
+  readonly failStatus?: number | undefined
 }
 
 /** A hop built from a Route, a URI or a registered contact. Stable shape. */
@@ -58,7 +63,8 @@ export class TargetHop implements NextHop {
   readonly flow: Destination | undefined
   readonly headers: ReadonlyArray<readonly [string, string]> | undefined
   readonly strict: boolean
-  constructor(uri: string, hop: Hop, requestUri?: string, flow?: Destination, headers?: ReadonlyArray<readonly [string, string]>, strict = false) {
+  readonly failStatus: number
+  constructor(uri: string, hop: Hop, requestUri?: string, flow?: Destination, headers?: ReadonlyArray<readonly [string, string]>, strict = false, failStatus = 0) {
     this.uri = uri
     this.hop = hop
     this.address = null
@@ -66,6 +72,7 @@ export class TargetHop implements NextHop {
     this.flow = flow
     this.headers = headers
     this.strict = strict
+    this.failStatus = failStatus
   }
 }
 
@@ -165,6 +172,11 @@ export interface CoreApi {
   readonly localHeaders: ReadonlyArray<readonly [string, string]>
   /** Sends a request this proxy originates (probe, BYE) on a new client transaction. */
   originate(o: OriginateOptions): boolean
+  /**
+   * Hands bytes to the transport without a transaction (NAT keep-alives: a CRLF datagram, or an
+   * OPTIONS whose answer comes back through `onStrayResponse`). Stream destinations need a connId.
+   */
+  send(dest: Destination, data: Buffer | Buffer[]): void
   /** Upward control message (relayed by the primary to the other workers). */
   postControl(msg: ControlMessage): void
 }
@@ -277,6 +289,12 @@ export interface ModuleInstance {
    * sources nobody vouches for are not retransmitted beyond 3x the request bytes (replies.ts).
    */
   trusts?(req: SipMessage, source: Source): boolean
+  /**
+   * A response that matches no client transaction (before the core relays it by Via, §16.11):
+   * true when it answers something the module sent itself (a keep-alive OPTIONS sent with
+   * CoreApi.send) and is consumed.
+   */
+  onStrayResponse?(resp: SipMessage, source: Source): boolean
   /** On control: a control message from the primary (not `config`: see applyConfig). */
   onControl?(msg: ControlMessage): void
   /** On query: an admin/inspection question; undefined: not mine. */

@@ -53,7 +53,7 @@ export function statelessReply(core: CoreState, msg: SipMessage, source: Source,
   let dest: Destination
   try {
     bytes = buildResponse(msg, status, reason, { headers: extra !== undefined ? [...extra, ...core.localHeaders] : core.localHeaders, source })
-    dest = responseDestination(msg, source, core.layer.isReliable(source.transport))
+    dest = responseDestination(msg, source, core.layer.isReliable(source.transport), core.layer.forceRport)
   } catch {
     return
   }

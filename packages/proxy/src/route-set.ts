@@ -5,10 +5,11 @@ import type { Source } from './types.js'
 
 /**
  * RFC 3261 §18.2.1 / RFC 3581 §4: `received` when the sent-by host is not the source address, and
- * `rport` filled in when the client asked for it.
+ * `rport` filled in when the client asked for it — or, with `forceRport` (`nat.force_rport`), for
+ * every UDP client (stream responses follow the connection, so their Via keeps the sent-by port).
  */
-export function markReceived(ed: MessageEditor, via: Via, source: Source): void {
-  if (via.rport !== undefined) ed.setTopViaParams({ received: source.address, rport: source.port })
+export function markReceived(ed: MessageEditor, via: Via, source: Source, forceRport = false): void {
+  if (via.rport !== undefined || (forceRport && source.transport === 'udp')) ed.setTopViaParams({ received: source.address, rport: source.port })
   else if (via.host !== source.address) ed.setTopViaParams({ received: source.address })
 }
 

@@ -95,7 +95,7 @@ export function forwardAck(core: CoreState, msg: SipMessage, source: Source): vo
     if (u.user === undefined && isOurUri(core, u)) { c.acksDropped++; return }
     hop = hopOf(u)
   }
-  if (d !== null) { hop = d.hop; flow = undefined }
+  if (d !== null) { hop = d.hop; flow = d.flow }
   const address = flow !== undefined ? flow.address : d !== null && d.address !== null ? d.address : core.resolver.peek(hop.host)
   if (address === undefined || address === null) {
     // Not resolved yet: warm the cache; the UAC retransmits its ACK with the next 2xx.
@@ -108,7 +108,7 @@ export function forwardAck(core: CoreState, msg: SipMessage, source: Source): vo
   if (out === undefined) { c.acksDropped++; return }
   const ed = new MessageEditor(ack)
   const via = ack.topVia
-  markReceived(ed, via, source)
+  markReceived(ed, via, source, core.layer.forceRport)
   const ruri = target !== null
     ? (strictNext !== null ? editRouteSet(ed, ack.has('route') ? ack.routes : EMPTY_ROUTES, 0, false, strictNext, ack.uri) : null)
     : editRouteSet(ed, routes, ours, false, strictNext, msg.uri)
@@ -121,6 +121,7 @@ export function forwardAck(core: CoreState, msg: SipMessage, source: Source): vo
   ed.prependVia(out.viaPrefix + BRANCH_MARK + '00000000.a' + (callIdHashOf(b) >>> 0).toString(36) + core.workerIndex.toString(36))
   if (transport !== 'udp') ed.ensureContentLength()
   c.acksForwarded++
+  // A module's hop over a recorded flow (a NATed or stream peer, docs/nat.md) keeps its connection.
   core.sendFn(flow ?? { transport, address, port: hop.port, socketId: out.socketId }, ed.toBuffers())
 }
 

@@ -41,4 +41,6 @@ export interface Target {
   flow?: Destination
   /** Extra header lines (e.g. Path-derived Route), appended as given. */
   headers?: ReadonlyArray<readonly [string, string]>
+  /** NextHop.failStatus: what a transport error on this target means (480 / 430 for a flow that is gone). */
+  failStatus?: number
 }

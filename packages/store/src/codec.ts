@@ -50,6 +50,7 @@ export function checkBinding(aor: string, b: Binding, nodeId: string | undefined
     userAgent: b.userAgent ?? undefined,
     updatedAt: typeof b.updatedAt === 'number' ? b.updatedAt : Date.now(),
     nodeId: b.nodeId ?? nodeId,
+    nat: typeof b.nat === 'boolean' ? b.nat : undefined,
   }
 }
 
@@ -57,9 +58,11 @@ function bad(message: string): never {
   throw new StoreError(StoreErrorCode.BAD_VALUE, message)
 }
 
+// Element 12 (nat) was added later: records written before it have 12 elements and decode with
+// nat undefined; a reader from before it ignores the extra element.
 type BindingTuple = [
   string, string | null, number | null, number, number, string, number, string[],
-  [string, string, number, number, number], string | null, number, string | null,
+  [string, string, number, number, number], string | null, number, string | null, (boolean | null)?,
 ]
 
 export function encodeBindings(list: readonly Binding[]): Buffer {
@@ -69,7 +72,7 @@ export function encodeBindings(list: readonly Binding[]): Buffer {
     const r = b.received
     out[i] = [
       b.contact, b.instance ?? null, b.regId ?? null, b.q, b.expires, b.callId, b.cseq, b.path,
-      [r.transport, r.address, r.port, r.socketId, r.connId], b.userAgent ?? null, b.updatedAt, b.nodeId ?? null,
+      [r.transport, r.address, r.port, r.socketId, r.connId], b.userAgent ?? null, b.updatedAt, b.nodeId ?? null, b.nat ?? null,
     ]
   }
   return encode([FORMAT, out])
@@ -96,6 +99,7 @@ export function decodeBindings(aor: string, buf: Uint8Array | null | undefined):
       userAgent: t[9] ?? undefined,
       updatedAt: t[10],
       nodeId: t[11] ?? undefined,
+      nat: typeof t[12] === 'boolean' ? t[12] : undefined,
     }
   }
   return out

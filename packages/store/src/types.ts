@@ -28,6 +28,12 @@ export interface Binding {
   userAgent?: string | undefined
   updatedAt: number
   nodeId?: string | undefined
+  /**
+   * The UA was behind NAT when it registered (docs/nat.md): requests for this binding go to
+   * `received` (the flow), not to the Contact. Undefined in records written before this field
+   * existed: the registrar then decides from the Contact and `received` alone.
+   */
+  nat?: boolean | undefined
 }
 
 export interface Page<T> {

@@ -60,3 +60,23 @@ t.test('lmdb: ?sync=commit and ?sync=Nms both persist across close and reopen', 
     await b.close()
   }
 })
+
+t.test('lmdb: a binding written before the NAT flag existed (12-element tuple) is read, nat undefined', async t => {
+  const path = join(t.testdir({}), 'old')
+  const s0 = await openStores(`lmdb:${path}`, { sweepIntervalMs: 0 })
+  await s0.close()
+  const { open } = await import('lmdb')
+  const { Packr } = await import('msgpackr')
+  const env = open({ path, encoding: 'binary', maxDbs: 16 })
+  const loc = env.openDB({ name: 'loc', encoding: 'binary' })
+  const old = [1, [['sip:old@192.0.2.1:5060', null, null, 1, Date.now() + 60_000, 'cid-old', 3, [], ['udp', '192.0.2.1', 5060, 0, 0], 'ua', Date.now(), null]]]
+  await loc.put('sip:old@example.com', Buffer.from(new Packr({ useRecords: false, moreTypes: false }).pack(old)))
+  await env.close()
+  const s = await openStores(`lmdb:${path}`, { sweepIntervalMs: 0 })
+  t.teardown(() => s.close())
+  const got = await s.location.get('sip:old@example.com')
+  t.equal(got.length, 1)
+  t.equal(got[0]!.contact, 'sip:old@192.0.2.1:5060')
+  t.equal(got[0]!.cseq, 3)
+  t.equal(got[0]!.nat, undefined, 'no NAT flag: undefined')
+})

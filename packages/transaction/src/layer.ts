@@ -43,6 +43,11 @@ export interface TransactionLayerOptions {
   timerF?: number
   /** INVITE server transactions send 100 Trying on creation (§17.2.1). Default true. */
   autoTrying?: boolean
+  /**
+   * Unreliable transports: send responses to the request's source address and port as if the
+   * client had asked with `rport` (RFC 3581 §4; the proxy's `nat.force_rport`). Default false.
+   */
+  forceRport?: boolean
   /** Responses that match no client transaction (a proxy forwards these statelessly, §16.7). */
   onStrayResponse?: (msg: SipMessage, source: Destination) => void
   /** Wheel tick (ms). Default clamp(floor(T1/10), 1, 50): 50 ms at the RFC default T1. */
@@ -96,12 +101,14 @@ const performanceClock: Clock = { now: () => performance.now() }
  * RFC 3261 §18.2.2 destination of responses for a request received from `source`:
  * reliable transport: the same connection; maddr: that address; rport (RFC 3581 §4): the source
  * address and port; otherwise the source address ("received") and the sent-by port (default 5060).
+ * `forceRport`: the source address and port even without `rport` (a client behind NAT that does
+ * not know RFC 3581 listens on the sent-by port, but only the source port gets through its NAT).
  */
-export function responseDestination(msg: SipMessage, source: Destination, reliable: boolean): Destination {
+export function responseDestination(msg: SipMessage, source: Destination, reliable: boolean, forceRport = false): Destination {
   if (reliable) return source
   const via = msg.topVia
   if (via.maddr !== undefined) return { transport: source.transport, address: via.maddr, port: via.port ?? 5060, socketId: source.socketId }
-  if (via.rport !== undefined) return source
+  if (via.rport !== undefined || forceRport) return source
   const port = via.port ?? 5060
   if (port === source.port) return source
   return { transport: source.transport, address: source.address, port, socketId: source.socketId }
@@ -119,6 +126,8 @@ export class TransactionLayer implements TransactionHost<Transaction> {
   readonly wheel: TimerWheel
   readonly clock: Clock
   readonly autoTrying: boolean
+  /** TransactionLayerOptions.forceRport; the owner may change it (configuration reload). */
+  forceRport: boolean
   /** Timer values for unreliable and reliable transports (the only two instances). */
   readonly timersUnreliable: TimerValues
   readonly timersReliable: TimerValues
@@ -153,6 +162,7 @@ export class TransactionLayer implements TransactionHost<Transaction> {
     const tickMs = opts.tickMs ?? Math.max(1, Math.min(50, Math.floor(cfg.t1 / 10)))
     this.wheel = new TimerWheel({ tickMs, slots: opts.wheelSlots ?? 1024, now: this.clock.now() })
     this.autoTrying = opts.autoTrying ?? true
+    this.forceRport = opts.forceRport ?? false
     this.sendFn = opts.send
     this.isReliableFn = opts.isReliable ?? defaultIsReliable
     this.onStray = opts.onStrayResponse ?? noop
@@ -227,7 +237,7 @@ export class TransactionLayer implements TransactionHost<Transaction> {
     }
     const reliable = this.isReliableFn(source.transport)
     const tv = reliable ? this.timersReliable : this.timersUnreliable
-    const dest = responseDestination(msg, source, reliable)
+    const dest = responseDestination(msg, source, reliable, this.forceRport)
     const key = magic ? null : key2543(msg, method)
     const host = via.host.toLowerCase()
     if (method === 'INVITE') {

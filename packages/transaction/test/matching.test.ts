@@ -120,6 +120,8 @@ t.test('responseDestination (§18.2.2, RFC 3581)', async t => {
   t.same(responseDestination(request({ viaPort: 5062 }), src, false), { transport: 'udp', address: '198.51.100.7', port: 5062, socketId: undefined }, 'received + sent-by port')
   t.same(responseDestination(request({ viaPort: null }), src, false), { transport: 'udp', address: '198.51.100.7', port: 5060, socketId: undefined }, 'default port 5060')
   t.equal(responseDestination(request({ viaParams: ';rport' }), src, false), src, 'rport: the source')
+  t.equal(responseDestination(request({ viaPort: 5062 }), src, false, true), src, 'forceRport (nat.force_rport): the source without rport')
+  t.same(responseDestination(request({ viaParams: ';maddr=239.1.1.1' }), src, false, true), { transport: 'udp', address: '239.1.1.1', port: 5060, socketId: undefined }, 'forceRport: maddr still wins')
   t.same(responseDestination(request({ viaParams: ';maddr=239.1.1.1' }), src, false), { transport: 'udp', address: '239.1.1.1', port: 5060, socketId: undefined }, 'maddr')
   const tcp = { transport: 'tcp' as const, address: '198.51.100.7', port: 34567, connId: 9 }
   t.equal(responseDestination(request(), tcp, true), tcp, 'reliable: the same connection')

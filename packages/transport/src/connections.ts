@@ -12,6 +12,8 @@ export interface WsConnectionLike {
   readonly remoteAddress: string
   readonly remotePort: number
   send(data: Buffer | Buffer[]): boolean
+  /** Sends a WebSocket ping frame (NAT keep-alive); false when it could not be sent. */
+  ping?(): boolean
   close(): void
 }
 
@@ -46,6 +48,14 @@ export class StreamConn {
   /** The write callback of every tracked write: one function per connection, not per message. */
   readonly onWritten: (err?: Error | null) => void
   createdAt: number
+  /**
+   * NAT keep-alive (keepalive.ts): the workers that asked for it (null: not kept alive), the
+   * wheel slot, a ping sent and not answered yet, consecutive unanswered pings.
+   */
+  kaWorkers: number[] | null = null
+  kaSlot = -1
+  kaOutstanding = false
+  kaFailures = 0
 
   constructor(kind: number, socketId: number, address: string, port: number, outbound: boolean) {
     this.kind = kind

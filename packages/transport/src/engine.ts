@@ -20,6 +20,7 @@ import { WorkerPool, QueryError, withTimeout, type EngineRingStat } from './pool
 import { UdpListeners } from './listeners/udp.js'
 import { StreamListeners } from './listeners/stream.js'
 import { WebSocketListeners } from './listeners/websocket.js'
+import { StreamKeepalive, type KeepaliveSettings, type KeepaliveStats } from './keepalive.js'
 import { DEFAULT_LIMITS, transportError, type EngineLimits, type EngineOptions, type ListenerInfo, type ListenerOptions, type RunState } from './options.js'
 
 export class Engine {
@@ -40,6 +41,7 @@ export class Engine {
   readonly #ws: WebSocketListeners
   #pool: WorkerPool | null = null
   #inproc: InProcessTarget | null = null
+  readonly #keepalive: StreamKeepalive
 
   constructor(opts: EngineOptions) {
     this.#opts = opts
@@ -56,18 +58,27 @@ export class Engine {
     const inbound = new Inbound(common)
     this.#inbound = inbound
     this.#udp = new UdpListeners(this.log, (socketId, msg, rinfo) => inbound.datagram(socketId, msg, rinfo))
+    const keepalive = new StreamKeepalive({
+      table: this.table,
+      report: (worker, meta) => this.#outbound.target.transportError(worker, meta),
+      destroy: conn => this.#streams.destroy(conn),
+    })
+    this.#keepalive = keepalive
+    keepalive.configure(opts.keepalive ?? null)
     this.#streams = new StreamListeners({
       ...common,
       onMessage: (conn, buf) => inbound.streamMessage(conn, buf),
       onError: conn => this.#outbound.connectionFailed(conn),
+      onAlive: conn => keepalive.answered(conn),
     })
     this.#ws = new WebSocketListeners({
       ...common,
       onMessage: (conn, buf) => inbound.streamMessage(conn, buf),
       onClosed: conn => this.#streams.closed(conn),
+      onAlive: conn => keepalive.answered(conn),
     })
     this.#outbound = new Outbound({
-      ...common, udp: this.#udp, streams: this.#streams,
+      ...common, udp: this.#udp, streams: this.#streams, keepalive,
       ...(opts.outboundTls !== undefined ? { outboundTls: opts.outboundTls } : {}),
     })
     if (this.#nWorkers > 0) {
@@ -173,6 +184,7 @@ export class Engine {
 
   async #teardown(): Promise<void> {
     this.#run.draining = true
+    this.#keepalive.close()
     this.#streams.stopTimers()
     for (const c of [...this.table.values()]) this.#streams.destroy(c)
     this.#streams.closeListeners()
@@ -221,6 +233,16 @@ export class Engine {
   /** Re-reads every TLS certificate file (SIGHUP); false when any set failed (old kept). */
   reloadTls(): boolean {
     return this.#streams.reloadTls()
+  }
+
+  /** NAT keep-alives of stream connections on (new settings) or off (null); configuration reload. */
+  setKeepalive(settings: KeepaliveSettings | null): void {
+    this.#keepalive.configure(settings)
+  }
+
+  /** Stream keep-alive counters by transport (metrics, scrape time). */
+  keepaliveStats(): KeepaliveStats {
+    return this.#keepalive.stats()
   }
 
   // ------------------------------------------------------------------------------ observation

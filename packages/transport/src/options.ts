@@ -3,6 +3,7 @@
 import type { TransportName } from '@sipedge/frame'
 import type { TlsOptions } from './tls-contexts.js'
 import type { Logger } from './log.js'
+import type { KeepaliveSettings } from './keepalive.js'
 
 export interface ListenerOptions {
   transport: TransportName
@@ -70,6 +71,11 @@ export interface EngineOptions {
   onWorkerExit?: (index: number, code: number) => void
   /** Bound on engine.query answers (default 2000 ms). */
   queryTimeoutMs?: number
+  /**
+   * NAT keep-alives of the stream connections workers ask for (FLAG_KEEPALIVE; docs/nat.md);
+   * null or absent: off (such frames are ignored). Changed at run time with setKeepalive().
+   */
+  keepalive?: KeepaliveSettings | null
 }
 
 /** Shared by the parts of one engine: set once when stop() begins. */

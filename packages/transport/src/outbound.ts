@@ -12,7 +12,7 @@
 import { connect as tcpConnect, isIP, type Socket } from 'node:net'
 import { connect as tlsConnect } from 'node:tls'
 import { readFileSync } from 'node:fs'
-import { UDP, TCP, TLS, WS, WSS, FLAG_CLOSE_AFTER_SEND, FLAG_OPEN_CONNECTION, FLAG_TRANSPORT_ERROR, nameOf, createFrameMeta, type FrameMeta } from '@sipedge/frame'
+import { UDP, TCP, TLS, WS, WSS, FLAG_CLOSE_AFTER_SEND, FLAG_OPEN_CONNECTION, FLAG_TRANSPORT_ERROR, FLAG_KEEPALIVE, nameOf, createFrameMeta, type FrameMeta } from '@sipedge/frame'
 import type { FrameHandler } from '@sipedge/ring'
 import { StreamConn, type ConnectionTable } from './connections.js'
 import { RateLimitedLog, type Logger } from './log.js'
@@ -22,6 +22,7 @@ import type { StreamListeners } from './listeners/stream.js'
 import { NO_TARGET, type FrameTarget } from './inbound.js'
 import type { OutboundSink } from './pool.js'
 import type { EngineLimits, OutboundTlsOptions, RunState } from './options.js'
+import type { StreamKeepalive } from './keepalive.js'
 
 export interface OutboundOptions {
   table: ConnectionTable
@@ -32,6 +33,8 @@ export interface OutboundOptions {
   udp: UdpListeners
   streams: StreamListeners
   outboundTls?: OutboundTlsOptions
+  /** NAT keep-alives of stream connections (FLAG_KEEPALIVE frames ask for them). */
+  keepalive?: StreamKeepalive
 }
 
 export class Outbound implements OutboundSink {
@@ -93,13 +96,20 @@ export class Outbound implements OutboundSink {
     const kind = meta.transport
     if (kind === UDP) return this.#sendDatagram(meta, payload, fromRing)
     if (kind !== TCP && kind !== TLS && kind !== WS && kind !== WSS) { this.#c.sendUnsupported++; return false }
+    // Not a message: keep connId alive (docs/nat.md); nothing is written now.
+    if ((meta.flags & FLAG_KEEPALIVE) !== 0) return this.#o.keepalive?.watch(meta, this.#from) ?? false
     let conn: StreamConn | undefined
     if (meta.connId !== 0) {
       conn = this.#table.get(meta.connId)
+      // An id of another peer is not that connection: ids start at 1 again after a restart, and a
+      // stored flow (a registration) may outlive the connection it names.
+      if (conn !== undefined && (conn.port !== meta.port || conn.address !== meta.address)) conn = undefined
       if (conn === undefined || conn.closed) {
         // The connection the request came in on is gone. RFC 3261 §18.2.2 lets the sender open a
         // new one to the sent-by; the worker asks for that explicitly with FLAG_OPEN_CONNECTION.
-        if ((meta.flags & FLAG_OPEN_CONNECTION) === 0) { this.#c.sendNoConnection++; return false }
+        // Without it (a response, or a request to a client behind NAT, which no new connection
+        // reaches) the sender hears of it now: its client transaction fails over at once.
+        if ((meta.flags & FLAG_OPEN_CONNECTION) === 0) { this.#c.sendNoConnection++; this.#gone(meta); return false }
         conn = undefined
       }
     }
@@ -211,6 +221,20 @@ export class Outbound implements OutboundSink {
     m.flags = FLAG_TRANSPORT_ERROR
     for (let i = 0; i < conn.writers.length; i++) this.#tell(conn.writers[i]!, m)
     conn.writers.length = 0
+  }
+
+  /** A frame named a connection that is gone, and no new one may be opened for it. */
+  #gone(meta: FrameMeta): void {
+    const m = this.#report
+    m.transport = meta.transport
+    m.socketId = meta.socketId
+    m.connId = meta.connId
+    m.family = meta.family
+    m.address = meta.address
+    m.port = meta.port
+    m.recvTime = performance.timeOrigin + performance.now()
+    m.flags = FLAG_TRANSPORT_ERROR
+    this.#tell(this.#from, m)
   }
 
   /** A frame asked for a connection that could not be opened (limit, draining, WS, bad port). */

@@ -18,6 +18,8 @@ export interface WsConnection {
    * Never throws.
    */
   send(data: Buffer | Buffer[]): boolean
+  /** Sends a ping frame (RFC 6455 §5.5.2; NAT keep-alives); the pong comes to sink.onPong. false if closed. */
+  ping(): boolean
   /**
    * Closes the connection (WebSocket close 1000). Idempotent. The sink's onClose runs
    * synchronously inside this call.
@@ -32,6 +34,8 @@ export interface WsSink {
   onMessage(connId: number, data: Buffer): void
   /** Called exactly once per opened connection, whoever closed it. Do not send from here. */
   onClose(connId: number): void
+  /** A pong frame arrived (the answer to ping(), NAT keep-alives). */
+  onPong?(connId: number): void
 }
 
 export interface WsListenerOptions {

@@ -185,6 +185,12 @@ class UwsWsConnection implements WsConnection {
     return true
   }
 
+  ping(): boolean {
+    const ws = this.ws
+    if (this.closed || ws === null) return false
+    return ws.ping() !== UWS_SEND_DROPPED
+  }
+
   close(): void {
     const ws = this.ws
     if (this.closed || ws === null) return
@@ -309,6 +315,11 @@ class UwsWsListener implements WsListener {
     this.sink.onMessage(conn.connId, Buffer.from(new Uint8Array(data)))
   }
 
+  pong(ws: WebSocket<UserData>): void {
+    const conn = ws.getUserData().conn
+    if (!conn.closed && !conn.opening) this.sink.onPong?.(conn.connId)
+  }
+
   closeHandler(ws: WebSocket<UserData>): void {
     const conn = ws.getUserData().conn
     conn.closed = true
@@ -427,6 +438,7 @@ export async function startWsListener(opts: WsListenerOptions): Promise<WsListen
     open: ws => listener.open(ws),
     message: (ws, data, isBinary) => listener.message(ws, data, isBinary),
     close: ws => listener.closeHandler(ws),
+    pong: ws => listener.pong(ws),
   }
   const path = opts.path
   app.ws(path ?? '/*', behavior)

@@ -59,18 +59,6 @@ export function uriOfRouteValue(v: string): string {
   return v.slice(a + 1, b < 0 ? v.length : b).trim()
 }
 
-/** Private / loopback / link-local IPv4 and IPv6 ULA / link-local addresses (RFC 1918, 6598, 4193). */
-export function isPrivateHost(host: string): boolean {
-  const h = host.startsWith('[') ? host.slice(1, -1).toLowerCase() : host
-  const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(h)
-  if (m !== null) {
-    const a = Number(m[1])
-    const b = Number(m[2])
-    return a === 10 || a === 127 || (a === 172 && b >= 16 && b <= 31) || (a === 192 && b === 168) || (a === 100 && b >= 64 && b <= 127) || (a === 169 && b === 254)
-  }
-  return h === '::1' || h.startsWith('fc') || h.startsWith('fd') || h.startsWith('fe80:')
-}
-
 /** `Contact: <uri>;expires=N[;q=..][;+sip.instance=".."][;reg-id=N]` value of the 200 (§10.3 step 8). */
 export function contactValue(contact: string, expiresS: number, q: number, instance: string | undefined, regId: number | undefined): string {
   let s = '<' + contact + '>;expires=' + expiresS

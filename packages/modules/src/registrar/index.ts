@@ -4,7 +4,7 @@ import { LocationRegistrar, type RegistrarOptions } from './registrar.js'
 
 export { LocationRegistrar, RegistrarCounters, isLookupFailure } from './registrar.js'
 export type { RegistrarOptions, RegistrarStores, LookupFailure } from './registrar.js'
-export { aorOf, normalizeContact, parseDeltaSeconds, parseQ, isPrivateHost, contactValue } from './contact.js'
+export { aorOf, normalizeContact, parseDeltaSeconds, parseQ, contactValue } from './contact.js'
 export { RegistrarModule, registrarModule, usesLocation, hopsOf } from './module.js'
 
 /** A registrar over stores the caller opened and closes (tests, benchmarks). */

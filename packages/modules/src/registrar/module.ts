@@ -17,7 +17,7 @@ export function hopsOf(targets: readonly Target[]): NextHop[] {
   for (const t of targets) {
     try {
       const hop = t.flow !== undefined ? { transport: t.flow.transport, host: t.flow.address, port: t.flow.port } : hopOf(parseUri(t.uri))
-      hops.push(new TargetHop(t.uri, hop, t.requestUri, t.flow, t.headers, false))
+      hops.push(new TargetHop(t.uri, hop, t.requestUri, t.flow, t.headers, false, t.failStatus ?? 0))
     } catch { /* an unparseable contact is skipped */ }
   }
   return hops

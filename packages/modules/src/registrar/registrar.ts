@@ -1,13 +1,15 @@
 // Registrar and location service (RFC 3261 §10.3), with Path (RFC 3327) and the registrar side of
 // SIP Outbound (RFC 5626 §6). One instance per worker; all state lives in the LocationStore (LMDB
 // shared by the threads of a process, or Redis shared by nodes), nothing is cached here.
+import { hostname } from 'node:os'
 import { SipParseError, parseUri, type NameAddr, type SipMessage, type SipUri } from '@sipedge/sip'
 import type { ServerTransaction } from '@sipedge/transaction'
 import type { FrozenConfig } from '@sipedge/config'
 import { bindingKey, type Binding, type CredentialStore, type LocationStore } from '@sipedge/store'
 import type { Destination, ProxyLogger, Target } from '@sipedge/proxy'
 import { DigestAuth, type AuthResult } from '../auth/index.js'
-import { aorOf, contactValue, instanceOf, isPrivateHost, normalizeContact, parseDeltaSeconds, parseQ, regIdOf, uriOfRouteValue } from './contact.js'
+import { NatDetector } from '../nat/index.js'
+import { aorOf, contactValue, instanceOf, normalizeContact, parseDeltaSeconds, parseQ, regIdOf, uriOfRouteValue } from './contact.js'
 
 /** What the registrar needs of `@sipedge/store`'s Stores (or a test double). */
 export interface RegistrarStores {
@@ -31,6 +33,8 @@ export interface RegistrarOptions {
   auth?: () => DigestAuth | null
   /** close() also closes the stores (the caller handed them over). */
   ownsStores?: boolean
+  /** Written into every binding (Binding.nodeId): which node accepted it. Default: the host name. */
+  nodeId?: string
 }
 
 /** Why `lookup` found nothing to forward to: the proxy answers with this status and reason. */
@@ -63,6 +67,10 @@ export class RegistrarCounters {
   lookupHits = 0
   lookupMisses = 0
   lookupErrors = 0
+  /** Bindings written from behind NAT (docs/nat.md "Detection"). */
+  natBindings = 0
+  /** Bindings removed because they stopped answering NAT keep-alives (or their flow failed). */
+  natRemoved = 0
 }
 
 
@@ -76,6 +84,8 @@ const OUTAGE_LOG_EVERY_MS = 10_000
 /** One Contact of a REGISTER, validated (§10.3 steps 6-7). */
 interface ContactRequest {
   contact: string
+  /** The UA is behind NAT for this binding (source vs Via, or a private Contact host). */
+  nat: boolean
   expiresS: number
   q: number
   instance: string | undefined
@@ -96,6 +106,8 @@ export class LocationRegistrar {
   readonly counters = new RegistrarCounters()
   private readonly authOf: () => DigestAuth | null
   readonly workerIndex: number
+  /** This node (Binding.nodeId of the bindings it writes; the NAT keep-alives of a node are its own). */
+  readonly nodeId: string
   private config: FrozenConfig
   private readonly stores: RegistrarStores
   private readonly location: LocationStore
@@ -107,17 +119,22 @@ export class LocationRegistrar {
   private lastOutageLog = 0
   private suppressed = 0
   private closed = false
+  private detector: NatDetector
+  /** The nat module hears of every REGISTER result here (keep-alives); null: nobody listens. */
+  natObserver: ((aor: string, bindings: readonly Binding[], callId: string, cseq: number) => void) | null = null
 
   constructor(opts: RegistrarOptions) {
     this.config = opts.config
     this.stores = opts.stores
     this.location = opts.stores.location
     this.workerIndex = opts.workerIndex
+    this.nodeId = opts.nodeId ?? hostname()
     this.now = opts.now ?? Date.now
     this.log = opts.log
     this.ownsStores = opts.ownsStores ?? false
     this.domains = new Set(opts.config.domains.map(d => d.toLowerCase()))
     this.serverHeader = opts.config.proxy.server_header === null ? [] : [['Server', opts.config.proxy.server_header]]
+    this.detector = new NatDetector(opts.config.nat.private_networks)
     if (opts.auth !== undefined) this.authOf = opts.auth
     else {
       const own = Object.keys(opts.config.auth.domains).length === 0 ? null : new DigestAuth({
@@ -212,12 +229,19 @@ export class LocationRegistrar {
     }
     const outboundOk = supported.has('outbound') && firstHopOb
     let outboundUsed = false
+    // docs/nat.md "Detection": where the REGISTER came from against its Via, once per request; the
+    // Contact host per binding. A binding registered through another proxy (Path) is reached there.
+    const viaNat = path.length === 0 && this.detector.viaDiffers(req.topVia, source)
 
     const wanted: ContactRequest[] = []
     if (!star) {
       for (const c of contacts) {
         let contact: string
-        try { contact = normalizeContact(c.uri) } catch { this.reject(tx, 400, 'Bad Contact URI'); return }
+        let nat = viaNat
+        try {
+          contact = normalizeContact(c.uri)
+          if (!nat && path.length === 0) nat = this.detector.isPrivate(parseUri(contact).host)
+        } catch { this.reject(tx, 400, 'Bad Contact URI'); return }
         const ep = c.params.get('expires')
         let secs = ep !== undefined && ep !== null ? parseDeltaSeconds(ep) : headerExpires ?? defS
         if (Number.isNaN(secs)) secs = headerExpires ?? defS // §10.2.1.1: a bad parameter falls back
@@ -239,7 +263,7 @@ export class LocationRegistrar {
         // RFC 5626 §6: without outbound support on the path "the registrar MUST ignore the reg-id".
         if (regId !== undefined && (instance === undefined || !outboundOk)) regId = undefined
         if (regId !== undefined) outboundUsed = true
-        wanted.push({ contact, expiresS: secs, q, instance, regId })
+        wanted.push({ contact, nat, expiresS: secs, q, instance, regId })
       }
     }
 
@@ -287,7 +311,7 @@ export class LocationRegistrar {
           }
           const nb: Binding = {
             aor, contact: w.contact, instance: w.instance, regId: w.regId, q: w.q,
-            expires: now + w.expiresS * 1000, callId, cseq, path, received, userAgent, updatedAt: now,
+            expires: now + w.expiresS * 1000, callId, cseq, path, received, userAgent, updatedAt: now, nat: w.nat, nodeId: this.nodeId,
           }
           if (i >= 0) next[i] = nb
           else next.push(nb)
@@ -312,6 +336,10 @@ export class LocationRegistrar {
       this.counters.bindingsDropped += out.dropped
       if (bindings.length === 0) this.counters.unregistered++
       else this.counters.registered++
+      for (const w of wanted) if (w.nat && w.expiresS > 0) this.counters.natBindings++
+      if (this.natObserver !== null) {
+        try { this.natObserver(aor, bindings, callId, cseq) } catch (err) { this.log.warn('registrar: nat observer failed', { err: String(err) }) }
+      }
     }
     this.ok(tx, bindings, supported.has('path') ? path : [], outboundUsed)
   }
@@ -393,10 +421,17 @@ export class LocationRegistrar {
   }
 
   /**
-   * Targets in q order (highest first; the most recently refreshed first among equals). A binding
-   * with Path goes to the first Path URI with the Path set as Route (RFC 3327 §5.3); otherwise to
-   * the flow it registered on (RFC 5626 §5.3; a stream connection; for UDP the source ip:port, so
-   * a phone behind NAT is reached through its pinhole).
+   * Targets in q order (highest first; the most recently refreshed first among equals), by the
+   * rule of docs/nat.md "Registrations":
+   * - Path: the first Path URI, with the Path set as Route (RFC 3327 §5.3);
+   * - RFC 5626 Outbound (reg-id), or a UA behind NAT (`nat.fix_contact`): only over the flow the
+   *   REGISTER came on — its source address and port for UDP, the very connection for streams; no
+   *   new connection is ever opened towards it. When that flow is gone the next binding is tried,
+   *   the last one answers 480 (430 Flow Failed for Outbound, RFC 5626 §5.3);
+   * - a UA not behind NAT: its Contact (RFC 3261 §10, §16.5), also when the REGISTER came from
+   *   another port or host (third-party registration, §10.2). A WebSocket peer cannot be reached
+   *   by a new connection (we are no WS client): its flow. A TCP/TLS peer whose Contact host is the
+   *   address it registered from: first over its connection (RFC 5923 reuse), then its Contact.
    */
   targets(bs: Binding[]): Target[] {
     this.counters.lookupHits++
@@ -409,17 +444,56 @@ export class LocationRegistrar {
         continue
       }
       const r = b.received
-      const stream = STREAMS.has(r.transport)
-      let useFlow = stream || b.regId !== undefined || fix
-      if (!useFlow) {
-        try { useFlow = isPrivateHost(parseUri(b.contact).host) } catch { useFlow = true }
+      const outbound = b.regId !== undefined
+      if (outbound || (fix && this.isNatBinding(b))) {
+        out.push({ uri: b.contact, requestUri: b.contact, flow: flowOf(r), failStatus: outbound ? 430 : 480 })
+        continue
       }
-      if (!useFlow) { out.push({ uri: b.contact, requestUri: b.contact }); continue }
-      const flow: Destination = { transport: r.transport as Destination['transport'], address: r.address, port: r.port, socketId: r.socketId }
-      if (stream && r.connId !== 0) flow.connId = r.connId
-      out.push({ uri: b.contact, requestUri: b.contact, flow })
+      if (r.transport === 'ws' || r.transport === 'wss') {
+        out.push({ uri: b.contact, requestUri: b.contact, flow: flowOf(r), failStatus: 480 })
+        continue
+      }
+      if (STREAMS.has(r.transport) && r.connId !== 0 && hostOf(b.contact) === r.address) {
+        out.push({ uri: b.contact, requestUri: b.contact, flow: flowOf(r) })
+      }
+      out.push({ uri: b.contact, requestUri: b.contact })
     }
     return out
+  }
+
+  /**
+   * The binding was written from behind NAT. Records from before the flag (nat undefined) are
+   * judged on what they hold: a private Contact host, or a Contact host that is not the address
+   * the REGISTER came from.
+   */
+  isNatBinding(b: Pick<Binding, 'contact' | 'received'> & { nat?: boolean | undefined }): boolean {
+    if (b.nat !== undefined) return b.nat
+    const h = hostOf(b.contact)
+    return h === null || this.detector.isPrivate(h) || h !== b.received.address
+  }
+
+  /** Stored AORs, a page at a time (the nat module rebuilds its keep-alives from them at start). */
+  listBindings(cursor: string | null, limit: number): Promise<{ items: Array<{ aor: string; bindings: Binding[] }>; cursor: string | null }> {
+    return this.location.list(cursor, limit)
+  }
+
+  /**
+   * Removes one binding (by `bindingKey`) only if it is still the one written by the REGISTER
+   * with this Call-ID and CSeq (a refresh meanwhile keeps it). Resolves true when removed.
+   */
+  async removeIfUnchanged(aor: string, key: string, callId: string, cseq: number): Promise<boolean> {
+    let removed = false
+    await this.location.update(aor, current => {
+      removed = false
+      const i = current.findIndex(b => bindingKey(b) === key && b.callId === callId && b.cseq === cseq)
+      if (i < 0) return null
+      removed = true
+      const next = current.slice()
+      next.splice(i, 1)
+      return next
+    })
+    if (removed) this.counters.natRemoved++
+    return removed
   }
 
   // ================================================================================ misc
@@ -431,6 +505,7 @@ export class LocationRegistrar {
   /** A new configuration (expiry limits, domains). Auth users are the auth module's (reloaded there). */
   applyConfig(config: FrozenConfig): void {
     this.config = config
+    this.detector = new NatDetector(config.nat.private_networks)
     this.domains = new Set(config.domains.map(d => d.toLowerCase()))
     this.serverHeader = config.proxy.server_header === null ? [] : [['Server', config.proxy.server_header]]
   }
@@ -442,3 +517,19 @@ export class LocationRegistrar {
   }
 }
 
+
+function flowOf(r: Binding['received']): Destination {
+  const flow: Destination = { transport: r.transport as Destination['transport'], address: r.address, port: r.port, socketId: r.socketId }
+  if (STREAMS.has(r.transport) && r.connId !== 0) flow.connId = r.connId
+  return flow
+}
+
+/** The host of a stored Contact (brackets removed), or null when it does not parse. */
+function hostOf(contact: string): string | null {
+  try {
+    const h = parseUri(contact).host
+    return h.length > 1 && h.charCodeAt(0) === 0x5b ? h.slice(1, -1) : h
+  } catch {
+    return null
+  }
+}

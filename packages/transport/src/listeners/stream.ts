@@ -25,6 +25,8 @@ export interface StreamOptions {
   onMessage: (conn: StreamConn, buf: Buffer) => void
   /** A connection's socket failed (connect refused, reset, TLS handshake, write error). */
   onError: (conn: StreamConn, err: Error) => void
+  /** Bytes arrived on a connection with a NAT keep-alive ping outstanding (keepalive.ts). */
+  onAlive?: (conn: StreamConn) => void
 }
 
 export class StreamListeners {
@@ -177,6 +179,7 @@ export class StreamListeners {
   }
 
   #onData(conn: StreamConn, chunk: Buffer): void {
+    if (conn.kaOutstanding) this.#o.onAlive?.(conn)
     const framer = conn.framer!
     framer.push(chunk)
     let got = false

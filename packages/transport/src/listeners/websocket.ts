@@ -15,7 +15,7 @@ interface WsModule {
   startWsListener(opts: {
     proto: 'ws' | 'wss'; address: string; port: number; tls?: { cert: string; key: string }
     maxMessageSize: number; idleTimeoutMs: number
-    sink: { onOpen(conn: WsConnectionLike): number; onMessage(connId: number, data: Buffer): void; onClose(connId: number): void }
+    sink: { onOpen(conn: WsConnectionLike): number; onMessage(connId: number, data: Buffer): void; onClose(connId: number): void; onPong?(connId: number): void }
   }): Promise<WsListener>
 }
 
@@ -29,6 +29,8 @@ export interface WebSocketOptions {
   onMessage: (conn: StreamConn, buf: Buffer) => void
   /** The connection is gone (StreamListeners.closed: out of the table). */
   onClosed: (conn: StreamConn) => void
+  /** Traffic (a pong, a message) on a connection with a NAT keep-alive ping outstanding. */
+  onAlive?: (conn: StreamConn) => void
 }
 
 export class WebSocketListeners {
@@ -59,7 +61,8 @@ export class WebSocketListeners {
       idleTimeoutMs: o.limits.idleTimeoutMs,
       sink: {
         onOpen: conn => this.#accept(conn, kind, socketId),
-        onMessage: (id, data) => { const c = table.get(id); if (c !== undefined) o.onMessage(c, data) },
+        onMessage: (id, data) => { const c = table.get(id); if (c !== undefined) { if (c.kaOutstanding) o.onAlive?.(c); o.onMessage(c, data) } },
+        onPong: id => { const c = table.get(id); if (c !== undefined && c.kaOutstanding) o.onAlive?.(c) },
         onClose: id => { const c = table.get(id); if (c !== undefined) o.onClosed(c) },
       },
     })
