@@ -7,7 +7,7 @@
 // run: `pnpm --filter @sipedge/benchmarks run fuzz`.
 import t from 'tap'
 import { tempDir } from '@sipedge/tests'
-import { loadSeeds, mutant, rngFor } from '../../sip/test/fuzz/mutator.mjs'
+import { loadSeeds, mutant, rngFor } from '@sipedge/sip/fuzz/mutator'
 import { createHandlerHarness, HandlerFailure } from './fuzz/handler-target.mjs'
 
 const SEED = 0x5eedf022
