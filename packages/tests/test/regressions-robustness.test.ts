@@ -101,3 +101,55 @@ for (const [breakIt, final] of [['to', 200], ['from', 486], ['cseq', 486], ['bad
     t.same(KINDS.map(kind => m2('sipedge_transactions_active', { kind })), [0, 0, 0, 0], 'no server or client transaction left open')
   })
 }
+
+// forking-leaves-no-transaction: one AOR with three bindings (q 1.0, 0.9, 0.8) over TCP; the lookup
+// tries them in turn: the first answers 503, the second never answers (Timer B, 64 x T1 = 3.2 s),
+// the third rings and answers 200 — or is cancelled. After the final answer and the ACK, every
+// server and client transaction of the call is gone from the table.
+const bindings = await Promise.all(['fork503', 'forksilent', 'forkok'].map((name, i) =>
+  new SipPeer({ name, address: '127.0.0.1', port: 25342 + i, transport: 'tcp' }).start()))
+t.teardown(() => { for (const b of bindings) b.close() })
+const AOR = 'sip:multi@example.com'
+for (const [i, b] of bindings.entries()) {
+  b.sendRequest('REGISTER', 'sip:example.com', {
+    from: AOR, to: AOR, contact: false, dest: EDGE, callId: `fork-reg-${i}-${Date.now()}`,
+    headers: [`Contact: <${b.contact}>;q=${(1 - i / 10).toFixed(1)}`, 'Expires: 300'],
+  })
+  await b.next(b.response(200, 'REGISTER'), `${b.name} registered`)
+}
+
+for (const end of ['200', 'CANCEL'] as const) {
+  t.test(`forking-leaves-no-transaction: three bindings tried in turn (503, no answer, ${end === '200' ? '200' : 'ringing, then CANCEL'}); no transaction left`, async t => {
+    const [b503, silent, ok] = bindings as [SipPeer, SipPeer, SipPeer]
+    const callId = `fork-${end}-${Date.now()}`
+    const branch = `z9hG4bK-fork-${end}-${Date.now()}`
+    const inv = caller.sendRequest('INVITE', AOR, { callId, fromTag: 'f1', branch, dest: EDGE })
+    const i1 = await b503.next(m => m.method === 'INVITE' && m.get('call-id') === callId, 'INVITE at the first binding')
+    b503.respond(i1, 503, 'Service Unavailable', { toTag: 'b1' })
+    await silent.next(m => m.method === 'INVITE' && m.get('call-id') === callId, 'INVITE at the second binding')
+    // it never answers: Timer B (3.2 s) moves the proxy on
+    const i3 = await ok.next(m => m.method === 'INVITE' && m.get('call-id') === callId, 'INVITE at the third binding', 10_000)
+    ok.respond(i3, 180, 'Ringing', { toTag: 'b3' })
+    await caller.next(m => m.status === 180 && m.get('call-id') === callId, '180 at the caller')
+    if (end === '200') {
+      ok.respond(i3, 200, 'OK', { toTag: 'b3', contact: true, rr: true })
+      const r = await caller.next(m => m.status === 200 && m.get('call-id') === callId, '200 at the caller')
+      caller.sendRequest('ACK', ok.contact, { callId, fromTag: 'f1', toTag: 'b3', cseq: 1, route: r.all('record-route').reverse(), contact: false, dest: EDGE })
+      await ok.next(m => m.method === 'ACK' && m.get('call-id') === callId, 'ACK at the third binding')
+      t.pass('200 and ACK through')
+    } else {
+      const cancel = [`CANCEL ${AOR} SIP/2.0`, `Via: SIP/2.0/TCP 127.0.0.1:${caller.port};branch=${branch};rport`, 'Max-Forwards: 70',
+        'From: <sip:caller@example.com>;tag=f1', `To: <${AOR}>`, `Call-ID: ${callId}`, 'CSeq: 1 CANCEL', 'Content-Length: 0', '', ''].join('\r\n')
+      caller.send(cancel, EDGE.host, EDGE.port, 'tcp')
+      const c = await ok.next(m => m.method === 'CANCEL' && m.get('call-id') === callId, 'CANCEL at the third binding')
+      ok.respond(c, 200, 'OK')
+      ok.respond(i3, 487, 'Request Terminated', { toTag: 'b3' })
+      await caller.next(m => m.status === 487 && m.get('call-id') === callId, '487 at the caller')
+      caller.sendRequest('ACK', AOR, { callId, fromTag: 'f1', toTag: 'b3', cseq: 1, branch, contact: false, dest: EDGE })
+      t.pass('CANCEL, 487 and ACK through')
+    }
+    void inv
+    const m = await metricsUntil(x => activeTx(x) === 0, 15_000)
+    t.same(KINDS.map(kind => m('sipedge_transactions_active', { kind })), [0, 0, 0, 0], 'no server or client transaction left (the silent binding\'s included)')
+  })
+}
