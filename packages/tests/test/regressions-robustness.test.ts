@@ -3,9 +3,14 @@
 // - responses-missing-mandatory-headers: a response to a forwarded request that lacks To, From or
 //   CSeq, or whose CSeq does not parse, is dropped and counted (messages_dropped{reason="sanity"});
 //   it never matches a client transaction, so the good final response that follows still goes
-//   through and no transaction is left open.
+//   through and no transaction is left open;
+// - forking-leaves-no-transaction: an INVITE tried on three bindings in turn (503, silent, 200 or
+//   CANCEL) leaves no server or client transaction; the caller who cancelled gets 487;
+// - list-header-amplification: a Route or Contact line of thousands of values gets 400 naming the
+//   header after a bounded scan.
 import t from 'tap'
-import { tempDir } from '@sipedge/tests'
+import { randomBytes } from 'node:crypto'
+import { tempDir, UdpClient, uniqueCallId } from '@sipedge/tests'
 import { SipPeer, type PeerMsg } from '../dist/sip-peer.js'
 import { startSipedge, http, sampleValue } from '../dist/ops.js'
 import { parseExposition } from '../../metrics/test/fixtures/expo-parser.js'
@@ -153,3 +158,24 @@ for (const end of ['200', 'CANCEL'] as const) {
     t.same(KINDS.map(kind => m('sipedge_transactions_active', { kind })), [0, 0, 0, 0], 'no server or client transaction left (the silent binding\'s included)')
   })
 }
+
+// list-header-amplification: a request whose Route or Contact line lists thousands of values is
+// answered 400 naming the header after a bounded scan (MAX_LIST_ELEMENTS = 256 per line), and the
+// node goes on answering.
+t.test('list-header-amplification: thousands of Route or Contact values on one line get 400 naming the header', async t => {
+  const ua = new UdpClient()
+  const port = await ua.bind()
+  t.teardown(() => ua.close())
+  const req = (method: string, extra: string): string => [
+    `${method} sip:someone@example.com SIP/2.0`, `Via: SIP/2.0/UDP 127.0.0.1:${port};branch=z9hG4bK${randomBytes(6).toString('hex')};rport`,
+    'Max-Forwards: 70', `From: <sip:ua@example.com>;tag=${randomBytes(4).toString('hex')}`, 'To: <sip:someone@example.com>',
+    `Call-ID: ${uniqueCallId('list')}`, `CSeq: 1 ${method}`, extra, 'Content-Length: 0', '', ''].join('\r\n')
+  // 2,000 values in about 30 kB: one datagram, within limits.max_message_size
+  const routes = Array.from({ length: 2000 }, (_, i) => `<sip:h${i}.x;lr>`).join(',')
+  const r1 = await ua.request(req('INVITE', `Contact: <sip:ua@127.0.0.1:${port}>\r\nRoute: ${routes}`), SIP)
+  t.equal(`${r1.status} ${r1.reason}`, '400 Too Many Route Values', `a ${routes.length}-byte Route line`)
+  const r2 = await ua.request(req('REGISTER', 'Contact: ' + ','.repeat(20_000)), SIP)
+  t.equal(`${r2.status} ${r2.reason}`, '400 Too Many Contact Values', '20,000 commas in Contact')
+  const r3 = await ua.request(req('OPTIONS', 'Accept: application/sdp'), SIP)
+  t.ok(r3.status >= 200, `the node still answers (${r3.status} ${r3.reason})`)
+})
