@@ -7,10 +7,11 @@
 // - forking-leaves-no-transaction: an INVITE tried on three bindings in turn (503, silent, 200 or
 //   CANCEL) leaves no server or client transaction; the caller who cancelled gets 487;
 // - list-header-amplification: a Route or Contact line of thousands of values gets 400 naming the
-//   header after a bounded scan.
+//   header after a bounded scan;
+// - aor-too-long: an AOR over 1024 bytes gets 400 on REGISTER and 414 on a call (it was 503/500).
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
-import { tempDir, UdpClient, uniqueCallId } from '@sipedge/tests'
+import { tempDir, UdpClient, uniqueCallId, parseRequestCallId, waitUntil } from '@sipedge/tests'
 import { SipPeer, type PeerMsg } from '../dist/sip-peer.js'
 import { startSipedge, http, sampleValue } from '../dist/ops.js'
 import { parseExposition } from '../../metrics/test/fixtures/expo-parser.js'
@@ -178,4 +179,33 @@ t.test('list-header-amplification: thousands of Route or Contact values on one l
   t.equal(`${r2.status} ${r2.reason}`, '400 Too Many Contact Values', '20,000 commas in Contact')
   const r3 = await ua.request(req('OPTIONS', 'Accept: application/sdp'), SIP)
   t.ok(r3.status >= 200, `the node still answers (${r3.status} ${r3.reason})`)
+})
+
+// aor-too-long: the location store keys a record by its AOR and takes at most 1024 bytes; a longer
+// AOR is the client's error (400 on REGISTER, 414 on a lookup), not a store failure (it was 503).
+t.test('aor-too-long: a REGISTER for an AOR over 1024 bytes gets 400, a call to one 414; 1024 bytes still register', async t => {
+  const ua = new UdpClient()
+  const port = await ua.bind()
+  t.teardown(() => ua.close())
+  const reg = (user: string): string => [
+    'REGISTER sip:example.com SIP/2.0', `Via: SIP/2.0/UDP 127.0.0.1:${port};branch=z9hG4bK${randomBytes(6).toString('hex')};rport`,
+    'Max-Forwards: 70', `From: <sip:${user}@example.com>;tag=${randomBytes(4).toString('hex')}`, `To: <sip:${user}@example.com>`,
+    `Call-ID: ${uniqueCallId('aor')}`, 'CSeq: 1 REGISTER', `Contact: <sip:u@127.0.0.1:${port}>`, 'Expires: 60', 'Content-Length: 0', '', ''].join('\r\n')
+  // 'sip:' + user + '@example.com' = 16 bytes around the user part
+  const atLimit = 'a'.repeat(1024 - 16)
+  const over = 'b'.repeat(1100)
+  const r1 = await ua.request(reg(over), SIP)
+  t.equal(r1.status, 400, `over 1024 bytes: ${r1.status} ${r1.reason}`)
+  t.match(r1.reason, /Address of Record Too Long/)
+  const r2 = await ua.request(reg(atLimit), SIP)
+  t.equal(r2.status, 200, `exactly 1024 bytes: ${r2.status} ${r2.reason}`)
+  const inv = [
+    `INVITE sip:${over}@example.com SIP/2.0`, `Via: SIP/2.0/UDP 127.0.0.1:${port};branch=z9hG4bK${randomBytes(6).toString('hex')};rport`,
+    'Max-Forwards: 70', `From: <sip:ua@example.com>;tag=${randomBytes(4).toString('hex')}`, `To: <sip:${over}@example.com>`,
+    `Call-ID: ${uniqueCallId('aor-inv')}`, 'CSeq: 1 INVITE', `Contact: <sip:u@127.0.0.1:${port}>`, 'Content-Length: 0', '', ''].join('\r\n')
+  await ua.request(inv, SIP) // 100 Trying first
+  const callId = parseRequestCallId(inv)
+  await waitUntil(() => (ua.responses.get(callId) ?? []).some(r => r.status >= 200), 'the final answer to the INVITE', 5_000)
+  const r3 = ua.responses.get(callId)!.find(r => r.status >= 200)!
+  t.equal(`${r3.status} ${r3.reason}`, '414 Request-URI Too Long', 'lookup of an AOR no binding can have')
 })
