@@ -14,6 +14,12 @@ export class Counters {
   connOpened = 0
   connReused = 0
   connRefused = 0
+  /** Refused: limits.max_connections_per_source reached for the remote address (not in connRefused). */
+  connRefusedPerSource = 0
+  /** Refused: the remote address is banned (pike; also in connRefused). */
+  connRefusedBanned = 0
+  /** Open connections closed because their remote address was banned. */
+  connBannedClosed = 0
   connClosed = 0
   connIdleClosed = 0
   connPartialTimeout = 0

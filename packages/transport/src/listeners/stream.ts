@@ -27,6 +27,11 @@ export interface StreamOptions {
   onError: (conn: StreamConn, err: Error) => void
   /** Bytes arrived on a connection with a NAT keep-alive ping outstanding (keepalive.ts). */
   onAlive?: (conn: StreamConn) => void
+  /**
+   * Source checks at accept (pike bans, limits.max_connections_per_source): false refuses the
+   * connection (the function counts and logs why). Absent: every source is admitted.
+   */
+  admit?: (address: string) => boolean
 }
 
 export class StreamListeners {
@@ -65,6 +70,7 @@ export class StreamListeners {
       // Refuse over the limit before paying for a handshake.
       tserver.on('connection', (raw: Socket) => {
         if (o.state.draining || o.table.size >= o.limits.maxConnections) this.#refuse(raw, TLS)
+        else if (o.admit !== undefined && raw.remoteAddress !== undefined && !o.admit(raw.remoteAddress)) raw.destroy()
       })
       tserver.on('secureConnection', (s: TLSSocket) => this.#accept(s, TLS, socketId))
       tserver.on('tlsClientError', (err, s) => {
@@ -173,6 +179,7 @@ export class StreamListeners {
     if (o.state.draining || (kind !== TLS && o.table.size >= o.limits.maxConnections)) { this.#refuse(sock, kind); return }
     const addr = sock.remoteAddress
     if (addr === undefined) { sock.destroy(); return }
+    if (kind !== TLS && o.admit !== undefined && !o.admit(addr)) { sock.destroy(); return }
     const conn = new StreamConn(kind, socketId, addr, sock.remotePort ?? 0, false)
     o.counters.connAccepted++
     this.wire(conn, sock)
@@ -195,6 +202,9 @@ export class StreamListeners {
       if (m === KEEPALIVE_PING) {
         // RFC 5626 §4.4.1: answer a double-CRLF ping with a single CRLF pong.
         this.#o.counters.keepalivePings++
+        // A connection that has only ever pinged is idle however often it pings: one source
+        // cannot hold slots open with CRLFs alone (issue 14 item 7; docs/security.md "Limits").
+        if (!conn.sipSeen && this.#crlfIdle(conn)) return
         conn.writeOwn(CRLF)
         continue
       }
@@ -213,6 +223,16 @@ export class StreamListeners {
       conn.partialSince = 0
       this.#partial.delete(conn)
     }
+  }
+
+  /** Closes `conn` (counted as idle) when it has carried no SIP message for idle_timeout. */
+  #crlfIdle(conn: StreamConn): boolean {
+    const o = this.#o
+    if (o.limits.idleTimeoutMs <= 0 || conn.outbound || Date.now() - conn.createdAt < o.limits.idleTimeoutMs) return false
+    o.counters.connIdleClosed++
+    this.#rl.idle.hit('idle connection closed (keep-alive pings only)', { transport: nameOf(conn.kind), remote: conn.address, port: conn.port, idleTimeoutMs: o.limits.idleTimeoutMs })
+    this.destroy(conn)
+    return true
   }
 
   #startPartialSweep(): void {
