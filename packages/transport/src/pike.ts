@@ -189,7 +189,7 @@ export class Pike {
     const estimate = n + w[i + 2]! * overlap
     if (estimate <= c.maxRequests) return false
     this.floodBans++
-    const b = this.ban(address, 'flood', now + c.banTimeMs, { origin: 'pike', domain: cls === 0 ? null : this.#domainNames[cls - 1]!, requests: Math.round(estimate) })
+    const b = this.ban(address, 'flood', now + c.banTimeMs, { origin: 'pike', since: now, domain: cls === 0 ? null : this.#domainNames[cls - 1]!, requests: Math.round(estimate) })
     if (b !== null) { b.dropped++; this.dropped++ }
     return true
   }
@@ -214,9 +214,9 @@ export class Pike {
    * Bans `address` until `until` (epoch ms). An address in pike.allow is never banned (null).
    * A ban already in force is extended to the later end; listeners hear only of new bans.
    */
-  ban(address: string, reason: string, until: number, o: { origin?: BanOrigin; domain?: string | null; requests?: number; shared?: boolean } = {}): BanRecord | null {
+  ban(address: string, reason: string, until: number, o: { origin?: BanOrigin; domain?: string | null; requests?: number; shared?: boolean; since?: number } = {}): BanRecord | null {
     if (matches(this.#allow, address)) return null
-    const now = this.#now()
+    const now = o.since ?? this.#now()
     if (!(until > now)) return null
     const prev = this.#bans.get(address)
     if (prev !== undefined && prev.until > now) {
