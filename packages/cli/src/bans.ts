@@ -22,6 +22,7 @@ export class BanSync {
   readonly #o: BanSyncOptions
   #timer: NodeJS.Timeout | null = null
   #polling = false
+  #readFailing = false
   /** Store errors (writes, reads) since start. */
   errors = 0
 
@@ -68,7 +69,7 @@ export class BanSync {
     return here || stored
   }
 
-  /** One merge of the store's bans into the table (exported for tests via start()). */
+  /** One merge of the store's bans into the table (start() runs it, then every pollMs on Redis). */
   async poll(): Promise<void> {
     if (this.#polling) return
     this.#polling = true
@@ -88,9 +89,12 @@ export class BanSync {
       }
       // A shared ban gone from the store was lifted on another node (or the store's copy expired).
       for (const b of pike.list()) if (b.shared && !seen.has(b.address) && b.since < startedAt) pike.unban(b.address)
+      if (this.#readFailing) { this.#readFailing = false; this.#o.log.info({}, 'bans read from the store again') }
     } catch (err) {
       this.errors++
-      this.#o.log.warn({ code: (err as { code?: string } | null)?.code, err }, 'bans not read from the store')
+      // once per outage, not every poll
+      if (!this.#readFailing) this.#o.log.warn({ code: (err as { code?: string } | null)?.code, err }, 'bans not read from the store (retrying)')
+      this.#readFailing = true
     } finally {
       this.#polling = false
     }
