@@ -480,7 +480,7 @@ const pikeFields = (inherit: boolean) => ({
 const pike = obj({
   ...pikeFields(false),
   allow: list(str('CIDR').check(v => { const r = parseCidr(v); return r.ok ? undefined : r.error })).single().def(['127.0.0.0/8', '::1/128'])
-    .desc('Sources (IPv4 and IPv6 CIDR blocks) never banned, by pike or anything else: application servers, monitoring, trusted peers. The IP-literal destinations of the dispatcher sets are never banned either.'),
+    .desc('Sources (IPv4 and IPv6 CIDR blocks) never counted nor banned in the primary (a worker\'s auth ban of one is not taken over; the auth throttle still applies): application servers, monitoring, trusted peers. The IP-literal destinations of the dispatcher sets are never banned either.'),
   domains: mapOf(obj(pikeFields(true)), 'domain').desc('Per-domain thresholds, chosen by the Request-URI host read from the start line (without a parse); unset keys inherit the global value.'),
 }).finish(o => {
   for (const d of Object.values(o['domains'] as Record<string, Record<string, unknown>>))
