@@ -108,6 +108,7 @@ export function createAdminBackend(d: AdminDeps, trace: TraceState): AdminBacken
         connections: s.connections,
         connectionsByTransport: engine.connectionsByTransport(),
         counters: s.counters,
+        pike: engine.pike.stats(),
         rings: engine.ringStats(),
         workers,
       }
