@@ -345,7 +345,7 @@ const tls = obj({
 
 const limits = obj({
   max_message_size: size(1 * KiB, 16 * MiB).def(65535).desc('Largest SIP message accepted (bytes); larger ones are answered 413 or, on streams, close the connection.'),
-  max_connections: int(1, 1_000_000).def(10_000).desc('Open TCP/TLS/WS connections at most; further connections are refused.'),
+  max_connections: int(1, 1_000_000).def(10_000).desc('Open TCP/TLS/WS connections at most; further connections are refused, unless an accepted connection has only ever sent keep-alive pings (no SIP message either way) for half of `idle_timeout` (at most 10 s): the oldest such one is closed to make room.'),
   max_connections_per_source: int(0, 1_000_000).nullable().def(null, 'a tenth of `max_connections`, at least 16')
     .desc('Accepted TCP/TLS/WS connections from one remote IP address at most; further ones are refused at accept and counted (`sipedge_connection_events_total{event="refused_per_source"}`), so one source cannot take every slot. Raise it for many clients behind one NAT address. 0: no limit.'),
   idle_timeout: duration(SECOND, DAY).def(5 * MINUTE).desc('A stream connection with no traffic for this long is closed. NAT keep-alive pings (CRLF) count as traffic only on a connection that has carried a SIP message: one that has only ever pinged is closed when this time has passed since it opened.'),

@@ -90,6 +90,7 @@ const ENGINE_COUNTERS: Readonly<Record<string, readonly [string, Labels]>> = {
   connRefused: ['sipedge_connection_events_total', { event: 'refused' }],
   connClosed: ['sipedge_connection_events_total', { event: 'closed' }],
   connRefusedPerSource: ['sipedge_connection_events_total', { event: 'refused_per_source' }],
+  connIdleEvicted: ['sipedge_connection_events_total', { event: 'idle_evicted' }],
   connRefusedBanned: ['sipedge_connection_events_total', { event: 'refused_banned' }],
   connBannedClosed: ['sipedge_connection_events_total', { event: 'banned_closed' }],
   pikeDropped: ['sipedge_pike_dropped_total', {}],

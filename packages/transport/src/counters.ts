@@ -22,6 +22,8 @@ export class Counters {
   connBannedClosed = 0
   connClosed = 0
   connIdleClosed = 0
+  /** Connections that had only ever pinged, closed to make room when max_connections was reached. */
+  connIdleEvicted = 0
   connPartialTimeout = 0
   connOversize = 0
   connBadStream = 0

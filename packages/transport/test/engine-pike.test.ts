@@ -107,3 +107,29 @@ t.test('limits.max_connections_per_source: over it a connection is refused at ac
   await d.wait(1)
   t.match(d.msgs[0], /freed/, 'a freed slot is usable again')
 })
+
+t.test('max_connections reached: a connection that has only ever pinged makes room for a new one; one that carried SIP does not', async t => {
+  const { e, tcp } = await engine(t, { pike: null, limits: { maxConnections: 3, idleTimeoutMs: 2_000 } })
+  const talker = await tcpFrom(tcp, '127.0.0.46')
+  t.teardown(() => talker.close())
+  talker.write(req({ callId: 'talker' }))
+  await talker.wait(1)
+  const pingers = [await tcpFrom(tcp, '127.0.0.47'), await tcpFrom(tcp, '127.0.0.47')]
+  t.teardown(() => { for (const p of pingers) p.close() })
+  const ping = setInterval(() => { for (const c of [talker, ...pingers]) if (!c.closed) c.write('\r\n\r\n') }, 150)
+  t.teardown(() => clearInterval(ping))
+  // younger than min(idle_timeout / 2, 10 s): nothing to evict, the newcomer is refused
+  const early = await tcpFrom(tcp, '127.0.0.48')
+  t.teardown(() => early.close())
+  t.ok(await early.waitClosed(), 'table full, no idle candidate: refused')
+  t.equal(e.counters.connIdleEvicted, 0)
+  await sleep(1_100) // the no-candidate scan is not repeated within a second; the pingers pass the grace
+  const late = await tcpFrom(tcp, '127.0.0.48')
+  t.teardown(() => late.close())
+  late.write(req({ callId: 'newcomer' }))
+  await late.wait(1)
+  t.match(late.msgs[0], /newcomer/, 'the newcomer is admitted and answered')
+  t.equal(e.counters.connIdleEvicted, 1)
+  t.ok(await until(() => pingers.filter(p => p.closed).length >= 1), 'a ping-only connection made room')
+  t.notOk(talker.closed, 'the connection that carried SIP was not evicted')
+})
