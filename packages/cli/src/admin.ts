@@ -5,6 +5,7 @@ import type { FrozenConfig } from '@sipedge/config'
 import type { Engine } from '@sipedge/transport'
 import type { Stores } from '@sipedge/store'
 import type { Logger } from '@sipedge/log'
+import type { NodeDrain } from './node-drain.js'
 import {
   AdminError,
   type AdminBackend, type BanInfo, type BindingInfo, type DestinationAction, type DestinationInfo, type DestinationStatus,
@@ -24,6 +25,8 @@ export interface AdminDeps {
   stopping(): boolean
   log: Logger
   startedAt: number
+  /** Node drain (docs/ha.md); absent: /api/node answers 501. */
+  drain?: NodeDrain
 }
 
 /** Trace filters in force; sent to every worker (and to replacements in their workerData). */
@@ -197,6 +200,11 @@ export function createAdminBackend(d: AdminDeps, trace: TraceState): AdminBacken
 
     reload: () => d.reload(),
     reopenLogs: () => d.reopenLogs(),
+
+    ...(d.drain !== undefined ? {
+      node: () => d.drain!.status(),
+      async drainNode() { d.drain!.start('api'); return d.drain!.status() },
+    } : {}),
 
     async traceFilters() {
       return trace.filters

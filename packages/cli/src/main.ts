@@ -16,6 +16,7 @@ import { engineLogger } from './log-adapter.js'
 import { createAdminBackend, destinationStatuses, TraceState } from './admin.js'
 import { resolveAdminToken } from './admin-token.js'
 import { adminCommand } from './admin-client.js'
+import { NodeDrain } from './node-drain.js'
 
 const USAGE = `Usage:
   sipedge --config FILE          run the proxy in the foreground (SIGTERM drains and exits 0,
@@ -236,6 +237,7 @@ export async function run(file: string): Promise<void> {
     // group already got (systemd, Ctrl-C), and the drain is bounded anyway.
     if (stopping) return
     stopping = true
+    drain.close()
     registry.setReady(false)
     log.info({ signal }, 'shutting down')
     engine.stop().then(
@@ -247,6 +249,9 @@ export async function run(file: string): Promise<void> {
       err => { log.error({ err }, 'shutdown failed'); return exit(1) },
     )
   }
+  // Node drain (docs/ha.md): SIGUSR2 or POST /api/node/drain; ends through stop() with exit 0.
+  const drain = new NodeDrain({ engine, config: () => config, log, done: reason => stop(`drain (${reason})`) })
+  process.on('SIGUSR2', () => drain.start('SIGUSR2'))
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
   // SIGHUP: reopen the log file first (logrotate moved it), then reload; one at a time.
@@ -266,7 +271,7 @@ export async function run(file: string): Promise<void> {
     const backend = createAdminBackend({
       engine, config: () => config, generation: () => generation, stores,
       reload: () => reload('api'), reopenLogs: () => reopenLogs('api'),
-      stopping: () => stopping, log: logging.logger('admin'), startedAt,
+      stopping: () => stopping || drain.state === 'draining', log: logging.logger('admin'), startedAt, drain,
     }, trace)
     const m = config.metrics
     const a = config.admin
