@@ -170,6 +170,17 @@ export function createAdminBackend(d: AdminDeps, trace: TraceState): AdminBacken
       if (s.destinations.find(x => x.uri === uri) === undefined) throw new AdminError('ERR_ADMIN_NOT_FOUND', `no destination "${uri}" in set "${set}"`, 404)
       // Every worker routes on its own copy of the dispatcher: all of them get the action. The
       // query that follows travels on worker 0's port after it, so it sees the new state.
+      // issue 15: with a Redis store the state is kept there first (every node applies it, and it
+      // survives a restart); a write that failed is reported, and nothing is changed.
+      if (/^rediss?:/i.test(d.config().registrar.store)) {
+        try {
+          const st = await storesOr501()
+          await st.cluster.setAdminState(set, uri, action === 'enable' ? null : action)
+        } catch (err) {
+          if (err instanceof AdminError) throw err
+          throw new AdminError('ERR_ADMIN_STORE_UNAVAILABLE', `the shared store did not take the state: ${(err as Error).message}`, 503)
+        }
+      }
       engine.control({ type: 'dispatcher-admin', set, uri, action })
       d.log.info({ set, uri, action }, 'dispatcher destination action')
       const after = await dispatcher()

@@ -53,8 +53,13 @@ export class NodeDrain {
   }
 
   async status(): Promise<NodeStatus> {
-    const c = await this.counts()
+    const [c, cl] = await Promise.all([
+      this.counts(),
+      // the cluster module (Redis store only): the nodes this one sees alive
+      this.d.engine.query(0, 'cluster').catch(() => undefined) as Promise<{ live?: string[] } | undefined>,
+    ])
     return {
+      ...(cl?.live !== undefined ? { live: cl.live } : {}),
       id: this.d.config().node.id,
       state: this.state,
       dialogs: c.dialogs,

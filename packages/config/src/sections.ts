@@ -519,6 +519,10 @@ const node = obj({
     .desc('Name of this node among the nodes sharing a Redis store: stamped on the bindings and dialogs it writes, used for its liveness key and in `GET /api/node`. Must differ between nodes.'),
   drain_timeout: duration(SECOND, 7 * DAY).def(10 * MINUTE)
     .desc('A drain (`POST /api/node/drain` or SIGUSR2) waits at most this long for the dialogs and transactions of this node to end, then the process exits 0 anyway.'),
+  heartbeat_interval: duration(100, MINUTE).def(SECOND)
+    .desc('With a Redis store: how often this node writes its liveness key and reads the other nodes\' (docs/ha.md "Node liveness").'),
+  liveness_timeout: duration(500, 10 * MINUTE).def(3 * SECOND)
+    .desc('With a Redis store: the TTL of the liveness key. A node not heard of for this long is gone: the bindings only its connections reached are skipped by every other node at once. Keep it a few times `heartbeat_interval`.'),
   drain_retry_after: duration(SECOND, HOUR).def(30 * SECOND)
     .desc('Retry-After (seconds) of the 503 a draining node answers to new dialogs (INVITE, SUBSCRIBE, REFER outside a dialog) and REGISTERs.'),
 }).desc('This node of an HA pair or cluster (docs/ha.md): identity and drain.')

@@ -3,6 +3,7 @@
 // order of the hooks where dependencies do not decide it.
 import type { ModuleDeclaration } from '@sipedge/proxy'
 import { authModule } from './auth/index.js'
+import { clusterModule } from './cluster/index.js'
 import { dialogModule } from './dialog/index.js'
 import { dispatcherModule } from './dispatcher/index.js'
 import { natModule } from './nat/index.js'
@@ -12,6 +13,7 @@ import { securityModule } from './security/index.js'
 import { topologyModule } from './topology/index.js'
 
 export * from './auth/index.js'
+export * from './cluster/index.js'
 export * from './dialog/index.js'
 export * from './dispatcher/index.js'
 export * from './nat/index.js'
@@ -29,6 +31,8 @@ export const MODULES: readonly ModuleDeclaration[] = Object.freeze([
   registrarModule as ModuleDeclaration,
   dispatcherModule as ModuleDeclaration,
   dialogModule as ModuleDeclaration,
+  // After registrar and dispatcher (it uses both): liveness, relaying, shared operator states.
+  clusterModule as ModuleDeclaration,
   natModule as ModuleDeclaration,
   topologyModule as ModuleDeclaration,
 ])

@@ -1,4 +1,4 @@
-import type { BanStore, Binding, CounterStore, CredentialStore, DialogStore, LocationStore, StoreStatus } from './types.js'
+import type { BanStore, Binding, ClusterStore, CounterStore, CredentialStore, DialogStore, LocationStore, StoreStatus } from './types.js'
 import { bindingKey } from './codec.js'
 
 /** Options after defaults are applied. */
@@ -20,6 +20,7 @@ export interface Backend {
   readonly bans: BanStore
   readonly credentials: CredentialStore
   readonly counters: CounterStore
+  readonly cluster: ClusterStore
   isAvailable(): boolean
   close(): Promise<void>
 }
@@ -58,4 +59,14 @@ export abstract class UpdateBasedLocationStore implements Pick<LocationStore, 'p
   replace(aor: string, bindings: Binding[]): Promise<Binding[]> {
     return this.update(aor, () => bindings)
   }
+}
+
+/** lmdb (one node): no other node to tell anything. */
+export class LocalClusterStore implements ClusterStore {
+  readonly shared = false
+  async beat(): Promise<void> {}
+  async live(): Promise<Array<{ id: string; info: string }>> { return [] }
+  async forget(): Promise<void> {}
+  async setAdminState(): Promise<void> {}
+  async adminStates(): Promise<Record<string, string>> { return {} }
 }

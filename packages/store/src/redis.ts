@@ -167,6 +167,7 @@ export class RedisBackend implements Backend {
   readonly bans: RedisBanStore
   readonly credentials: RedisCredentialStore
   readonly counters: RedisCounterStore
+  readonly cluster: RedisClusterStore
   readonly client: Client
   private available = false
   private closed = false
@@ -217,6 +218,7 @@ export class RedisBackend implements Backend {
     this.bans = new RedisBanStore(p, call, opts)
     this.credentials = new RedisCredentialStore(p, call)
     this.counters = new RedisCounterStore(p, call, opts)
+    this.cluster = new RedisClusterStore(p, call, opts)
   }
 
   private setAvailable(up: boolean): void {
@@ -614,5 +616,50 @@ export class RedisCounterStore implements CounterStore {
 
   async sweepExpired(): Promise<number> {
     return 0
+  }
+}
+
+/**
+ * Node liveness and shared operator state (issue 15). A node's key `P node:<id>` holds its JSON
+ * and expires by itself (PX); the sorted set `P nodes` (score: expiry) lists them without a scan.
+ * Dispatcher operator states live in the hash `P dsp:admin`.
+ */
+export class RedisClusterStore {
+  readonly shared = true
+  private readonly now: () => number
+  constructor(private readonly p: string, private readonly call: Call, opts: BackendOptions) {
+    this.now = opts.now
+  }
+
+  async beat(id: string, info: string, ttlMs: number): Promise<void> {
+    checkKey('node id', id)
+    const until = this.now() + ttlMs
+    await this.call(async c => c.multi().set(`${this.p}node:${id}`, info, 'PX', Math.max(1, Math.round(ttlMs))).zadd(`${this.p}nodes`, until, id).exec())
+  }
+
+  async live(): Promise<Array<{ id: string; info: string }>> {
+    const now = this.now()
+    const ids = await this.call(c => c.zrangebyscore(`${this.p}nodes`, now, '+inf'))
+    if (ids.length === 0) return []
+    const vals = await this.call(c => c.mget(...ids.map(id => `${this.p}node:${id}`)))
+    const out: Array<{ id: string; info: string }> = []
+    ids.forEach((id, i) => { const v = vals[i]; if (typeof v === 'string') out.push({ id, info: v }) })
+    // nodes gone for more than a minute leave the index (whoever reads first)
+    void this.call(c => c.zremrangebyscore(`${this.p}nodes`, '-inf', now - 60_000)).catch(() => undefined)
+    return out
+  }
+
+  async forget(id: string): Promise<void> {
+    await this.call(async c => c.multi().del(`${this.p}node:${id}`).zrem(`${this.p}nodes`, id).exec())
+  }
+
+  async setAdminState(set: string, uri: string, state: string | null): Promise<void> {
+    const f = `${set} ${uri}`
+    if (state === null) await this.call(c => c.hdel(`${this.p}dsp:admin`, f))
+    else await this.call(c => c.hset(`${this.p}dsp:admin`, f, state))
+  }
+
+  async adminStates(): Promise<Record<string, string>> {
+    return this.call(c => c.hgetall(`${this.p}dsp:admin`))
   }
 }

@@ -136,8 +136,62 @@ if (!redisInstalled()) {
     await c2.app.next(c2.app.response(200, 'BYE'), '200 BYE at the app')
   })
 
+  const nodeId = (address: string): RegExp => new RegExp(`:${address.replace(/\./g, '\\.')}:${SIP}$`)
+  const liveOn = async (n: HaNode): Promise<string[]> => ((await n.get('/api/node')).json as { live?: string[] }).live ?? []
+  const destState = async (n: HaNode, uri: string): Promise<string | undefined> => {
+    const sets = ((await n.get('/api/dispatcher')).json as { sets: Array<{ name: string; destinations: Array<{ uri: string; state: string }> }> }).sets
+    return sets.find(x => x.name === 'apps')?.destinations.find(d => d.uri === uri)?.state
+  }
+
+  t.test('connection-bound bindings: relayed to the owning node while it lives, unreachable at once when it dies', async t => {
+    a = await start('a1', A_ADDR, HTTP_A)
+    t.ok(await until(async () => (await liveOn(b)).some(id => nodeId(A_ADDR).test(id)), 15_000, 200), 'B sees A alive')
+    // a phone behind NAT (writes 127.0.200.24) registered over TCP through A: only A's connection reaches it
+    const dave = await new SipPeer({ name: 'dave', address: '127.0.0.24', port: 27325, transport: 'tcp', advertise: '127.0.200.24' }).start()
+    t.teardown(() => dave.close())
+    const reg = (n: HaNode): void => { dave.sendRequest('REGISTER', 'sip:example.com', { to: 'sip:dave@example.com', from: 'sip:dave@example.com', headers: ['Expires: 300'], dest: { host: n.address, port: SIP, transport: 'tcp' } }) }
+    reg(a)
+    t.equal((await dave.next(dave.response(st => st >= 200, 'REGISTER'), 'answer to REGISTER')).status, 200, 'registered over TCP through A')
+
+    let callId = new PeerMsgText(app1.sendRequest('INVITE', 'sip:dave@example.com', { dest: to(b), from: 'sip:app1@example.com' })).callId
+    const final = (id: string) => app1.next(m => m.status >= 200 && m.cseq.method === 'INVITE' && m.get('call-id') === id, `final answer to ${id} at the app`)
+    const inv = await dave.next(dave.request('INVITE'), 'INVITE at dave')
+    t.equal(inv.conn?.remoteAddress, A_ADDR, 'B relayed it to A, which sent it over dave\'s connection')
+    t.notMatch(inv.uri, /sipedge-relay/, 'the phone sees its own Contact as Request-URI')
+    dave.respond(inv, 486, 'Busy Here', { toTag: 'davetag' })
+    t.equal((await final(callId)).status, 486, 'the answer came back through A and B')
+
+    // shared dispatcher operator state: disabled through B, applied on A
+    const d1 = APPS[0]!
+    t.equal((await b.post(`/api/dispatcher/apps/${encodeURIComponent(d1)}/disable`)).status, 200, 'disable through B')
+    t.ok(await until(async () => (await destState(a, d1)) === 'disabled', 15_000, 200), 'A applies the state B stored')
+
+    a.proc.child.kill('SIGKILL')
+    await waitForExit(a.proc.child)
+    t.ok(await until(async () => !(await liveOn(b)).some(id => nodeId(A_ADDR).test(id)), 15_000, 200), 'B sees A gone once its liveness key expired')
+    callId = new PeerMsgText(app1.sendRequest('INVITE', 'sip:dave@example.com', { dest: to(b), from: 'sip:app1@example.com' })).callId
+    t.equal((await final(callId)).status, 480, 'the binding only A reached is unreachable: 480, not a timeout')
+
+    // flow recovery: dave registers again, through B
+    dave.close()
+    const dave2 = await new SipPeer({ name: 'dave', address: '127.0.0.24', port: 27326, transport: 'tcp', advertise: '127.0.200.24' }).start()
+    t.teardown(() => dave2.close())
+    dave2.sendRequest('REGISTER', 'sip:example.com', { to: 'sip:dave@example.com', from: 'sip:dave@example.com', headers: ['Expires: 300'], dest: { host: B_ADDR, port: SIP, transport: 'tcp' } })
+    t.equal((await dave2.next(dave2.response(st => st >= 200, 'REGISTER'), 'answer to REGISTER')).status, 200, 're-registered through B')
+    callId = new PeerMsgText(app1.sendRequest('INVITE', 'sip:dave@example.com', { dest: to(b), from: 'sip:app1@example.com' })).callId
+    const inv2 = await dave2.next(dave2.request('INVITE'), 'INVITE at dave through B')
+    t.equal(inv2.conn?.remoteAddress, B_ADDR, 'reached through B')
+    dave2.respond(inv2, 486, 'Busy Here', { toTag: 'davetag2' })
+    t.equal((await final(callId)).status, 486, '486 at the app')
+  })
+
   t.test('drain: 503 for new dialogs and registrations, the established call finishes, exit 0', async t => {
     a = await start('a2', A_ADDR, HTTP_A)
+    // the operator state stored in Redis survives A's restart; enabled again through the new A
+    const d1 = APPS[0]!
+    t.ok(await until(async () => (await destState(a, d1)) === 'disabled', 15_000, 200), 'a restarted node starts with the stored state')
+    t.equal((await a.post(`/api/dispatcher/apps/${encodeURIComponent(d1)}/enable`)).status, 200, 'enable')
+    t.ok(await until(async () => (await destState(b, d1)) === 'active', 15_000, 200), 'B follows')
     const alice = await new SipPeer({ name: 'alice2', address: '127.0.0.21', port: 27324, transport: 'udp' }).start()
     t.teardown(() => alice.close())
     const c = await call(alice, a)
@@ -157,7 +211,7 @@ if (!redisInstalled()) {
     t.match(r.get('retry-after'), /^\d+/, 'with Retry-After')
     alice.sendRequest('ACK', 'sip:app@example.com', { callId: new PeerMsgText(inv).callId, dest: to(a) })
     alice.sendRequest('REGISTER', 'sip:example.com', { to: 'sip:alice@example.com', from: 'sip:alice@example.com', headers: ['Expires: 300'], dest: to(a) })
-    const rr = await alice.next(alice.response(() => true, 'REGISTER'), 'answer to REGISTER')
+    const rr = await alice.next(alice.response(st => st >= 200, 'REGISTER'), 'answer to REGISTER')
     t.equal(rr.status, 503, 'a registration is refused')
     t.match(rr.get('retry-after'), /^\d+/, 'with Retry-After')
 

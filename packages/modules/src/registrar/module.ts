@@ -39,7 +39,7 @@ export class RegistrarModule implements ModuleInstance {
     const auth = ctx.module<AuthModule>('auth')
     const stores = ctx.stores!
     this.registrar = new LocationRegistrar({
-      config: ctx.config, stores, workerIndex: ctx.core.workerIndex, log: ctx.core.log, now: () => Date.now(),
+      config: ctx.config, stores, workerIndex: ctx.core.workerIndex, log: ctx.core.log, now: () => Date.now(), nodeId: ctx.config.node.id,
       ...(auth !== undefined ? { auth: () => auth.digest } : {}),
     })
     const log = ctx.core.log
