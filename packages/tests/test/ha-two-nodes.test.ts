@@ -228,6 +228,43 @@ if (!redisInstalled()) {
     t.same(exit, { code: 0, signal: null }, 'the node exited 0 once empty')
   })
 
+  t.test('Redis outage: 503 with Retry-After for what needs the store, the rest works, all resumes on return', async t => {
+    const erin = await new SipPeer({ name: 'erin', address: '127.0.0.25', port: 27327, transport: 'udp' }).start()
+    t.teardown(() => erin.close())
+    const register = async (): Promise<PeerMsg> => {
+      const id = new PeerMsgText(erin.sendRequest('REGISTER', 'sip:example.com', { to: 'sip:erin@example.com', from: 'sip:erin@example.com', headers: ['Expires: 300'], dest: to(b) })).callId
+      return erin.next(m => m.status >= 200 && m.get('call-id') === id, 'answer to REGISTER', 10_000)
+    }
+    const invite = async (): Promise<PeerMsg> => {
+      const id = new PeerMsgText(app1.sendRequest('INVITE', 'sip:erin@example.com', { dest: to(b), from: 'sip:app1@example.com' })).callId
+      return app1.next(m => m.status >= 200 && m.cseq.method === 'INVITE' && m.get('call-id') === id, 'final answer at the app', 10_000)
+    }
+    t.equal((await register()).status, 200, 'registered before the outage')
+
+    await redis.kill()
+    const r = await register()
+    t.equal(r.status, 503, 'REGISTER during the outage: 503')
+    t.match(r.get('retry-after'), /^\d+/, 'with Retry-After')
+    const l = await invite()
+    t.equal(l.status, 503, 'a request that needs the location store: 503')
+    t.match(l.get('retry-after'), /^\d+/, 'with Retry-After')
+    // a dispatched call needs no store
+    const caller = await new SipPeer({ name: 'frank', address: '127.0.0.26', port: 27328, transport: 'udp' }).start()
+    t.teardown(() => caller.close())
+    const inv = caller.sendRequest('INVITE', 'sip:app@example.com', { dest: to(b) })
+    const got = await atApp(m => m.method === 'INVITE' && m.get('call-id') === new PeerMsgText(inv).callId, 'dispatched INVITE during the outage')
+    got.app.respond(got.msg, 486, 'Busy Here', { toTag: 'busy' })
+    t.equal((await caller.next(m => m.status >= 200, 'final answer')).status, 486, 'a dispatched call goes on during the outage')
+
+    // back: no restart of the node. The server restarted empty (no persistence), so erin registers again.
+    await redis.restart()
+    t.ok(await until(async () => { try { return (await register()).status === 200 } catch { return false } }, 30_000, 250), 'REGISTER succeeds again once Redis is back')
+    const inv2 = invite()
+    const at = await erin.next(erin.request('INVITE'), 'INVITE at erin after the outage')
+    erin.respond(at, 486, 'Busy Here', { toTag: 'erintag' })
+    t.equal((await inv2).status, 486, 'lookups work again')
+  })
+
   t.test('SIGUSR2 drains too; an idle node exits 0', async t => {
     const c = await start('c', '127.0.0.13', 27303)
     t.ok(await until(async () => (await c.get('/api/node')).status === 200), 'node API up')
