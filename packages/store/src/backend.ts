@@ -11,6 +11,7 @@ export interface BackendOptions {
   keyPrefix: string
   mapSize: number | undefined
   status: (status: StoreStatus, err?: Error) => void
+  onCommand: ((seconds: number, ok: boolean) => void) | undefined
 }
 
 export interface Backend {

@@ -121,6 +121,7 @@ export async function openStores(url: string, opts: StoreOptions = {}): Promise<
     graceMs: nonNegative(opts.graceMs, 3_600_000, 'graceMs'),
     keyPrefix: opts.keyPrefix ?? (parsed.backend === 'redis' ? parsed.keyPrefix : undefined) ?? 'sipedge:',
     mapSize: opts.mapSize,
+    onCommand: opts.onCommand,
     status: (status: StoreStatus, err?: Error) => {
       if (status === 'available') stores?.emit('available')
       else stores?.emit('unavailable', err as StoreError)

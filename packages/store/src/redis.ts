@@ -262,10 +262,14 @@ export class RedisBackend implements Backend {
 
   async call<T>(fn: (c: Client) => Promise<T>): Promise<T> {
     if (this.closed) throw new StoreError(StoreErrorCode.CLOSED, 'the store is closed')
-    if (this.client.status !== 'ready') throw this.unavailable()
+    if (this.client.status !== 'ready') { this.observe(-1, false); throw this.unavailable() }
+    const t0 = this.opts.onCommand !== undefined ? performance.now() : 0
     try {
-      return await fn(this.client)
+      const r = await fn(this.client)
+      if (t0 !== 0) this.observe(t0, true)
+      return r
     } catch (err) {
+      this.observe(t0, false)
       if (err instanceof StoreError) throw err
       const e = err as Error
       if (e?.name === 'ReplyError' && !TRANSIENT_REPLY.test(e.message)) {
@@ -273,6 +277,13 @@ export class RedisBackend implements Backend {
       }
       throw this.unavailable(e)
     }
+  }
+
+  /** Metrics hook (issue 15): round trip since `t0` (performance.now()), or only the failure. */
+  private observe(t0: number, ok: boolean): void {
+    const cb = this.opts.onCommand
+    if (cb === undefined) return
+    try { cb(ok && t0 > 0 ? (performance.now() - t0) / 1000 : 0, ok) } catch { /* a metrics bug must not break the store */ }
   }
 
   async close(): Promise<void> {

@@ -213,4 +213,9 @@ export interface StoreOptions {
   keyPrefix?: string
   /** LMDB: map size in bytes (default lmdb's, grows as needed). */
   mapSize?: number
+  /**
+   * Redis: called after every command with its round trip in seconds and whether it succeeded
+   * (metrics, issue 15). Must be cheap; exceptions are ignored.
+   */
+  onCommand?: (seconds: number, ok: boolean) => void
 }

@@ -10,6 +10,8 @@ import t from 'tap'
 import { tempDir, waitForExit, until } from '@sipedge/tests'
 import { SipPeer, PeerDialog, type PeerMsg } from '../dist/sip-peer.js'
 import { startRedis, redisInstalled, startHaNode, type HaNode, type HaNodeOptions } from '../dist/ha.js'
+import { http, sampleValue } from '../dist/ops.js'
+import { parseExposition } from '../../metrics/test/fixtures/expo-parser.js'
 
 const SIP = 27300
 const HTTP_A = 27301
@@ -198,6 +200,15 @@ if (!redisInstalled()) {
     inDialog(c.dua, 'ACK', a)
     await c.app.next(m => m.method === 'ACK' && m.get('call-id') === c.dua.callId, 'ACK')
 
+    // metrics of the restarted node: it sees both nodes, owns bob's binding (registered through
+    // the first A, same node.id), and its workers have talked to Redis
+    const metric = async (n: HaNode, name: string, family = name): Promise<number> =>
+      sampleValue(parseExposition((await http('GET', `${n.api}/metrics`)).text), family, name)
+    t.ok(await until(async () => (await metric(a, 'sipedge_node_live_nodes')) === 2, 15_000, 250), 'sipedge_node_live_nodes 2')
+    t.ok(await until(async () => (await metric(a, 'sipedge_node_bindings_owned')) >= 1, 15_000, 250), 'sipedge_node_bindings_owned counts bob')
+    t.ok((await metric(a, 'sipedge_store_redis_rtt_seconds_count', 'sipedge_store_redis_rtt_seconds')) > 0, 'Redis round trips observed')
+    t.ok(await until(async () => (await metric(a, 'sipedge_node_dialogs')) === 1, 15_000, 250), 'sipedge_node_dialogs: the call')
+
     const before = await a.get('/api/node')
     t.equal(before.status, 200)
     t.match(before.json, { state: 'serving' }, 'serving before the drain')
@@ -256,6 +267,7 @@ if (!redisInstalled()) {
     got.app.respond(got.msg, 486, 'Busy Here', { toTag: 'busy' })
     t.equal((await caller.next(m => m.status >= 200, 'final answer')).status, 486, 'a dispatched call goes on during the outage')
 
+    t.ok((sampleValue(parseExposition((await http('GET', `${b.api}/metrics`)).text), 'sipedge_store_redis_errors_total', 'sipedge_store_redis_errors_total')) > 0, 'sipedge_store_redis_errors_total counts the failures')
     // back: no restart of the node. The server restarted empty (no persistence), so erin registers again.
     await redis.restart()
     t.ok(await until(async () => { try { return (await register()).status === 200 } catch { return false } }, 30_000, 250), 'REGISTER succeeds again once Redis is back')

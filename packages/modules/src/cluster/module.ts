@@ -23,6 +23,8 @@ import { aorOf } from '../registrar/contact.js'
 import type { DispatcherModule } from '../dispatcher/index.js'
 
 export const RELAY_PARAM = 'sipedge-relay'
+/** How often worker 0 counts the bindings this node owns (sipedge_node_bindings_owned). */
+const OWNED_COUNT_MS = 30_000
 const RELAY_MARK = ';' + RELAY_PARAM + '='
 
 /** The rule a relayed request follows on the owning node: a lookup, nothing else. */
@@ -69,7 +71,11 @@ export class ClusterModule implements ModuleInstance {
   private adminApplied = new Map<string, string>()
   private timer: NodeJS.Timeout | null = null
   private closed = false
-  private readonly beats: boolean
+  /** Worker 0: writes the heartbeat and counts the bindings this node owns. */
+  readonly beats: boolean
+  /** Bindings whose nodeId is this node's, counted every OWNED_COUNT_MS by worker 0. */
+  bindingsOwned = 0
+  private lastOwnedCount = 0
 
   constructor(ctx: ModuleContext<Stores>) {
     this.ctx = ctx
@@ -110,6 +116,10 @@ export class ClusterModule implements ModuleInstance {
       }
       this.nodes = m
       this.applyAdminStates(await c.adminStates())
+      if (this.beats && this.ctx.core.now() - this.lastOwnedCount >= OWNED_COUNT_MS) {
+        this.lastOwnedCount = this.ctx.core.now()
+        void this.countOwned()
+      }
     } catch {
       // Redis unreachable: lookups fail with it (503); the last view stays until it is back.
       this.counters.pollErrors++
@@ -117,6 +127,25 @@ export class ClusterModule implements ModuleInstance {
     if (!this.closed) {
       this.timer = setTimeout(() => void this.tick(), interval)
       this.timer.unref()
+    }
+  }
+
+  /** Pages through the location store (1000 AORs a page, yielding in between): bindings stamped with this node. */
+  private async countOwned(): Promise<void> {
+    const reg = this.ctx.module<RegistrarModule>('registrar')?.registrar
+    if (reg === undefined) return
+    let n = 0
+    let cursor: string | null = null
+    try {
+      do {
+        const page: Awaited<ReturnType<typeof reg.listBindings>> = await reg.listBindings(cursor, 1000)
+        for (const a of page.items) for (const b of a.bindings) if (b.nodeId === this.nodeId) n++
+        cursor = page.cursor
+        if (cursor !== null) await new Promise<void>(r => setImmediate(r))
+      } while (cursor !== null && !this.closed)
+      this.bindingsOwned = n
+    } catch {
+      this.counters.pollErrors++
     }
   }
 
