@@ -133,6 +133,8 @@ export async function run(file: string): Promise<void> {
   // ------------------------------------------------------------ metrics blocks and workers
   let agg: MetricsAggregator | null = null
   const trace = new TraceState()
+  /** Control messages a replacement worker applies at start (a node drain in progress). */
+  const workerControls: Array<{ type: string }> = []
   const logPorts = new Map<number, MessagePort>()
   const opts = engineOptionsFromConfig(config, engineLogger(logging, 'engine'))
   opts.workerData = (index: number) => {
@@ -140,7 +142,7 @@ export async function run(file: string): Promise<void> {
     logging.attachPort(ch.port1)
     ch.port1.unref()
     logPorts.set(index, ch.port1)
-    return { ...(agg !== null ? agg.workerData(index) : {}), logPort: ch.port2, traceFilters: trace.filters }
+    return { ...(agg !== null ? agg.workerData(index) : {}), logPort: ch.port2, traceFilters: trace.filters, controls: workerControls }
   }
   opts.onWorkerExit = (index: number) => {
     // no thread writes the block any more: fold its counters into the retired totals
@@ -250,7 +252,7 @@ export async function run(file: string): Promise<void> {
     )
   }
   // Node drain (docs/ha.md): SIGUSR2 or POST /api/node/drain; ends through stop() with exit 0.
-  const drain = new NodeDrain({ engine, config: () => config, log, done: reason => stop(`drain (${reason})`) })
+  const drain = new NodeDrain({ engine, config: () => config, log, done: reason => stop(`drain (${reason})`), startControls: workerControls })
   process.on('SIGUSR2', () => drain.start('SIGUSR2'))
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))

@@ -15,6 +15,8 @@ export interface NodeDrainDeps {
   engine: Engine
   config(): FrozenConfig
   log: Logger
+  /** Control messages a replacement worker applies at start: the drain message is added. */
+  startControls?: Array<{ type: string }>
   /** Called once, when the drain is over: the caller stops the engine and exits 0. */
   done(reason: 'empty' | 'deadline'): void
   now?(): number
@@ -76,6 +78,8 @@ export class NodeDrain {
     this.startedAt = this.now()
     this.deadline = this.startedAt + this.d.config().node.drain_timeout
     this.d.engine.control({ type: 'node-drain' })
+    // a worker that dies during the drain is replaced by one that drains too
+    this.d.startControls?.push({ type: 'node-drain' })
     this.d.log.info({ source, deadline: new Date(this.deadline).toISOString() }, 'drain started: new dialogs and registrations get 503')
     const tick = (): void => {
       this.timer = null

@@ -277,6 +277,29 @@ if (!redisInstalled()) {
     t.equal((await inv2).status, 486, 'lookups work again')
   })
 
+  t.test('drain deadline: a call still up at node.drain_timeout does not keep the node', async t => {
+    const d = await startHaNode(tmp.dir, 'd', { ...opts('127.0.0.14', 27304), extra: 'node: { drain_timeout: 2s, drain_retry_after: 7s }' })
+    nodes.push(d)
+    const gina = await new SipPeer({ name: 'gina', address: '127.0.0.21', port: 27329, transport: 'udp' }).start()
+    t.teardown(() => gina.close())
+    const c = await call(gina, d)
+    inDialog(c.dua, 'ACK', d)
+    await c.app.next(m => m.method === 'ACK' && m.get('call-id') === c.dua.callId, 'ACK')
+    const r = await d.post('/api/node/drain')
+    t.match(r.json, { state: 'draining', dialogs: 1 }, 'draining with the call up')
+    const inv = gina.sendRequest('INVITE', 'sip:app@example.com', { dest: to(d) })
+    const refused = await gina.next(m => m.status >= 200 && m.get('call-id') === new PeerMsgText(inv).callId, 'answer to a new INVITE')
+    t.equal(refused.get('retry-after'), '7', 'Retry-After is node.drain_retry_after')
+    const exit = await waitForExit(d.proc.child, 20_000)
+    t.same(exit, { code: 0, signal: null }, 'exit 0 at the deadline')
+    t.match(d.proc.output(), /"reason":"deadline"[^\n]*"dialogs":1/, 'the log says the deadline ended it, with the call still up')
+    // the call goes on through the other node
+    inDialog(c.dua, 'BYE', b)
+    const bye = await c.app.next(m => m.method === 'BYE' && m.get('call-id') === c.dua.callId, 'BYE through B')
+    c.app.respond(bye, 200, 'OK')
+    await gina.next(gina.response(200, 'BYE'), '200 BYE')
+  })
+
   t.test('SIGUSR2 drains too; an idle node exits 0', async t => {
     const c = await start('c', '127.0.0.13', 27303)
     t.ok(await until(async () => (await c.get('/api/node')).status === 200), 'node API up')
