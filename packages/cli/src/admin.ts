@@ -172,7 +172,7 @@ export function createAdminBackend(d: AdminDeps, trace: TraceState): AdminBacken
       // query that follows travels on worker 0's port after it, so it sees the new state.
       // issue 15: with a Redis store the state is kept there first (every node applies it, and it
       // survives a restart); a write that failed is reported, and nothing is changed.
-      if (/^rediss?:/i.test(d.config().registrar.store)) {
+      if (/^redis(s|\+sentinel)?:/i.test(d.config().registrar.store)) {
         try {
           const st = await storesOr501()
           await st.cluster.setAdminState(set, uri, action === 'enable' ? null : action)

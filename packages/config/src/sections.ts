@@ -379,7 +379,7 @@ const proxy = obj({
 }).desc('Stateful proxy behaviour.')
 
 const registrar = obj({
-  store: storeUrl().nullable().def(null, 'value of `store`').desc('Where registrations live: `lmdb:PATH` (embedded, one node), `redis://HOST:PORT/DB` (shared by an HA pair).'),
+  store: storeUrl().nullable().def(null, 'value of `store`').desc('Where registrations live: `lmdb:PATH` (embedded, one node), `redis://HOST:PORT/DB` (shared by an HA pair), `redis+sentinel://HOST:PORT[,HOST:PORT...]/NAME/DB` (Redis behind Sentinel; docs/ha.md).'),
   min_expires: duration(SECOND, DAY).def(60 * SECOND).desc('Shorter registrations are answered 423 Interval Too Brief with this Min-Expires.'),
   default_expires: duration(SECOND, 7 * DAY).def(HOUR).desc('Expiry used when a REGISTER gives none.'),
   max_expires: duration(SECOND, 7 * DAY).def(2 * HOUR).desc('Longer requested expiries are cut down to this.'),

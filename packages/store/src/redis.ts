@@ -191,6 +191,13 @@ export class RedisBackend implements Backend {
       autoResubscribe: false,
       enableAutoPipelining: true,
     }
+    if (url.sentinels !== undefined && url.sentinelName !== undefined) {
+      // issue 15: Sentinel-aware through ioredis's own support (it finds the primary, and finds
+      // it again after a failover); host/port above are ignored by ioredis then.
+      ro.sentinels = url.sentinels
+      ro.name = url.sentinelName
+      this.where = `sentinel ${url.sentinels.map(s => `${s.host}:${s.port}`).join(',')}/${url.sentinelName}/${url.db}`
+    }
     if (url.username) ro.username = url.username
     if (url.password) ro.password = url.password
     if (url.tls) ro.tls = {}

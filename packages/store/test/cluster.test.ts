@@ -65,3 +65,39 @@ t.test('lmdb: one node, nothing shared', async t => {
   t.same(await s.cluster.live(), [])
   t.same(await s.cluster.adminStates(), {})
 })
+
+t.test('redis+sentinel://: the store finds the primary through Sentinel (ioredis support)', async t => {
+  const { spawn } = await import('node:child_process')
+  const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs')
+  const { tmpdir } = await import('node:os')
+  const { join } = await import('node:path')
+  const { connect } = await import('node:net')
+  const server = await startRedis(t)
+  const dir = mkdtempSync(join(tmpdir(), 'sipedge-sentinel-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  // a free port for the sentinel: the redis helper's range, next to the server's
+  const port = server.port + 1000
+  const conf = join(dir, 'sentinel.conf')
+  writeFileSync(conf, `port ${port}\nbind 127.0.0.1\ndir ${dir}\nsentinel monitor sipedgetest 127.0.0.1 ${server.port} 1\n`)
+  const child = spawn('redis-server', [conf, '--sentinel'], { stdio: 'ignore' })
+  t.teardown(() => { child.kill('SIGKILL') })
+  // ready when it answers PING (bounded)
+  const pong = (): Promise<boolean> => new Promise(resolve => {
+    const s = connect(port, '127.0.0.1')
+    s.setTimeout(500, () => { s.destroy(); resolve(false) })
+    s.on('error', () => resolve(false))
+    s.on('connect', () => s.write('PING\r\n'))
+    s.on('data', d => { s.destroy(); resolve(d.toString().startsWith('+PONG')) })
+  })
+  let up = false
+  for (let i = 0; i < 50 && !up && child.exitCode === null; i++) { up = await pong(); if (!up) await new Promise(r => setTimeout(r, 100)) }
+  if (!up) { t.skip('redis-server --sentinel did not start here'); return }
+  const s = await openStores(`redis+sentinel://127.0.0.1:${port}/sipedgetest/5?prefix=sn:`, { sweepIntervalMs: 0, connectTimeoutMs: 5000 })
+  t.teardown(() => s.close())
+  t.equal(s.backend, 'redis')
+  await s.cluster.beat('n1', '{}', 10_000)
+  t.same((await s.cluster.live()).map(n => n.id), ['n1'], 'written and read through the primary Sentinel named')
+  const direct = await openStores(`${server.url(5)}?prefix=sn:`, { sweepIntervalMs: 0 })
+  t.teardown(() => direct.close())
+  t.same((await direct.cluster.live()).map(n => n.id), ['n1'], 'the same data as on the primary itself')
+})

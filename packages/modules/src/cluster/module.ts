@@ -240,7 +240,7 @@ function relayKey(config: FrozenConfig): Buffer {
 
 /** Redis is what nodes share; lmdb is one node (nothing to relay, nobody to tell). */
 export function sharedStore(config: FrozenConfig): boolean {
-  return /^rediss?:/i.test(config.registrar.store)
+  return /^redis(s|\+sentinel)?:/i.test(config.registrar.store)
 }
 
 export const clusterModule: ModuleDeclaration<ClusterModule, Stores> = {
