@@ -105,6 +105,17 @@ if (!redisInstalled()) {
     bob.respond(inv, 486, 'Busy Here', { toTag: 'bobtag' })
     const busy = await app1.next(app1.response(486, 'INVITE'), '486 at the app')
     t.equal(busy.status, 486, 'the answer came back through B')
+
+    // a forged relay parameter does not turn a caller's INVITE into a lookup: the rules decide
+    // (this one is dispatched to the apps, bob never sees it)
+    const mallory = await new SipPeer({ name: 'mallory', address: '127.0.0.27', port: 27330, transport: 'udp' }).start()
+    t.teardown(() => mallory.close())
+    const forged = mallory.sendRequest('INVITE', 'sip:bob@example.com;sipedge-relay=AAAAAAAAAAAAAAAAAAAAAA', { dest: to(a) })
+    const id = new PeerMsgText(forged).callId
+    const got = await atApp(m => m.method === 'INVITE' && m.get('call-id') === id, 'the forged INVITE at an app')
+    got.app.respond(got.msg, 486, 'Busy Here', { toTag: 'x' })
+    await mallory.next(m => m.status >= 200 && m.get('call-id') === id, 'final answer')
+    t.ok(bob.none(m => m.method === 'INVITE' && m.get('call-id') === id), 'bob did not get it')
   })
 
   t.test('any node routes the other\'s dialogs: BYE through B after A is SIGKILLed', async t => {
