@@ -4,8 +4,8 @@
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { threadId } from 'node:worker_threads'
-import { loadSeeds, mutant, rngFor } from '../packages/sip/test/fuzz/mutator.mjs'
-import { runParser, Failure } from '../packages/sip/test/fuzz/parser-target.mjs'
+import { loadSeeds, mutant, rngFor } from '@sipedge/sip/fuzz/mutator'
+import { runParser, Failure } from '@sipedge/sip/fuzz/parser-target'
 
 const seeds = loadSeeds()
 /** Per-input time buckets (ms upper bounds); the last one is open. */
@@ -52,12 +52,12 @@ function runParserChunk(seed, from, to) {
 
 async function runHandlerChunk(seed, from, to, tmpDir) {
   if (harness === null) {
-    const { createHandlerHarness } = await import('../packages/tests/test/fuzz/handler-target.mjs')
+    const { createHandlerHarness } = await import('@sipedge/tests/fuzz/handler-target')
     const dir = join(tmpDir, `thread-${threadId}`)
     mkdirSync(dir, { recursive: true })
     harness = await createHandlerHarness({ dir, seeds })
   }
-  const { HandlerFailure } = await import('../packages/tests/test/fuzz/handler-target.mjs')
+  const { HandlerFailure } = await import('@sipedge/tests/fuzz/handler-target')
   const r = result('handler', from, to)
   const before = { ...harness.stats, sentByKind: { ...harness.stats.sentByKind } }
   const record = (i, e) => {

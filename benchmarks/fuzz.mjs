@@ -14,7 +14,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { availableParallelism, cpus, hostname, loadavg, release, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { loadSeeds, mutant, hasTorture } from '../packages/sip/test/fuzz/mutator.mjs'
+import { loadSeeds, mutant, hasTorture } from '@sipedge/sip/fuzz/mutator'
 import { BUCKETS } from './fuzz-task.mjs'
 
 function parseArgs(argv) {

@@ -100,6 +100,8 @@ export function publishProxyGauges(proxy: Proxy, m: WorkerMetrics, sink: ProxyMe
   const c = proxy.counters
   const f = m.f
   f[O.drops + DropReason.ParseError] = c.parseErrors
+  // responses missing To/From/Call-ID/CSeq (or with one that does not parse): failed the sanity check
+  f[O.drops + DropReason.Sanity] = c.badResponses
   f[O.drops + DropReason.MaxForwards] = c.tooManyHops
   f[O.drops + DropReason.Loop] = c.loops
   f[O.drops + DropReason.NoRoute] = c.noRoute

@@ -6,6 +6,7 @@ import type { Engine } from '@sipedge/transport'
 import type { Stores } from '@sipedge/store'
 import type { Logger } from '@sipedge/log'
 import type { NodeDrain } from './node-drain.js'
+import type { BanSync } from './bans.js'
 import {
   AdminError,
   type AdminBackend, type BanInfo, type BindingInfo, type DestinationAction, type DestinationInfo, type DestinationStatus,
@@ -27,6 +28,8 @@ export interface AdminDeps {
   startedAt: number
   /** Node drain (docs/ha.md); absent: /api/node answers 501. */
   drain?: NodeDrain
+  /** The primary's ban table and its store (bans.ts). */
+  bans: BanSync
 }
 
 /** Trace filters in force; sent to every worker (and to replacements in their workerData). */
@@ -108,6 +111,7 @@ export function createAdminBackend(d: AdminDeps, trace: TraceState): AdminBacken
         connections: s.connections,
         connectionsByTransport: engine.connectionsByTransport(),
         counters: s.counters,
+        pike: engine.pike.stats(),
         rings: engine.ringStats(),
         workers,
       }
@@ -187,25 +191,25 @@ export function createAdminBackend(d: AdminDeps, trace: TraceState): AdminBacken
       return after.sets.find(x => x.name === set)?.destinations.find(x => x.uri === uri) ?? { uri, state: 'unknown' }
     },
 
+    // The primary's table: every ban in force here (pike's floods, the workers' auth bans, the
+    // other nodes' through the store), with what it has dropped. docs/operations.md.
     async bans(): Promise<BanInfo[]> {
-      const st = await storesOr501()
-      const list = await st.bans.list(1000)
-      return list.map(b => {
-        const bar = b.key.indexOf('|')
-        return {
-          address: bar < 0 ? b.key : b.key.slice(0, bar),
-          domain: bar < 0 ? null : b.key.slice(bar + 1),
-          key: b.key,
-          reason: b.reason,
-          until: new Date(b.until).toISOString(),
-        }
-      })
+      return engine.pike.list().map(b => ({
+        address: b.address,
+        reason: b.reason,
+        domain: b.domain,
+        origin: b.origin,
+        dropped: b.dropped,
+        requests: b.requests,
+        since: new Date(b.since).toISOString(),
+        until: new Date(b.until).toISOString(),
+        expiresInSeconds: Math.max(0, Math.ceil((b.until - Date.now()) / 1000)),
+      }))
     },
 
     async unban(address: string): Promise<boolean> {
-      const st = await storesOr501()
-      const ok = await st.bans.remove(address)
-      if (ok) d.log.info({ address }, 'ban lifted')
+      const ok = await d.bans.lift(address)
+      if (ok) d.log.info({ address }, 'ban lifted (admin API)')
       return ok
     },
 

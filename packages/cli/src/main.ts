@@ -11,7 +11,8 @@ import {
   type HttpServer, type ReloadResult, type DispatcherInfo, type SipedgeMetrics,
 } from '@sipedge/metrics'
 import type { Stores } from '@sipedge/store'
-import { engineOptionsFromConfig, keepaliveFromConfig } from './options.js'
+import { engineOptionsFromConfig, keepaliveFromConfig, pikeFromConfig } from './options.js'
+import { BanSync } from './bans.js'
 import { engineLogger } from './log-adapter.js'
 import { createAdminBackend, destinationStatuses, TraceState } from './admin.js'
 import { resolveAdminToken } from './admin-token.js'
@@ -88,6 +89,9 @@ function loggingOptions(c: FrozenConfig): LoggingOptions {
     rotate: { size: r.size > 0 ? r.size : false, interval: r.interval > 0 ? r.interval : false, keep: r.keep },
   }
 }
+
+/** How often a node reads the bans other nodes made (Redis store). */
+const BAN_POLL_MS = 2_000
 
 const sameAddr = (a: { address: string; port: number } | null, b: { address: string; port: number } | null): boolean =>
   a !== null && b !== null && a.address === b.address && a.port === b.port
@@ -177,7 +181,7 @@ export async function run(file: string): Promise<void> {
     aggregator: agg,
     version: version(),
     sources: {
-      engineCounters: () => engine.counters as unknown as Record<string, number>,
+      engineCounters: () => ({ ...engine.counters, pikeDropped: engine.pike.dropped, pikeFloodBans: engine.pike.floodBans }) as unknown as Record<string, number>,
       rings: () => engine.ringStats(),
       connections: () => engine.connectionsByTransport(),
       workersAlive: () => engine.workersAlive,
@@ -188,14 +192,13 @@ export async function run(file: string): Promise<void> {
         return s.location.count()
       },
       dispatcher: async () => destinationStatuses(await dispatcherState()),
-      bansActive: async () => {
-        const s = await stores()
-        if (s === null) throw Object.assign(new Error('no store in the primary'), { code: 'ERR_ADMIN_NOT_AVAILABLE' })
-        return (await s.bans.list(100_000)).length
-      },
+      // the primary's table holds every ban in force: pike's, the workers' (auth), the store's
+      bansActive: () => engine.pike.stats().active,
     },
   })
   registry.setConfigGeneration(generation)
+  // Bans shared through the store of registrar.store: loaded at start; polled on Redis (other nodes).
+  const banSync = new BanSync({ engine, stores, log: logging.logger('pike'), pollMs: /^rediss?:/.test(config.registrar.store) ? BAN_POLL_MS : 0 })
 
   // ------------------------------------------------------------ reload (SIGHUP and POST /api/reload)
   const reload = async (source: string): Promise<ReloadResult> => {
@@ -218,6 +221,7 @@ export async function run(file: string): Promise<void> {
     generation++
     engine.updateConfig(next, generation)
     engine.setKeepalive(keepaliveFromConfig(next))
+    engine.setPike(pikeFromConfig(next))
     logging.configure(next.logging.level, next.logging.modules)
     agg!.setDestinations(new DestinationSlots(next.dispatcher.sets))
     const tlsOk = engine.reloadTls()
@@ -242,6 +246,7 @@ export async function run(file: string): Promise<void> {
     drain.close()
     registry.setReady(false)
     log.info({ signal }, 'shutting down')
+    banSync.stop()
     engine.stop().then(
       () => {
         for (const s of servers) s.close()
@@ -273,7 +278,7 @@ export async function run(file: string): Promise<void> {
     const backend = createAdminBackend({
       engine, config: () => config, generation: () => generation, stores,
       reload: () => reload('api'), reopenLogs: () => reopenLogs('api'),
-      stopping: () => stopping || drain.state === 'draining', log: logging.logger('admin'), startedAt, drain,
+      stopping: () => stopping || drain.state === 'draining', log: logging.logger('admin'), startedAt, bans: banSync, drain,
     }, trace)
     const m = config.metrics
     const a = config.admin
@@ -307,11 +312,7 @@ export async function run(file: string): Promise<void> {
     return
   }
   registry.setReady(true)
-  // Keys the schema names ahead of their implementation: say so rather than pretend.
-  const notYet = [
-    config.pike.enabled || Object.values(config.pike.domains).some(d => d.enabled === true) ? 'pike' : null,
-  ].filter(k => k !== null)
-  if (notYet.length > 0) log.warn({ keys: notYet }, 'configured features not implemented in this version are ignored')
+  banSync.start()
   log.info({
     pid: process.pid, workers: engine.workerCount, generation,
     listen: engine.listeners.map(l => `${l.transport}:${l.address.includes(':') ? `[${l.address}]` : l.address}:${l.port}`),

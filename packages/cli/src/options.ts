@@ -1,7 +1,8 @@
 // Configuration (as validated by @sipedge/config) -> Engine options. Kept apart from main.ts so
 // tests and the benchmark build an engine exactly as the command does.
 import type { FrozenConfig } from '@sipedge/config'
-import type { EngineOptions, KeepaliveSettings, ListenerOptions, TlsOptions, Logger } from '@sipedge/transport'
+import { isIP } from 'node:net'
+import type { EngineOptions, KeepaliveSettings, ListenerOptions, PikeSettings, TlsOptions, Logger } from '@sipedge/transport'
 import { workerEntryUrl, proxyHandlerUrl } from '@sipedge/workers'
 
 export function engineOptionsFromConfig(config: FrozenConfig, logger?: Logger): EngineOptions {
@@ -22,8 +23,10 @@ export function engineOptionsFromConfig(config: FrozenConfig, logger?: Logger): 
       idleTimeoutMs: config.limits.idle_timeout,
       maxMessageSize: config.limits.max_message_size,
       partialMessageTimeoutMs: config.limits.partial_message_timeout,
+      maxConnectionsPerSource: config.limits.max_connections_per_source,
     },
     keepalive: keepaliveFromConfig(config),
+    pike: pikeFromConfig(config),
   }
   if (logger !== undefined) opts.logger = logger
   return opts
@@ -33,6 +36,27 @@ export function engineOptionsFromConfig(config: FrozenConfig, logger?: Logger): 
 export function keepaliveFromConfig(config: FrozenConfig): KeepaliveSettings | null {
   const k = config.nat.keepalive
   return k.enabled ? { intervalMs: k.interval, failuresRemove: k.failures_remove } : null
+}
+
+/**
+ * pike -> the primary's flood detection (docs/security.md "Flood detection (pike)"). The
+ * IP-literal destinations of the dispatcher sets join `allow`: an application server is never banned.
+ */
+export function pikeFromConfig(config: FrozenConfig): PikeSettings {
+  const p = config.pike
+  const allow = [...p.allow]
+  for (const set of Object.values(config.dispatcher.sets)) {
+    for (const d of set.destinations) {
+      const host = /^sips?:(?:[^@;?]*@)?(\[[^\]]+\]|[^:;?>]+)/i.exec(d.uri)?.[1]
+      const ip = host?.startsWith('[') === true ? host.slice(1, -1) : host
+      if (ip !== undefined && isIP(ip) !== 0) allow.push(ip)
+    }
+  }
+  // domains' unset keys were filled with the global values by the schema
+  const cls = (d: FrozenConfig['pike']['domains'][string]) => ({ enabled: d.enabled, windowMs: d.window, maxRequests: d.max_requests, banTimeMs: d.ban_time })
+  const domains: Record<string, PikeSettings['domains'][string]> = {}
+  for (const [name, d] of Object.entries(p.domains)) domains[name.toLowerCase()] = cls(d)
+  return { ...cls(p), allow, domains }
 }
 
 function tlsFor(config: FrozenConfig, own: FrozenConfig['listen'][number]['tls']): TlsOptions {

@@ -345,11 +345,14 @@ const tls = obj({
 
 const limits = obj({
   max_message_size: size(1 * KiB, 16 * MiB).def(65535).desc('Largest SIP message accepted (bytes); larger ones are answered 413 or, on streams, close the connection.'),
-  max_connections: int(1, 1_000_000).def(10_000).desc('Open TCP/TLS/WS connections at most; further connections are refused.'),
-  idle_timeout: duration(SECOND, DAY).def(5 * MINUTE).desc('A stream connection with no traffic for this long is closed (unless a registration flows over it; NAT keep-alives count as traffic).'),
+  max_connections: int(1, 1_000_000).def(10_000).desc('Open TCP/TLS/WS connections at most; further connections are refused, unless an accepted connection has only ever sent keep-alive pings (no SIP message either way) for half of `idle_timeout` (at most 10 s): the oldest such one is closed to make room.'),
+  max_connections_per_source: int(0, 1_000_000).nullable().def(null, 'a tenth of `max_connections`, at least 16')
+    .desc('Accepted TCP/TLS/WS connections from one remote IP address at most; further ones are refused at accept and counted (`sipedge_connection_events_total{event="refused_per_source"}`), so one source cannot take every slot. Raise it for many clients behind one NAT address. 0: no limit.'),
+  idle_timeout: duration(SECOND, DAY).def(5 * MINUTE).desc('A stream connection with no traffic for this long is closed. NAT keep-alive pings (CRLF) count as traffic only on a connection that has carried a SIP message: one that has only ever pinged is closed when this time has passed since it opened.'),
   partial_message_timeout: duration(100, 5 * MINUTE).def(10 * SECOND).desc('A stream connection that holds an incomplete message this long is closed.'),
   ring_size: size(64 * KiB, 1 * GiB).def(4 * MiB).desc('Bytes of each inbound and outbound ring between the primary and a worker.'),
 }).finish((o, path, ctx) => {
+  if (o['max_connections_per_source'] === null) o['max_connections_per_source'] = Math.max(16, Math.floor((o['max_connections'] as number) / 10))
   if ((o['ring_size'] as number) < 2 * (o['max_message_size'] as number) + 256)
     ctx.issue('ERR_CONFIG_CONFLICT', join(path, 'ring_size'), ctx.posOf(join(path, 'ring_size')), 'ring_size must hold at least two messages of max_message_size')
 }).desc('Size, connection and time limits.')
@@ -465,20 +468,24 @@ const nat = obj({
 }).desc('NAT traversal helpers (RFC 3581, RFC 5626).')
 
 const pikeFields = (inherit: boolean) => ({
-  enabled: (inherit ? bool().nullable().def(null, 'inherits `pike.enabled`') : bool().def(false)).desc('Detect floods and ban their sources. Not implemented in this version: accepted, and a warning is logged when on.'),
-  window: (inherit ? duration(100, MINUTE).nullable().def(null, 'inherits `pike.window`') : duration(100, MINUTE).def(2 * SECOND)).desc('Sampling window.'),
-  max_requests: (inherit ? int(1, 1_000_000).nullable().def(null, 'inherits `pike.max_requests`') : int(1, 1_000_000).def(60)).desc('Requests per source address and window above which the source is banned.'),
-  ban_time: (inherit ? duration(SECOND, DAY).nullable().def(null, 'inherits `pike.ban_time`') : duration(SECOND, DAY).def(5 * MINUTE)).desc('How long a banned source is ignored.'),
+  enabled: (inherit ? bool().nullable().def(null, 'inherits `pike.enabled`') : bool().def(false))
+    .desc(inherit ? 'Count requests to this domain (on its own window and threshold).' : 'Count requests per source address in the primary, before they reach a worker, and ban a source over `max_requests` per `window` for `ban_time`. Bans (also those of auth and the admin API) apply whether this is on or not.'),
+  window: (inherit ? duration(100, MINUTE).nullable().def(null, 'inherits `pike.window`') : duration(100, MINUTE).def(2 * SECOND))
+    .desc('Sampling window: requests are counted over the last `window` (a sliding estimate from two buckets).'),
+  max_requests: (inherit ? int(1, 1_000_000).nullable().def(null, 'inherits `pike.max_requests`') : int(1, 1_000_000).def(60))
+    .desc(inherit ? 'Requests per source address and window to this domain (Request-URI host) above which the source is banned; requests to it are not counted against the global threshold.' : 'Requests (responses are not counted) per source address and window above which the source is banned.'),
+  ban_time: (inherit ? duration(SECOND, DAY).nullable().def(null, 'inherits `pike.ban_time`') : duration(SECOND, DAY).def(5 * MINUTE))
+    .desc('How long a banned source is ignored: its datagrams and stream messages are dropped unread, its connections closed and new ones refused.'),
 })
 const pike = obj({
   ...pikeFields(false),
   allow: list(str('CIDR').check(v => { const r = parseCidr(v); return r.ok ? undefined : r.error })).single().def(['127.0.0.0/8', '::1/128'])
-    .desc('Sources never banned (application servers of the dispatcher sets are never banned either).'),
-  domains: mapOf(obj(pikeFields(true)), 'domain').desc('Per-domain overrides (request domain); unset keys inherit the global value.'),
+    .desc('Sources (IPv4 and IPv6 CIDR blocks) never counted nor banned in the primary (a worker\'s auth ban of one is not taken over; the auth throttle still applies): application servers, monitoring, trusted peers. The IP-literal destinations of the dispatcher sets are never banned either.'),
+  domains: mapOf(obj(pikeFields(true)), 'domain').desc('Per-domain thresholds, chosen by the Request-URI host read from the start line (without a parse); unset keys inherit the global value.'),
 }).finish(o => {
   for (const d of Object.values(o['domains'] as Record<string, Record<string, unknown>>))
     for (const k of ['enabled', 'window', 'max_requests', 'ban_time'] as const) if (d[k] === null) d[k] = o[k]
-}).desc('Flood detection and bans (pike).')
+}).desc('Flood detection and bans (pike), in the primary (docs/security.md "Flood detection (pike)").')
 
 const metrics = obj({
   listen: offOr(addrPort()).def({ address: '127.0.0.1', port: 9090 }, '`127.0.0.1:9090`').desc('HTTP address of the Prometheus endpoint; `false` turns it off.'),

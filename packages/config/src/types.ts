@@ -42,6 +42,8 @@ export interface TlsConfig {
 export interface LimitsConfig {
   max_message_size: number
   max_connections: number
+  /** null in the input: a tenth of max_connections, at least 16 (filled in by the schema). */
+  max_connections_per_source: number
   idle_timeout: number
   partial_message_timeout: number
   ring_size: number

@@ -8,7 +8,7 @@
 import { readdirSync } from 'node:fs'
 import { Registry } from 'prom-client'
 import {
-  BAN_REASONS, CODE_SLOTS, DESTINATION_STATES, DROP_REASONS, KEEPALIVE_RESULTS, MAX_DESTINATIONS, METHODS, PROBE_RESULTS, RESPONSE_DIRECTIONS,
+  BAN_REASONS, BanReason, CODE_SLOTS, DESTINATION_STATES, DROP_REASONS, KEEPALIVE_RESULTS, MAX_DESTINATIONS, METHODS, PROBE_RESULTS, RESPONSE_DIRECTIONS,
   TRANSACTION_KINDS, TRANSPORTS, codeSlotLabels,
 } from './catalog.js'
 import { CLUSTER_SLOTS, HISTOGRAMS, METRICS_LAYOUT, THREAD_SLOTS, type HistogramSlots } from './layout.js'
@@ -89,6 +89,11 @@ const ENGINE_COUNTERS: Readonly<Record<string, readonly [string, Labels]>> = {
   connReused: ['sipedge_connection_events_total', { event: 'reused' }],
   connRefused: ['sipedge_connection_events_total', { event: 'refused' }],
   connClosed: ['sipedge_connection_events_total', { event: 'closed' }],
+  connRefusedPerSource: ['sipedge_connection_events_total', { event: 'refused_per_source' }],
+  connIdleEvicted: ['sipedge_connection_events_total', { event: 'idle_evicted' }],
+  connRefusedBanned: ['sipedge_connection_events_total', { event: 'refused_banned' }],
+  connBannedClosed: ['sipedge_connection_events_total', { event: 'banned_closed' }],
+  pikeDropped: ['sipedge_pike_dropped_total', {}],
   connIdleClosed: ['sipedge_connection_events_total', { event: 'idle_closed' }],
   connPartialTimeout: ['sipedge_connection_events_total', { event: 'partial_timeout' }],
   connOversize: ['sipedge_connection_events_total', { event: 'oversize' }],
@@ -322,10 +327,12 @@ export function createMetricsRegistry(opts: MetricsRegistryOptions = {}): Sipedg
     const t = totals()
     return DROP_REASONS.map((r, i) => ({ labels: { reason: r }, value: t === null ? 0 : t[O.drops + i]! }))
   })
-  def('sipedge_bans_total', 'counter', ['reason'], 'Sources banned, by reason.', () => {
+  def('sipedge_bans_total', 'counter', ['reason'], 'Sources banned, by reason (flood: pike in the primary; auth_failures: the workers\' digest throttle).', () => {
     const t = totals()
-    return BAN_REASONS.map((r, i) => ({ labels: { reason: r }, value: t === null ? 0 : t[O.bans + i]! }))
+    const flood = engine()['pikeFloodBans'] ?? 0
+    return BAN_REASONS.map((r, i) => ({ labels: { reason: r }, value: (t === null ? 0 : t[O.bans + i]!) + (i === BanReason.Flood ? flood : 0) }))
   })
+  def('sipedge_pike_dropped_total', 'counter', [], 'Datagrams and stream messages from banned sources dropped by the primary before any parsing (pike).', fromEngine('sipedge_pike_dropped_total', [{}]))
   def('sipedge_bans_active', 'gauge', [], 'Sources banned right now.', async () => {
     const n = await call('bans', src.bansActive)
     return n === undefined ? [] : [{ value: n }]

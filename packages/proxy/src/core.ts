@@ -237,7 +237,21 @@ export class Proxy implements CoreState, CoreApi {
 
   private response(msg: SipMessage, source: Source): void {
     this.counters.responsesIn++
-    msg.topVia // decodes or throws: a response without a usable Via is dropped
+    // A response without a usable Via, To, From, Call-ID or CSeq (RFC 3261 §8.1.1: all mandatory)
+    // is dropped here, before it can match a client transaction: once matched, a final response
+    // that the forwarding path cannot read would end the client transaction and leave the server
+    // transaction without an answer (and without a timer), open forever.
+    try {
+      void msg.topVia
+      void msg.cseq
+      void msg.callId
+      void msg.from
+      void msg.to
+    } catch (err) {
+      if (!(err instanceof SipParseError)) throw err
+      this.counters.badResponses++
+      return
+    }
     this.layer.receiveResponse(msg, source)
   }
 

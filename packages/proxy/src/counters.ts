@@ -19,6 +19,8 @@ export class ProxyCounters {
   requestsIn = 0
   responsesIn = 0
   parseErrors = 0
+  /** Responses dropped before matching: a mandatory header (Via, To, From, Call-ID, CSeq) missing or unreadable. */
+  badResponses = 0
   /** Requests answered by the proxy itself (OPTIONS to us, errors, rejects). */
   localReplies = 0
   optionsLocal = 0

@@ -141,7 +141,10 @@ export function clientResponse(core: CoreState, resp: SipMessage, tx: ClientTran
     if (status > 100) forwardResponse(core, ctx, resp)
     return
   }
-  if (betterFinal(status, ctx.bestStatus)) {
+  // §16.10: the 487 of a cancelled attempt is what the caller who cancelled gets, also over a
+  // final this proxy only generated for an earlier attempt (408 after a silent contact, 503):
+  // a caller that sent CANCEL must not be told its request timed out.
+  if (betterFinal(status, ctx.bestStatus) || (ctx.cancelled && status === 487 && ctx.best === null && ctx.bestStatus < 500)) {
     // Kept past this call: copy (the message may sit in ring memory).
     ctx.best = copyMessage(resp)
     ctx.bestStatus = status

@@ -429,7 +429,7 @@ export class SipMessage {
       if (!this.match(f, id, lname)) continue
       if (!split) { out.push(this.valueOf(f)); continue }
       const s = this.rawValue(f)
-      const r = splitList(s)
+      const r = splitList(s, 0, s.length, id === H_OTHER ? name : WIRE[id]!)
       for (let k = 0; k < r.length; k += 2) if (r[k + 1]! > r[k]!) out.push(latin1ToUtf8(s.slice(r[k], r[k + 1])))
     }
     return out
@@ -526,7 +526,7 @@ export class SipMessage {
     const s = this.rawValue(f)
     // only the first element is needed: find the first top-level comma cheaply
     let e = s.indexOf(',')
-    if (e >= 0 && s.indexOf('"') >= 0) e = splitList(s)[1]!
+    if (e >= 0 && s.indexOf('"') >= 0) e = splitList(s, 0, s.length, 'Via')[1]!
     return (this._topVia = parseVia(s, 0, e < 0 ? s.length : e))
   }
 
@@ -537,7 +537,7 @@ export class SipMessage {
     for (let i = 0; i < hs.length; i++) {
       if (hs[i]!.id !== H_VIA) continue
       const s = this.rawValue(hs[i]!)
-      const r = splitList(s)
+      const r = splitList(s, 0, s.length, 'Via')
       for (let k = 0; k < r.length; k += 2) out.push(parseVia(s, r[k], r[k + 1]))
     }
     if (out.length === 0) throw missing('Via')
@@ -571,7 +571,7 @@ export class SipMessage {
     for (let i = 0; i < hs.length; i++) {
       if (hs[i]!.id !== id) continue
       const s = this.rawValue(hs[i]!)
-      const r = splitList(s)
+      const r = splitList(s, 0, s.length, what)
       for (let k = 0; k < r.length; k += 2) out.push(parseNameAddr(s, what, r[k], r[k + 1], allowStar))
     }
     return out

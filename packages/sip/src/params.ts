@@ -4,6 +4,7 @@
  * value's start (the editor relies on that).
  */
 import { GENVALUE, TOKEN } from './tables.js'
+import { ErrorCodes, SipParseError } from './errors.js'
 
 export function isLws(c: number): boolean {
   return c === 32 || c === 9 || c === 13 || c === 10
@@ -46,12 +47,25 @@ export function unquote(s: string, a: number, b: number): string {
 }
 
 /**
+ * Elements one header line may list when a decoder splits it (`splitList` with `what`): far more
+ * than any real Via, Route, Record-Route or Contact list (Max-Forwards caps a path at 255 hops),
+ * and few enough that a hostile line of thousands of commas costs a bounded amount of work
+ * before it is refused (400 Too Many <header> Values), not one parse per element.
+ */
+export const MAX_LIST_ELEMENTS = 256
+
+/**
  * Split a comma-separated header value s[a, b) into element ranges (trimmed), not splitting
  * inside quoted strings or <...>. Empty elements are kept (a === b) so that strict callers can
  * reject "Via: a,,b" (RFC 4475 badinv01). Returns [s0, e0, s1, e1, ...].
+ * One pass over the value: every character is looked at once (a quoted string or <...> is
+ * skipped by index, an unterminated one ends the scan). With `what` (the header's name) a line
+ * of more than MAX_LIST_ELEMENTS elements throws SipParseError ERR_SIP_TOO_MANY_VALUES (400
+ * naming the header) as soon as the element after the last allowed one begins.
  */
-export function splitList(s: string, a = 0, b = s.length): number[] {
+export function splitList(s: string, a = 0, b = s.length, what?: string): number[] {
   const out: number[] = []
+  const max = what === undefined ? Infinity : MAX_LIST_ELEMENTS * 2
   let start = a
   let i = a
   while (i < b) {
@@ -67,15 +81,22 @@ export function splitList(s: string, a = 0, b = s.length): number[] {
       continue
     }
     if (c === 44) {
+      if (out.length >= max) throw tooManyValues(what!)
       const st = skipLws(s, start, i)
       out.push(st, trimEnd(s, st, i))
       start = i + 1
     }
     i++
   }
+  if (out.length >= max) throw tooManyValues(what!)
   const st = skipLws(s, start, b)
   out.push(st, trimEnd(s, st, b))
   return out
+}
+
+function tooManyValues(what: string): SipParseError {
+  return new SipParseError(ErrorCodes.ERR_SIP_TOO_MANY_VALUES, 'Too Many ' + what + ' Values', 400,
+    `${what} header lists more than ${MAX_LIST_ELEMENTS} values on one line`)
 }
 
 // Parameter names seen on every message, interned: a fresh string per name costs an

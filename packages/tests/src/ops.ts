@@ -23,11 +23,12 @@ export interface SipedgeProcess {
  * Writes `yaml` to dir/name and starts `sipedge --config` on it; resolves on the "ready" line
  * (in its output, or in `logFile` when the configuration logs to a file).
  */
-export async function startSipedge(dir: string, name: string, yaml: string, o: { env?: NodeJS.ProcessEnv; logFile?: string } = {}): Promise<SipedgeProcess> {
+export async function startSipedge(dir: string, name: string, yaml: string, o: { env?: NodeJS.ProcessEnv; logFile?: string; cwd?: string } = {}): Promise<SipedgeProcess> {
   const env = o.env ?? {}
   const file = join(dir, name)
   writeFileSync(file, yaml)
-  const child = spawn(process.execPath, [SIPEDGE_MAIN, '--config', file], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  // cwd: where relative paths of the configuration (e.g. `lmdb:./var/location`) land
+  const child = spawn(process.execPath, [SIPEDGE_MAIN, '--config', file], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], ...(o.cwd !== undefined ? { cwd: o.cwd } : {}) })
   // a test process that dies (uncaught error) must not leave the node holding its ports
   const orphan = (): void => killHard(child)
   process.once('exit', orphan)

@@ -13,6 +13,7 @@ const tmp = tempDir('sipedge-check-config-')
 t.teardown(tmp.cleanup)
 const SIP = 24600
 const HTTP = 24601
+const TOKEN = 'check-config-test-token-0123456789'
 
 function file(name: string, text: string): string {
   const f = join(tmp.dir, name)
@@ -94,13 +95,14 @@ t.test('check-config-missing-users-file on reload: SIGHUP with a users_file that
 })
 
 t.test('ops-admin-listen-default: with admin.listen unset the admin API answers on metrics.listen, as the docs say', async t => {
-  const edge = await startSipedge(tmp.dir, 'admin-default.yaml', `workers: 1\nlisten: [udp:127.0.0.1:${SIP}]\nmetrics: { listen: 127.0.0.1:${HTTP} }\n`)
+  const edge = await startSipedge(tmp.dir, 'admin-default.yaml', `${base}admin: { token: ${TOKEN} }\n`)
   t.teardown(() => edge.stop())
-  const r = await http('GET', `http://127.0.0.1:${HTTP}/api/stats`)
+  t.equal((await http('GET', `http://127.0.0.1:${HTTP}/api/stats`)).status, 401, 'no token: 401 (there is no admin API without one)')
+  const r = await http('GET', `http://127.0.0.1:${HTTP}/api/stats`, { token: TOKEN })
   t.equal(r.status, 200, 'GET /api/stats on the metrics listener')
   const doc = readFileSync(fileURLToPath(new URL('../../../docs/operations-observability.md', import.meta.url)), 'utf8')
   const admin = doc.slice(doc.indexOf('## Admin API'), doc.indexOf('## Logs'))
   t.notMatch(admin, /9091/, 'no separate default port in the docs')
-  t.match(admin, /Its default is\s+`null`: the admin API then shares the\s+`metrics\.listen` listener/, 'the docs name the shared listener')
+  t.match(admin, /next to `\/metrics` on `metrics\.listen` when `admin\.listen` is null\s+\(the default/, 'the docs name the shared listener')
   t.equal((await edge.stop()).code, 0)
 })

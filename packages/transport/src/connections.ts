@@ -56,6 +56,11 @@ export class StreamConn {
   kaSlot = -1
   kaOutstanding = false
   kaFailures = 0
+  /**
+   * A SIP message has passed (either way). Until then CRLF keep-alives do not count as traffic:
+   * a connection that only ever pings is idle (limits.idle_timeout; docs/security.md "Limits").
+   */
+  sipSeen = false
 
   constructor(kind: number, socketId: number, address: string, port: number, outbound: boolean) {
     this.kind = kind
@@ -72,6 +77,7 @@ export class StreamConn {
 
   /** A frame of worker `worker` is being written: count it until its write completes. */
   track(worker: number): void {
+    this.sipSeen = true
     if (this.unwritten++ === 0) {
       this.writers.length = 0
       this.writers.push(worker)
@@ -95,6 +101,8 @@ export function connKey(kind: number, address: string, port: number): string {
 export class ConnectionTable {
   readonly #byId = new Map<number, StreamConn>()
   readonly #byKey = new Map<string, StreamConn>()
+  /** Accepted (not outbound) connections per remote address: limits.max_connections_per_source. */
+  readonly #perSource = new Map<string, number>()
   #next = 1
 
   get size(): number { return this.#byId.size }
@@ -107,13 +115,24 @@ export class ConnectionTable {
     this.#byId.set(id, conn)
     // The newest connection to a peer wins the key (an older one may be half-dead).
     this.#byKey.set(conn.key, conn)
+    if (!conn.outbound) this.#perSource.set(conn.address, (this.#perSource.get(conn.address) ?? 0) + 1)
     return id
   }
 
   remove(conn: StreamConn): void {
-    if (this.#byId.get(conn.id) === conn) this.#byId.delete(conn.id)
+    if (this.#byId.get(conn.id) === conn) {
+      this.#byId.delete(conn.id)
+      if (!conn.outbound) {
+        const n = (this.#perSource.get(conn.address) ?? 1) - 1
+        if (n > 0) this.#perSource.set(conn.address, n)
+        else this.#perSource.delete(conn.address)
+      }
+    }
     if (this.#byKey.get(conn.key) === conn) this.#byKey.delete(conn.key)
   }
+
+  /** Accepted connections open from `address`. */
+  fromSource(address: string): number { return this.#perSource.get(address) ?? 0 }
 
   get(id: number): StreamConn | undefined { return this.#byId.get(id) }
 

@@ -14,8 +14,16 @@ export class Counters {
   connOpened = 0
   connReused = 0
   connRefused = 0
+  /** Refused: limits.max_connections_per_source reached for the remote address (not in connRefused). */
+  connRefusedPerSource = 0
+  /** Refused: the remote address is banned (pike; also in connRefused). */
+  connRefusedBanned = 0
+  /** Open connections closed because their remote address was banned. */
+  connBannedClosed = 0
   connClosed = 0
   connIdleClosed = 0
+  /** Connections that had only ever pinged, closed to make room when max_connections was reached. */
+  connIdleEvicted = 0
   connPartialTimeout = 0
   connOversize = 0
   connBadStream = 0

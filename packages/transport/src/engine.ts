@@ -10,8 +10,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { Ring } from '@sipedge/ring'
 import { TRANSPORT_NAMES, UDP, TCP, TLS, kindOf, nameOf, type TransportName } from '@sipedge/frame'
 import { Counters } from './counters.js'
-import { ConnectionTable } from './connections.js'
-import { createLogger, type Logger } from './log.js'
+import { ConnectionTable, type StreamConn } from './connections.js'
+import { createLogger, RateLimitedLog, type Logger } from './log.js'
 import { callIdHashOf } from './sip-subset.js'
 import { Inbound } from './inbound.js'
 import { Outbound } from './outbound.js'
@@ -20,12 +20,15 @@ import { WorkerPool, QueryError, withTimeout, type EngineRingStat } from './pool
 import { UdpListeners } from './listeners/udp.js'
 import { StreamListeners } from './listeners/stream.js'
 import { WebSocketListeners } from './listeners/websocket.js'
+import { Pike, type PikeSettings } from './pike.js'
 import { StreamKeepalive, type KeepaliveSettings, type KeepaliveStats } from './keepalive.js'
 import { DEFAULT_LIMITS, transportError, type EngineLimits, type EngineOptions, type ListenerInfo, type ListenerOptions, type RunState } from './options.js'
 
 export class Engine {
   readonly counters = new Counters()
   readonly table = new ConnectionTable()
+  /** Flood detection and the ban table (pike.ts), shared by every path of the primary. */
+  readonly pike: Pike
   readonly limits: EngineLimits
   readonly log: Logger
   readonly #opts: EngineOptions
@@ -55,7 +58,10 @@ export class Engine {
     if (this.#nWorkers > 0 && opts.workerUrl === undefined)
       throw transportError('ERR_TRANSPORT_OPTIONS', 'EngineOptions.workerUrl is required when workers > 0')
     const common = { table: this.table, counters: this.counters, limits: this.limits, log: this.log, state: this.#run }
-    const inbound = new Inbound(common)
+    this.pike = new Pike(opts.pike ?? null)
+    this.pike.on({ banned: b => this.#closeFrom(b.address) })
+    const admit = this.#admitter()
+    const inbound = new Inbound({ ...common, pike: this.pike })
     this.#inbound = inbound
     this.#udp = new UdpListeners(this.log, (socketId, msg, rinfo) => inbound.datagram(socketId, msg, rinfo))
     const keepalive = new StreamKeepalive({
@@ -70,9 +76,11 @@ export class Engine {
       onMessage: (conn, buf) => inbound.streamMessage(conn, buf),
       onError: conn => this.#outbound.connectionFailed(conn),
       onAlive: conn => keepalive.answered(conn),
+      admit,
     })
     this.#ws = new WebSocketListeners({
       ...common,
+      admit,
       onMessage: (conn, buf) => inbound.streamMessage(conn, buf),
       onClosed: conn => this.#streams.closed(conn),
       onAlive: conn => keepalive.answered(conn),
@@ -93,6 +101,7 @@ export class Engine {
         counters: this.counters,
         log: this.log,
         stopped: () => this.#state === 'stopped',
+        onWorkerControl: msg => this.#workerControl(msg),
         ...(opts.workerEnv !== undefined ? { workerEnv: opts.workerEnv } : {}),
         ...(opts.workerExecArgv !== undefined ? { workerExecArgv: opts.workerExecArgv } : {}),
         ...(opts.workerData !== undefined ? { workerData: opts.workerData } : {}),
@@ -123,6 +132,7 @@ export class Engine {
           send: (meta, payload) => out.send(meta, payload, false),
           log: this.log,
           counters: this.counters,
+          postControl: msg => this.#workerControl(msg),
         })
         this.#inbound.target = this.#outbound.target = this.#inproc
       }
@@ -184,6 +194,7 @@ export class Engine {
 
   async #teardown(): Promise<void> {
     this.#run.draining = true
+    this.pike.close()
     this.#keepalive.close()
     this.#streams.stopTimers()
     for (const c of [...this.table.values()]) this.#streams.destroy(c)
@@ -238,6 +249,56 @@ export class Engine {
   /** NAT keep-alives of stream connections on (new settings) or off (null); configuration reload. */
   setKeepalive(settings: KeepaliveSettings | null): void {
     this.#keepalive.configure(settings)
+  }
+
+  /** Flood detection on (new settings) or counting off (null); configuration reload. Bans in force stay. */
+  setPike(settings: PikeSettings | null): void {
+    this.pike.configure(settings)
+  }
+
+  // ------------------------------------------------------------------------------ pike hooks
+
+  /** The accept-time source check of stream and WS listeners: bans, then connections per source. */
+  #admitter(): (address: string) => boolean {
+    const rl = new RateLimitedLog(this.log, 'warn')
+    return address => {
+      const c = this.counters
+      if (this.pike.isBanned(address)) {
+        c.connRefusedBanned++
+        this.pike.refused(address)
+        return false
+      }
+      const max = this.limits.maxConnectionsPerSource
+      if (max > 0 && this.table.fromSource(address) >= max) {
+        c.connRefusedPerSource++
+        rl.hit('connection refused: max_connections_per_source reached', { remote: address, maxConnectionsPerSource: max })
+        return false
+      }
+      return true
+    }
+  }
+
+  /** A source was banned: its stream connections close now (what they hold is dropped). */
+  #closeFrom(address: string): void {
+    const from: StreamConn[] = []
+    for (const c of this.table.values()) if (c.address === address && !c.outbound) from.push(c)
+    for (const c of from) {
+      this.counters.connBannedClosed++
+      this.#streams.destroy(c)
+    }
+  }
+
+  /**
+   * A control message a worker posted for the others (`broadcast`): a `ban` (docs/contracts.md)
+   * becomes a ban of the primary's table, so the source is dropped before any worker sees it.
+   */
+  #workerControl(msg: { type?: unknown; [k: string]: unknown }): void {
+    if (msg.type !== 'ban') return
+    const address = msg['address']
+    const until = msg['until']
+    if (typeof address !== 'string' || typeof until !== 'number') return
+    // a worker's auth ban is written to the store by the worker itself
+    this.pike.ban(address, typeof msg['reason'] === 'string' ? msg['reason'] : 'other', until, { origin: 'worker', shared: true })
   }
 
   /** Stream keep-alive counters by transport (metrics, scrape time). */

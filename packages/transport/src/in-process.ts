@@ -25,6 +25,8 @@ export class InProcessTarget implements FrameTarget {
     send: (meta: FrameMeta, payload: Uint8Array | readonly Uint8Array[]) => boolean
     log: Logger
     counters: Counters
+    /** The handler's postControl (a worker's `broadcast`): with one thread, only the primary hears it. */
+    postControl?: (msg: { type: string; [k: string]: unknown }) => void
   }): Promise<InProcessTarget> {
     const mod = await import(String(handlerUrl)) as { createHandler: CreateHandler }
     const handler = await mod.createHandler({
@@ -34,6 +36,7 @@ export class InProcessTarget implements FrameTarget {
       now: () => performance.timeOrigin + performance.now(),
       log: ctx.log.child('handler'),
       inProcess: true,
+      ...(ctx.postControl !== undefined ? { postControl: ctx.postControl } : {}),
     })
     return new InProcessTarget(handler, ctx.counters, ctx.log)
   }

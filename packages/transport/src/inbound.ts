@@ -10,6 +10,7 @@ import { RateLimitedLog, type Logger } from './log.js'
 import type { Counters } from './counters.js'
 import type { StreamConn } from './connections.js'
 import type { EngineLimits, RunState } from './options.js'
+import { Pike } from './pike.js'
 
 /** Where frames for the workers go: the worker pool, or the in-process handler. */
 export interface FrameTarget {
@@ -32,13 +33,14 @@ function isKeepaliveDatagram(b: Buffer): boolean {
   return true
 }
 
-export interface InboundOptions { counters: Counters; limits: EngineLimits; log: Logger; state: RunState }
+export interface InboundOptions { counters: Counters; limits: EngineLimits; log: Logger; state: RunState; pike?: Pike }
 
 export class Inbound {
   target: FrameTarget = NO_TARGET
   readonly #c: Counters
   readonly #limits: EngineLimits
   readonly #state: RunState
+  readonly #pike: Pike
   readonly #scratch: FrameMeta = createFrameMeta()
   readonly #rlOversize: RateLimitedLog
   readonly #rlNoCallId: RateLimitedLog
@@ -48,6 +50,7 @@ export class Inbound {
     this.#c = o.counters
     this.#limits = o.limits
     this.#state = o.state
+    this.#pike = o.pike ?? new Pike()
     this.#rlOversize = new RateLimitedLog(o.log, 'warn')
     this.#rlNoCallId = new RateLimitedLog(o.log, 'warn')
     this.#rlRingFull = new RateLimitedLog(o.log, 'warn')
@@ -58,6 +61,7 @@ export class Inbound {
     const c = this.#c
     if (this.#state.draining) { c.drainDropped++; return }
     c.udpIn++
+    if (this.#pike.check(rinfo.address, msg)) return // pike: banned source, dropped before any parsing
     if (msg.length > this.#limits.maxMessageSize) {
       c.udpOversize++
       this.#rlOversize.hit('UDP datagram over max message size dropped', { remote: rinfo.address, size: msg.length, max: this.#limits.maxMessageSize })
@@ -90,6 +94,8 @@ export class Inbound {
     const c = this.#c
     if (this.#state.draining) { c.drainDropped++; return }
     c.streamIn++
+    if (this.#pike.check(conn.address, buf)) return // pike: banned (its connections are being closed)
+    conn.sipSeen = true
     const h = callIdHash(buf)
     if (h === -1) {
       c.streamNoCallId++

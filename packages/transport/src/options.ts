@@ -4,6 +4,7 @@ import type { TransportName } from '@sipedge/frame'
 import type { TlsOptions } from './tls-contexts.js'
 import type { Logger } from './log.js'
 import type { KeepaliveSettings } from './keepalive.js'
+import type { PikeSettings } from './pike.js'
 
 export interface ListenerOptions {
   transport: TransportName
@@ -26,6 +27,8 @@ export interface EngineLimits {
   maxMessageSize: number
   /** An incomplete stream message must complete within this time (connPartialTimeout). */
   partialMessageTimeoutMs: number
+  /** Accepted stream connections from one remote address at most (0: no limit); more are refused (connRefusedPerSource). */
+  maxConnectionsPerSource: number
 }
 
 export const DEFAULT_LIMITS: Readonly<EngineLimits> = {
@@ -33,6 +36,7 @@ export const DEFAULT_LIMITS: Readonly<EngineLimits> = {
   idleTimeoutMs: 3_600_000,
   maxMessageSize: 65_535,
   partialMessageTimeoutMs: 10_000,
+  maxConnectionsPerSource: 0,
 }
 
 /** Outbound TLS connections (opened for FLAG_OPEN_CONNECTION frames). */
@@ -76,6 +80,11 @@ export interface EngineOptions {
    * null or absent: off (such frames are ignored). Changed at run time with setKeepalive().
    */
   keepalive?: KeepaliveSettings | null
+  /**
+   * Flood detection (pike.ts; docs/security.md "Flood detection"); null or absent: no counting
+   * (the ban table still drops sources banned by workers or the admin). Changed with setPike().
+   */
+  pike?: PikeSettings | null
 }
 
 /** Shared by the parts of one engine: set once when stop() begins. */

@@ -68,6 +68,8 @@ export interface PoolOptions {
   workerData?: (index: number) => Record<string, unknown>
   onWorkerExit?: (index: number, code: number) => void
   queryTimeoutMs?: number
+  /** A control message one worker posted for the others (`broadcast`), seen by the primary too (pike takes `ban`). */
+  onWorkerControl?: (msg: { type?: unknown; [k: string]: unknown }) => void
   /** true once the engine stops: no replacement is started. */
   stopped: () => boolean
 }
@@ -288,6 +290,7 @@ export class WorkerPool implements FrameTarget {
         // One worker's news for all the others (e.g. a dispatcher probe verdict): relay as is.
         const inner = msg['msg']
         if (inner === null || typeof inner !== 'object') break
+        try { this.#o.onWorkerControl?.(inner as { type?: unknown }) } catch (err) { this.#o.log.error('worker control message failed', { err }) }
         const bytes = pack(inner)
         for (const other of this.#slots) if (other !== slot) other.worker?.postMessage(bytes)
         break

@@ -96,6 +96,11 @@ export class AuthModule implements ModuleInstance {
   }
 
   onControl(msg: ControlMessage): void {
+    if (msg.type === 'unban') { // DELETE /api/bans/ADDRESS (the primary's ban table is lifted too)
+      const a = (msg as { address?: unknown }).address
+      if (typeof a === 'string') this.banned.delete(a)
+      return
+    }
     if (msg.type !== 'ban') return
     const m = msg as { address?: unknown; until?: unknown }
     if (typeof m.address === 'string' && typeof m.until === 'number' && m.until > Date.now()) this.banned.set(m.address, m.until)

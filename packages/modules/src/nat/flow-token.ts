@@ -38,7 +38,10 @@ function sideOf(s: string): Destination | null | undefined {
   const port = Number(p[2])
   const socketId = Number(p[3])
   const connId = Number(p[4])
-  if (!(port > 0 && port < 65536) || !Number.isInteger(socketId) || socketId < 0 || !Number.isInteger(connId) || connId < 0 || p[1] === '') return undefined
+  // A WebSocket peer's port is unknown (uWebSockets.js gives the address only): 0, and such a
+  // flow is only ever reached over its connection.
+  const ws = p[0] === 'ws' || p[0] === 'wss'
+  if (!(Number.isInteger(port) && port >= (ws && connId > 0 ? 0 : 1) && port < 65536) || !Number.isInteger(socketId) || socketId < 0 || !Number.isInteger(connId) || connId < 0 || p[1] === '') return undefined
   const d: Destination = { transport: p[0] as TransportName, address: p[1]!, port, socketId }
   if (connId !== 0) d.connId = connId
   return d

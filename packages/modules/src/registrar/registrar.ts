@@ -82,6 +82,19 @@ const NOT_FOUND: LookupFailure = Object.freeze({ status: 404, reason: 'Not Found
 const UNAVAILABLE: LookupFailure = Object.freeze({ status: 480, reason: 'Temporarily Unavailable' })
 const LOOKUP_DOWN: LookupFailure = Object.freeze({ status: 503, reason: 'Location Service Unavailable' })
 const OUTAGE_LOG_EVERY_MS = 10_000
+/**
+ * The longest address of record (bytes) the registrar keeps: the location stores key a record by
+ * its AOR and refuse keys longer than 1024 bytes (LMDB's key limit, with room for the index). A
+ * longer one is the client's error, answered 4xx before the store is asked — not a store failure
+ * (500/503, which a client retries and an operator is paged for).
+ */
+export const MAX_AOR_BYTES = 1024
+/** RFC 3261 §21.4.12: the Request-URI is longer than the server is willing to interpret. */
+const URI_TOO_LONG: LookupFailure = Object.freeze({ status: 414, reason: 'Request-URI Too Long' })
+
+function tooLong(aor: string): boolean {
+  return aor.length > MAX_AOR_BYTES / 4 && Buffer.byteLength(aor) > MAX_AOR_BYTES
+}
 
 /** One Contact of a REGISTER, validated (§10.3 steps 6-7). */
 interface ContactRequest {
@@ -194,6 +207,7 @@ export class LocationRegistrar {
     try { to = req.to; aorUri = parseUri(to.uri) } catch { this.reject(tx, 400, 'Bad To'); return }
     const aor = aorOf(aorUri)
     if (aor === null || !this.isOurDomain(aorUri.host.toLowerCase())) { this.reject(tx, 404, 'Not Found (address of record not served here)'); return }
+    if (tooLong(aor)) { this.reject(tx, 400, `Address of Record Too Long (over ${MAX_AOR_BYTES} bytes)`); return }
 
     // §10.3 step 3/4: authenticate, then the authenticated user may only touch its own AOR.
     const auth = this.authOf()
@@ -412,6 +426,8 @@ export class LocationRegistrar {
     const host = u.host.toLowerCase()
     const aor = aorOf(u)
     if (aor === null || !this.isOurDomain(host)) { this.counters.lookupMisses++; return NOT_FOUND }
+    // no binding can exist for it (REGISTER refuses it): the Request-URI is the client's error
+    if (tooLong(aor)) { this.counters.lookupMisses++; return URI_TOO_LONG }
     return this.location.get(aor).then(
       bs => {
         if (bs.length === 0) return this.miss()

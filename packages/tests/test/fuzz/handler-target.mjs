@@ -17,7 +17,7 @@ import path from 'node:path'
 import { parseConfig } from '@sipedge/config'
 import { proxyHandlerUrl } from '@sipedge/workers'
 import { tryParseMessage, parseMessage, SipParseError, buildResponse } from '@sipedge/sip'
-import { MAX_INPUT, mutateLightly } from '../../../sip/test/fuzz/mutator.mjs'
+import { MAX_INPUT, mutateLightly } from '@sipedge/sip/fuzz/mutator'
 
 export class HandlerFailure extends Error {
   constructor(kind, detail) {

@@ -14,6 +14,8 @@ import type { EngineLimits, RunState } from '../options.js'
 import { transportError } from '../options.js'
 
 const CRLF = Buffer.from('\r\n')
+/** A connection that has only pinged this long (or half of idle_timeout, if shorter) may be evicted when the table is full. */
+const EVICT_GRACE_MS = 10_000
 
 export interface StreamOptions {
   table: ConnectionTable
@@ -27,6 +29,11 @@ export interface StreamOptions {
   onError: (conn: StreamConn, err: Error) => void
   /** Bytes arrived on a connection with a NAT keep-alive ping outstanding (keepalive.ts). */
   onAlive?: (conn: StreamConn) => void
+  /**
+   * Source checks at accept (pike bans, limits.max_connections_per_source): false refuses the
+   * connection (the function counts and logs why). Absent: every source is admitted.
+   */
+  admit?: (address: string) => boolean
 }
 
 export class StreamListeners {
@@ -35,6 +42,8 @@ export class StreamListeners {
   readonly #tlsSets: TlsContextSet[] = []
   readonly #partial = new Set<StreamConn>()
   #partialTimer: NodeJS.Timeout | null = null
+  /** No eviction scan before this time (epoch ms): the last one found no candidate. */
+  #noEvictUntil = 0
   readonly #rl: { refused: RateLimitedLog; idle: RateLimitedLog; partial: RateLimitedLog; oversize: RateLimitedLog; bad: RateLimitedLog; sock: RateLimitedLog; tls: RateLimitedLog; connect: RateLimitedLog }
 
   constructor(o: StreamOptions) {
@@ -64,7 +73,8 @@ export class StreamListeners {
       set.watch()
       // Refuse over the limit before paying for a handshake.
       tserver.on('connection', (raw: Socket) => {
-        if (o.state.draining || o.table.size >= o.limits.maxConnections) this.#refuse(raw, TLS)
+        if (o.state.draining || (o.table.size >= o.limits.maxConnections && !this.#evictIdle())) this.#refuse(raw, TLS)
+        else if (o.admit !== undefined && raw.remoteAddress !== undefined && !o.admit(raw.remoteAddress)) raw.destroy()
       })
       tserver.on('secureConnection', (s: TLSSocket) => this.#accept(s, TLS, socketId))
       tserver.on('tlsClientError', (err, s) => {
@@ -170,9 +180,10 @@ export class StreamListeners {
   #accept(sock: Socket, kind: number, socketId: number): void {
     const o = this.#o
     if (sock.destroyed) return
-    if (o.state.draining || (kind !== TLS && o.table.size >= o.limits.maxConnections)) { this.#refuse(sock, kind); return }
+    if (o.state.draining || (kind !== TLS && o.table.size >= o.limits.maxConnections && !this.#evictIdle())) { this.#refuse(sock, kind); return }
     const addr = sock.remoteAddress
     if (addr === undefined) { sock.destroy(); return }
+    if (kind !== TLS && o.admit !== undefined && !o.admit(addr)) { sock.destroy(); return }
     const conn = new StreamConn(kind, socketId, addr, sock.remotePort ?? 0, false)
     o.counters.connAccepted++
     this.wire(conn, sock)
@@ -195,6 +206,9 @@ export class StreamListeners {
       if (m === KEEPALIVE_PING) {
         // RFC 5626 §4.4.1: answer a double-CRLF ping with a single CRLF pong.
         this.#o.counters.keepalivePings++
+        // A connection that has only ever pinged is idle however often it pings: one source
+        // cannot hold slots open with CRLFs alone (issue 14 item 7; docs/security.md "Limits").
+        if (!conn.sipSeen && this.#crlfIdle(conn)) return
         conn.writeOwn(CRLF)
         continue
       }
@@ -213,6 +227,41 @@ export class StreamListeners {
       conn.partialSince = 0
       this.#partial.delete(conn)
     }
+  }
+
+  /** Closes `conn` (counted as idle) when it has carried no SIP message for idle_timeout. */
+  #crlfIdle(conn: StreamConn): boolean {
+    const o = this.#o
+    if (o.limits.idleTimeoutMs <= 0 || conn.outbound || Date.now() - conn.createdAt < o.limits.idleTimeoutMs) return false
+    o.counters.connIdleClosed++
+    this.#rl.idle.hit('idle connection closed (keep-alive pings only)', { transport: nameOf(conn.kind), remote: conn.address, port: conn.port, idleTimeoutMs: o.limits.idleTimeoutMs })
+    this.destroy(conn)
+    return true
+  }
+
+  /**
+   * The table is full: close the oldest accepted TCP/TLS connection that has only ever pinged
+   * (no SIP message either way) for at least min(idle_timeout / 2, 10 s), to make room for a new one.
+   * true when a slot was freed. A scan that finds none is not repeated for a second (a refused
+   * storm costs one table walk per second, not one per connection).
+   */
+  #evictIdle(): boolean {
+    const now = Date.now()
+    if (now < this.#noEvictUntil) return false
+    const o = this.#o
+    const grace = o.limits.idleTimeoutMs > 0 ? Math.min(o.limits.idleTimeoutMs / 2, EVICT_GRACE_MS) : EVICT_GRACE_MS
+    let victim: StreamConn | null = null
+    for (const c of o.table.values()) {
+      if (c.sipSeen || c.outbound || c.ws !== null || c.closed || now - c.createdAt < grace) continue
+      if (victim === null || c.createdAt < victim.createdAt) victim = c
+    }
+    if (victim === null) { this.#noEvictUntil = now + 1_000; return false }
+    o.counters.connIdleEvicted++
+    this.#rl.idle.hit('connection with keep-alive pings only closed to make room (max_connections reached)', {
+      transport: nameOf(victim.kind), remote: victim.address, port: victim.port, maxConnections: o.limits.maxConnections,
+    })
+    this.destroy(victim)
+    return true
   }
 
   #startPartialSweep(): void {

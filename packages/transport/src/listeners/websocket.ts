@@ -31,6 +31,8 @@ export interface WebSocketOptions {
   onClosed: (conn: StreamConn) => void
   /** Traffic (a pong, a message) on a connection with a NAT keep-alive ping outstanding. */
   onAlive?: (conn: StreamConn) => void
+  /** Source checks at accept (StreamOptions.admit); false refuses. */
+  admit?: (address: string) => boolean
 }
 
 export class WebSocketListeners {
@@ -82,6 +84,10 @@ export class WebSocketListeners {
       this.#rlRefused.hit(o.state.draining ? 'connection refused: draining' : 'connection refused: max_connections reached', {
         transport: nameOf(kind), remote: ws.remoteAddress, maxConnections: o.limits.maxConnections,
       })
+      queueMicrotask(() => { try { ws.close() } catch { /* gone */ } })
+      return 0
+    }
+    if (o.admit !== undefined && !o.admit(ws.remoteAddress)) {
       queueMicrotask(() => { try { ws.close() } catch { /* gone */ } })
       return 0
     }
