@@ -66,7 +66,7 @@ export abstract class UpdateBasedLocationStore implements Pick<LocationStore, 'p
 export class LocalClusterStore implements ClusterStore {
   readonly shared = false
   async beat(): Promise<void> {}
-  async live(): Promise<Array<{ id: string; info: string }>> { return [] }
+  async live(): Promise<Array<{ id: string; info: string; until: number }>> { return [] }
   async forget(): Promise<void> {}
   async setAdminState(): Promise<void> {}
   async adminStates(): Promise<Record<string, string>> { return {} }

@@ -655,13 +655,16 @@ export class RedisClusterStore {
     await this.call(async c => c.multi().set(`${this.p}node:${id}`, info, 'PX', Math.max(1, Math.round(ttlMs))).zadd(`${this.p}nodes`, until, id).exec())
   }
 
-  async live(): Promise<Array<{ id: string; info: string }>> {
+  async live(): Promise<Array<{ id: string; info: string; until: number }>> {
     const now = this.now()
-    const ids = await this.call(c => c.zrangebyscore(`${this.p}nodes`, now, '+inf'))
-    if (ids.length === 0) return []
+    const flat = await this.call(c => c.zrangebyscore(`${this.p}nodes`, now, '+inf', 'WITHSCORES'))
+    if (flat.length === 0) return []
+    const ids: string[] = []
+    const until: number[] = []
+    for (let i = 0; i + 1 < flat.length; i += 2) { ids.push(flat[i]!); until.push(Number(flat[i + 1])) }
     const vals = await this.call(c => c.mget(...ids.map(id => `${this.p}node:${id}`)))
-    const out: Array<{ id: string; info: string }> = []
-    ids.forEach((id, i) => { const v = vals[i]; if (typeof v === 'string') out.push({ id, info: v }) })
+    const out: Array<{ id: string; info: string; until: number }> = []
+    ids.forEach((id, i) => { const v = vals[i]; if (typeof v === 'string') out.push({ id, info: v, until: until[i]! }) })
     // nodes gone for more than a minute leave the index (whoever reads first)
     void this.call(c => c.zremrangebyscore(`${this.p}nodes`, '-inf', now - 60_000)).catch(() => undefined)
     return out

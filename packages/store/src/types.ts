@@ -165,6 +165,8 @@ export interface NodeBeat {
   id: string
   /** JSON the node writes about itself (its relay address, state, ...). */
   info: string
+  /** When its liveness key expires unless it beats again (epoch ms, the writer's clock). */
+  until: number
 }
 
 /**

@@ -42,7 +42,8 @@ export class ClusterCounters {
   pollErrors = 0
 }
 
-interface LiveNode { relay: string }
+/** A live node: where to relay, and when it is gone unless it beats again (every worker judges by this, not by its last poll). */
+interface LiveNode { relay: string; until: number }
 
 /** "sip:ADDR:PORT[;transport=tcp]" where the other nodes reach this one (its own, not advertised, address). */
 export function relayUri(config: FrozenConfig): string | null {
@@ -110,7 +111,7 @@ export class ClusterModule implements ModuleInstance {
       for (const n of live) {
         try {
           const relay = (JSON.parse(n.info) as { relay?: unknown }).relay
-          if (typeof relay === 'string') m.set(n.id, { relay })
+          if (typeof relay === 'string') m.set(n.id, { relay, until: n.until })
         } catch { /* a node that wrote garbage cannot be relayed to */ }
       }
       this.nodes = m
@@ -150,7 +151,10 @@ export class ClusterModule implements ModuleInstance {
 
   /** Live nodes (this one included) as last read. */
   liveNodes(): string[] {
-    return [...this.nodes.keys()]
+    const now = Date.now()
+    const out: string[] = []
+    for (const [id, n] of this.nodes) if (n.until > now) out.push(id)
+    return out
   }
 
   // ------------------------------------------------------------------------------ relaying
@@ -161,7 +165,8 @@ export class ClusterModule implements ModuleInstance {
 
   ownerRelay(nodeId: string, req: SipMessage): Target | null {
     const n = this.nodes.get(nodeId)
-    if (n === undefined) return null
+    // gone once its key expired, even if this worker has not polled since
+    if (n === undefined || n.until <= Date.now()) return null
     const aor = aorOf(req.requestUri)
     if (aor === null) return null
     this.counters.relayedOut++
