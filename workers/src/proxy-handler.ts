@@ -11,7 +11,9 @@ import { defaultConfig, type FrozenConfig } from '@sipedge/config'
 import { startProxy, type Proxy, type Destination, type Source, type ControlMessage } from '@sipedge/proxy'
 import { MODULES, FLOW_FAILED, WATCH_FLOW, type DispatcherModule } from '@sipedge/modules'
 import { openStores, type Stores } from '@sipedge/store'
-import type { WorkerMetrics } from '@sipedge/metrics'
+import { HISTOGRAMS, METRICS_LAYOUT, type WorkerMetrics } from '@sipedge/metrics'
+
+const O_STORE_ERRORS = METRICS_LAYOUT.offsets.storeErrors
 import type { CreateHandler, HandlerContext, MessageHandler, FrameMeta } from './types.js'
 import { ProxyMetricsSink, dispatcherInfo, publishProxyGauges } from './proxy-metrics.js'
 
@@ -77,7 +79,12 @@ export class ProxyHandler implements MessageHandler {
   private openStore(url: string): Promise<Stores> {
     let p = this.stores.get(url)
     if (p === undefined) {
-      p = openStores(url, { sweepIntervalMs: this.ctx.workerIndex === 0 ? SWEEP_MS : 0 })
+      const w = this.ctx.metrics?.writer
+      p = openStores(url, {
+        sweepIntervalMs: this.ctx.workerIndex === 0 ? SWEEP_MS : 0,
+        // issue 15: Redis round trips and failures into this worker's metrics block
+        ...(w !== undefined ? { onCommand: (s: number, ok: boolean) => { if (ok) w.observe(HISTOGRAMS.storeRtt, s); else w.f[O_STORE_ERRORS]! += 1 } } : {}),
+      })
       this.stores.set(url, p)
       p.catch(() => this.stores.delete(url))
     }

@@ -4,8 +4,8 @@
 // or per admin query.
 import type { FrozenConfig } from '@sipedge/config'
 import type { Proxy, ProxyMetrics } from '@sipedge/proxy'
-import type { AuthModule, DialogModule, DispatcherModule, NatModule, SecurityModule } from '@sipedge/modules'
-import { BanReason, DestinationSlots, DropReason, KeepaliveResult, TransactionKind, METRICS_LAYOUT, type WorkerMetrics } from '@sipedge/metrics'
+import type { AuthModule, ClusterModule, DialogModule, DispatcherModule, NatModule, SecurityModule } from '@sipedge/modules'
+import { BanReason, CLUSTER_SLOTS, DestinationSlots, DropReason, KeepaliveResult, TransactionKind, METRICS_LAYOUT, type WorkerMetrics } from '@sipedge/metrics'
 import type { HandlerMetrics } from './types.js'
 
 const O = METRICS_LAYOUT.offsets
@@ -128,6 +128,12 @@ export function publishProxyGauges(proxy: Proxy, m: WorkerMetrics, sink: ProxyMe
       m.setKeepaliveSeconds(x, n.pingSeconds[x]!)
     }
     m.setBindingsRemoved(n.bindingsRemoved)
+  }
+  // issue 15: the cluster module of worker 0 (the others leave the slots at 0, the sum is its value)
+  const cl = proxy.module<ClusterModule>('cluster')
+  if (cl !== undefined && cl.beats) {
+    f[O.cluster + CLUSTER_SLOTS.bindingsOwned] = cl.bindingsOwned
+    f[O.cluster + CLUSTER_SLOTS.liveNodes] = cl.liveNodes().length
   }
   // Dialogs per destination, when the dispatcher keeps them.
   const disp = proxy.module<DispatcherModule>('dispatcher')

@@ -28,6 +28,8 @@ interface WorkerData extends Partial<WorkerMetricsData> {
   logPort?: MessagePort
   /** SIP trace filters in force when this thread starts (a replacement keeps tracing). */
   traceFilters?: { callIds: string[]; sources: string[] }
+  /** Control messages a replacement applies before its first frame (a node drain in progress). */
+  controls?: Array<{ type: string; [k: string]: unknown }>
 }
 
 const BATCH = 256
@@ -213,6 +215,7 @@ async function finish(): Promise<void> {
   port.postMessage(pack({ type: 'drained', outFull, handlerErrors }))
 }
 
+for (const m of data.controls ?? []) handler.onControl?.(m)
 port.postMessage(pack({ type: 'ready' }))
 
 while (!draining) {

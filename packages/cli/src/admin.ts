@@ -5,6 +5,7 @@ import type { FrozenConfig } from '@sipedge/config'
 import type { Engine } from '@sipedge/transport'
 import type { Stores } from '@sipedge/store'
 import type { Logger } from '@sipedge/log'
+import type { NodeDrain } from './node-drain.js'
 import type { BanSync } from './bans.js'
 import {
   AdminError,
@@ -25,6 +26,8 @@ export interface AdminDeps {
   stopping(): boolean
   log: Logger
   startedAt: number
+  /** Node drain (docs/ha.md); absent: /api/node answers 501. */
+  drain?: NodeDrain
   /** The primary's ban table and its store (bans.ts). */
   bans: BanSync
 }
@@ -171,6 +174,17 @@ export function createAdminBackend(d: AdminDeps, trace: TraceState): AdminBacken
       if (s.destinations.find(x => x.uri === uri) === undefined) throw new AdminError('ERR_ADMIN_NOT_FOUND', `no destination "${uri}" in set "${set}"`, 404)
       // Every worker routes on its own copy of the dispatcher: all of them get the action. The
       // query that follows travels on worker 0's port after it, so it sees the new state.
+      // issue 15: with a Redis store the state is kept there first (every node applies it, and it
+      // survives a restart); a write that failed is reported, and nothing is changed.
+      if (/^redis(s|\+sentinel)?:/i.test(d.config().registrar.store)) {
+        try {
+          const st = await storesOr501()
+          await st.cluster.setAdminState(set, uri, action === 'enable' ? null : action)
+        } catch (err) {
+          if (err instanceof AdminError) throw err
+          throw new AdminError('ERR_ADMIN_STORE_UNAVAILABLE', `the shared store did not take the state: ${(err as Error).message}`, 503)
+        }
+      }
       engine.control({ type: 'dispatcher-admin', set, uri, action })
       d.log.info({ set, uri, action }, 'dispatcher destination action')
       const after = await dispatcher()
@@ -201,6 +215,11 @@ export function createAdminBackend(d: AdminDeps, trace: TraceState): AdminBacken
 
     reload: () => d.reload(),
     reopenLogs: () => d.reopenLogs(),
+
+    ...(d.drain !== undefined ? {
+      node: () => d.drain!.status(),
+      async drainNode() { d.drain!.start('api'); return d.drain!.status() },
+    } : {}),
 
     async traceFilters() {
       return trace.filters

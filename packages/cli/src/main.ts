@@ -17,6 +17,7 @@ import { engineLogger } from './log-adapter.js'
 import { createAdminBackend, destinationStatuses, TraceState } from './admin.js'
 import { resolveAdminToken } from './admin-token.js'
 import { adminCommand } from './admin-client.js'
+import { NodeDrain } from './node-drain.js'
 
 const USAGE = `Usage:
   sipedge --config FILE          run the proxy in the foreground (SIGTERM drains and exits 0,
@@ -136,6 +137,8 @@ export async function run(file: string): Promise<void> {
   // ------------------------------------------------------------ metrics blocks and workers
   let agg: MetricsAggregator | null = null
   const trace = new TraceState()
+  /** Control messages a replacement worker applies at start (a node drain in progress). */
+  const workerControls: Array<{ type: string }> = []
   const logPorts = new Map<number, MessagePort>()
   const opts = engineOptionsFromConfig(config, engineLogger(logging, 'engine'))
   opts.workerData = (index: number) => {
@@ -143,7 +146,7 @@ export async function run(file: string): Promise<void> {
     logging.attachPort(ch.port1)
     ch.port1.unref()
     logPorts.set(index, ch.port1)
-    return { ...(agg !== null ? agg.workerData(index) : {}), logPort: ch.port2, traceFilters: trace.filters }
+    return { ...(agg !== null ? agg.workerData(index) : {}), logPort: ch.port2, traceFilters: trace.filters, controls: workerControls }
   }
   opts.onWorkerExit = (index: number) => {
     // no thread writes the block any more: fold its counters into the retired totals
@@ -240,6 +243,7 @@ export async function run(file: string): Promise<void> {
     // group already got (systemd, Ctrl-C), and the drain is bounded anyway.
     if (stopping) return
     stopping = true
+    drain.close()
     registry.setReady(false)
     log.info({ signal }, 'shutting down')
     banSync.stop()
@@ -252,6 +256,9 @@ export async function run(file: string): Promise<void> {
       err => { log.error({ err }, 'shutdown failed'); return exit(1) },
     )
   }
+  // Node drain (docs/ha.md): SIGUSR2 or POST /api/node/drain; ends through stop() with exit 0.
+  const drain = new NodeDrain({ engine, config: () => config, log, done: reason => stop(`drain (${reason})`), startControls: workerControls })
+  process.on('SIGUSR2', () => drain.start('SIGUSR2'))
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
   // SIGHUP: reopen the log file first (logrotate moved it), then reload; one at a time.
@@ -271,7 +278,7 @@ export async function run(file: string): Promise<void> {
     const backend = createAdminBackend({
       engine, config: () => config, generation: () => generation, stores,
       reload: () => reload('api'), reopenLogs: () => reopenLogs('api'),
-      stopping: () => stopping, log: logging.logger('admin'), startedAt, bans: banSync,
+      stopping: () => stopping || drain.state === 'draining', log: logging.logger('admin'), startedAt, bans: banSync, drain,
     }, trace)
     const m = config.metrics
     const a = config.admin

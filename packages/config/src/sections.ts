@@ -1,6 +1,6 @@
 // The one schema: every key, its default, its range and what it does. docs/configuration.md
 // is generated from this file (renderConfigDocs), and a test keeps the two in sync.
-import { availableParallelism } from 'node:os'
+import { availableParallelism, hostname } from 'node:os'
 import { isIPv4, isIPv6 } from 'node:net'
 import { dirname, join as joinPath } from 'node:path'
 import {
@@ -382,7 +382,7 @@ const proxy = obj({
 }).desc('Stateful proxy behaviour.')
 
 const registrar = obj({
-  store: storeUrl().nullable().def(null, 'value of `store`').desc('Where registrations live: `lmdb:PATH` (embedded, one node), `redis://HOST:PORT/DB` (shared by an HA pair).'),
+  store: storeUrl().nullable().def(null, 'value of `store`').desc('Where registrations live: `lmdb:PATH` (embedded, one node), `redis://HOST:PORT/DB` (shared by an HA pair), `redis+sentinel://HOST:PORT[,HOST:PORT...]/NAME/DB` (Redis behind Sentinel; docs/ha.md).'),
   min_expires: duration(SECOND, DAY).def(60 * SECOND).desc('Shorter registrations are answered 423 Interval Too Brief with this Min-Expires.'),
   default_expires: duration(SECOND, 7 * DAY).def(HOUR).desc('Expiry used when a REGISTER gives none.'),
   max_expires: duration(SECOND, 7 * DAY).def(2 * HOUR).desc('Longer requested expiries are cut down to this.'),
@@ -520,6 +520,20 @@ const security = obj({
     .desc('Requests whose User-Agent contains one of these strings (ASCII case-insensitive) are dropped without any answer and counted: a scanner learns nothing and gets nothing to reflect. `[]` turns it off. The default lists well-known SIP scanners (SIPVicious `friendly-scanner`, `sipcli`, ...); the diagnostic tools sipsak and SIPp are deliberately not on it.'),
 }).desc('Protections for a node on a public address (docs/security.md).')
 
+// ---- issue 15 (HA pair): this node's identity and drain (docs/ha.md)
+const node = obj({
+  id: str('string').check(v => (v.trim() === '' ? 'must not be empty' : noCrLf('node.id')(v))).nullable().def(null, '`HOST:ADDRESS:PORT` (host name and the first listener)')
+    .desc('Name of this node among the nodes sharing a Redis store: stamped on the bindings and dialogs it writes, used for its liveness key and in `GET /api/node`. Must differ between nodes.'),
+  drain_timeout: duration(SECOND, 7 * DAY).def(10 * MINUTE)
+    .desc('A drain (`POST /api/node/drain` or SIGUSR2) waits at most this long for the dialogs and transactions of this node to end, then the process exits 0 anyway.'),
+  heartbeat_interval: duration(100, MINUTE).def(SECOND)
+    .desc('With a Redis store: how often this node writes its liveness key and reads the other nodes\' (docs/ha.md "Node liveness").'),
+  liveness_timeout: duration(500, 10 * MINUTE).def(3 * SECOND)
+    .desc('With a Redis store: the TTL of the liveness key. A node not heard of for this long is gone: the bindings only its connections reached are skipped by every other node at once. Keep it a few times `heartbeat_interval`.'),
+  drain_retry_after: duration(SECOND, HOUR).def(30 * SECOND)
+    .desc('Retry-After (seconds) of the 503 a draining node answers to new dialogs (INVITE, SUBSCRIBE, REFER outside a dialog) and REGISTERs.'),
+}).desc('This node of an HA pair or cluster (docs/ha.md): identity and drain.')
+
 const logging = obj({
   level: oneOf(LOG_LEVELS).def('info').desc('Log level.'),
   modules: mapOf(oneOf(LOG_LEVELS), 'module').def({}).desc('Per-module levels, e.g. `{ dispatcher: debug }`.'),
@@ -552,6 +566,7 @@ export const configSchema: ObjS = obj({
   nat,
   pike,
   security,
+  node,
   metrics,
   admin,
   logging,
@@ -575,6 +590,7 @@ function finishRoot(o: Record<string, unknown>, _path: string, ctx: Ctx): void {
   const dlg = o['dialog'] as Record<string, unknown>
   if (dlg['store'] === null) dlg['store'] = o['store']
   finishAdmin(o, ctx)
+  finishNode(o)
 
   const sets = (o['dispatcher'] as { sets: Record<string, Record<string, unknown>> }).sets
   for (const [name, set] of Object.entries(sets)) {
@@ -630,6 +646,14 @@ function finishRoot(o: Record<string, unknown>, _path: string, ctx: Ctx): void {
     for (const k of Object.keys(r)) delete r[k]
     Object.assign(r, rule)
   })
+}
+
+/** node.id default: host name and the first listener (two nodes on one host differ by address). */
+function finishNode(o: Record<string, unknown>): void {
+  const n = o['node'] as Record<string, unknown>
+  if (n['id'] !== null) return
+  const l = (o['listen'] as ListenSpec[])[0]
+  n['id'] = l === undefined ? hostname() : `${hostname()}:${l.address.includes(':') ? `[${l.address}]` : l.address}:${l.port}`
 }
 
 /** Admin on the metrics listener (admin.listen null): the token rule there; token_file's default. */

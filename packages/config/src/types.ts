@@ -149,6 +149,8 @@ export interface AdminConfig {
   token_file: string
 }
 export interface SecurityConfig { drop_user_agents: string[] }
+/** docs/ha.md. `id` is always set after validation. */
+export interface NodeConfig { id: string; drain_timeout: number; heartbeat_interval: number; liveness_timeout: number; drain_retry_after: number }
 export interface LogRotate { size: number; interval: number; keep: number }
 export interface LoggingConfig { level: LogLevel; modules: Record<string, LogLevel>; file: string | null; rotate: LogRotate }
 export interface PikeLimits { enabled: boolean; window: number; max_requests: number; ban_time: number }
@@ -174,6 +176,7 @@ export interface Config {
   nat: NatConfig
   pike: PikeConfig
   security: SecurityConfig
+  node: NodeConfig
   metrics: MetricsConfig
   admin: AdminConfig
   logging: LoggingConfig

@@ -156,8 +156,9 @@ export function parseCidr(v: string): Parsed<Cidr> {
 export type StoreUrl =
   | { kind: 'lmdb'; path: string }
   | { kind: 'redis'; tls: boolean; host: string; port: number; db: number; username: string | null; password: string | null }
+  | { kind: 'redis-sentinel'; sentinels: Array<{ host: string; port: number }>; name: string; db: number; username: string | null; password: string | null }
 
-/** `lmdb:PATH`, `redis://[user:pass@]host[:port][/db]`, `rediss://...`. */
+/** `lmdb:PATH`, `redis://[user:pass@]host[:port][/db]`, `rediss://...`, `redis+sentinel://[user:pass@]h1[:p1][,h2[:p2]...]/NAME[/db]`. */
 export function parseStoreUrl(v: string): Parsed<StoreUrl> {
   if (v.startsWith('lmdb:')) {
     const path = v.slice(5)
@@ -189,7 +190,27 @@ export function parseStoreUrl(v: string): Parsed<StoreUrl> {
       username: m[2] ? decodeURIComponent(m[2]) : null, password: m[3] !== undefined ? decodeURIComponent(m[3]) : null,
     })
   }
-  return fail(`expected a store URL "lmdb:PATH", "redis://HOST:PORT/DB" or "rediss://...", got ${q(v)}`)
+  // issue 15: Redis behind Sentinel, through the client's own support
+  const s = /^redis\+sentinel:\/\/(?:([^:@/]*)(?::([^@/]*))?@)?([^/@]+)\/([A-Za-z0-9._-]+)(?:\/(\d+))?(?:\?prefix=[^&]*)?$/.exec(v)
+  if (s) {
+    const sentinels: Array<{ host: string; port: number }> = []
+    for (const part of s[3]!.split(',')) {
+      const hm = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(part)
+      if (!hm) return fail(`sentinel address ${q(part)} in ${q(v)} must be HOST[:PORT]`)
+      const host = hm[1]!.startsWith('[') ? hm[1]!.slice(1, -1) : hm[1]!
+      if (!(isIPv4(host) || isIPv6(host) || isHostname(host))) return fail(`${q(host)} in ${q(v)} is not a valid host`)
+      const port = hm[2] === undefined ? 26379 : parsePort(hm[2])
+      if (port === undefined) return fail(`port in ${q(v)} must be 1-65535`)
+      sentinels.push({ host, port })
+    }
+    const db = s[5] === undefined ? 0 : Number(s[5])
+    if (db > 15) return fail(`redis database number in ${q(v)} must be 0-15`)
+    return ok({
+      kind: 'redis-sentinel', sentinels, name: s[4]!, db,
+      username: s[1] ? decodeURIComponent(s[1]) : null, password: s[2] !== undefined ? decodeURIComponent(s[2]) : null,
+    })
+  }
+  return fail(`expected a store URL "lmdb:PATH", "redis://HOST:PORT/DB", "rediss://..." or "redis+sentinel://HOST:PORT[,HOST:PORT...]/NAME/DB", got ${q(v)}`)
 }
 
 // ---------------------------------------------------------------- misc

@@ -346,3 +346,16 @@ t.test('a plain number for a duration is seconds', async t => {
   t.equal(c.registrar.min_expires, 60_000)
   t.equal(c.registrar.default_expires, 3_600_000)
 })
+
+t.test('store URLs: redis+sentinel:// (issue 15); node section defaults', async t => {
+  const c = parseConfig('store: "redis+sentinel://127.0.0.1:26379,10.0.0.2/mymaster/1"\n')
+  t.equal(c.registrar.store, 'redis+sentinel://127.0.0.1:26379,10.0.0.2/mymaster/1', 'accepted, inherited by registrar.store')
+  t.match(parseError('store: "redis+sentinel://127.0.0.1:99999/m"\n').issues[0]!.message, /port/)
+  t.match(parseError('store: "redis+sentinel://127.0.0.1:26379"\n').issues[0]!.message, /redis\+sentinel/, 'the name is required')
+  const d = parseConfig('listen: [udp:127.0.0.11:5070]\n')
+  t.match(d.node.id, /:127\.0\.0\.11:5070$/, 'node.id defaults to host:first listener')
+  t.equal(d.node.drain_timeout, 600_000)
+  t.equal(d.node.liveness_timeout, 3000)
+  t.equal(parseConfig('node: { id: edge-a }\n').node.id, 'edge-a')
+  t.equal(parseError('node: { id: "" }\n').issues[0]!.path, 'node.id')
+})

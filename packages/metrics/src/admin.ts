@@ -76,6 +76,19 @@ export interface ReloadResult {
   [k: string]: unknown
 }
 export interface TraceFilters { callIds: string[]; sources: string[] }
+/** GET /api/node (docs/ha.md): this node and its drain. */
+export interface NodeStatus {
+  id: string
+  state: 'serving' | 'draining'
+  /** Dialogs this node's workers still track (not terminated). */
+  dialogs: number
+  /** Requests this node still routes (no final response yet). */
+  transactions: number
+  /** ISO time the drain started / ends at the latest (null while serving). */
+  drainStartedAt: string | null
+  deadline: string | null
+  [k: string]: unknown
+}
 
 export interface AdminBackend {
   /** Liveness beyond "the event loop answers" (optional). */
@@ -98,4 +111,8 @@ export interface AdminBackend {
   /** SIP message tracing filters; optional (501 without). */
   traceFilters?(): Promise<TraceFilters>
   setTraceFilters?(f: TraceFilters): Promise<TraceFilters>
+  /** This node (HA, docs/ha.md); optional (501 without). */
+  node?(): Promise<NodeStatus>
+  /** Starts the drain (idempotent); resolves with the status. */
+  drainNode?(): Promise<NodeStatus>
 }

@@ -135,5 +135,7 @@ export const MAX_DESTINATIONS = 256
 export const BUCKETS_INVITE_PROVISIONAL = Object.freeze([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10])
 /** INVITE received -> final response: includes ringing, so long. */
 export const BUCKETS_INVITE_FINAL = Object.freeze([0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 180])
+/** One Redis store command, sent to answered, in a worker (issue 15). */
+export const BUCKETS_STORE_RTT = Object.freeze([0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1])
 /** Non-INVITE request received -> final response (Timer F caps it at 64*T1 = 32 s). */
 export const BUCKETS_NON_INVITE = Object.freeze([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 32])

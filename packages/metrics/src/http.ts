@@ -296,6 +296,19 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
         sendJson(ctx, 200, { reopened: true })
       },
     })
+    // ---- issue 15: this node and its drain (docs/ha.md)
+    exact('/api/node', {
+      GET: async ctx => {
+        if (backend.node === undefined) throw new AdminError('ERR_ADMIN_NOT_IMPLEMENTED', 'node status is not available', 501)
+        sendJson(ctx, 200, await backend.node())
+      },
+    })
+    exact('/api/node/drain', {
+      POST: async ctx => {
+        if (backend.drainNode === undefined) throw new AdminError('ERR_ADMIN_NOT_IMPLEMENTED', 'node drain is not available', 501)
+        sendJson(ctx, 200, await backend.drainNode())
+      },
+    })
     const traceGet = async (ctx: Ctx): Promise<void> => {
       if (backend.traceFilters === undefined) throw new AdminError('ERR_ADMIN_NOT_IMPLEMENTED', 'tracing is not available', 501)
       sendJson(ctx, 200, await backend.traceFilters())

@@ -1,6 +1,6 @@
 // The slot layout of one sipedge metrics block (one per thread: block 0 = primary, 1..N = workers).
 import {
-  BAN_REASONS, BUCKETS_INVITE_FINAL, BUCKETS_INVITE_PROVISIONAL, BUCKETS_NON_INVITE, CODE_SLOTS, DROP_REASONS,
+  BAN_REASONS, BUCKETS_INVITE_FINAL, BUCKETS_STORE_RTT, BUCKETS_INVITE_PROVISIONAL, BUCKETS_NON_INVITE, CODE_SLOTS, DROP_REASONS,
   KEEPALIVE_RESULTS, MAX_DESTINATIONS, METHODS, PROBE_RESULTS, RESPONSE_DIRECTIONS, TRANSACTION_KINDS, TRANSPORTS,
 } from './catalog.js'
 import { CounterLayout } from './shared-counters.js'
@@ -39,6 +39,11 @@ export const METRICS_LAYOUT = new CounterLayout({
   /** Thread seconds spent on keep-alives, per transport. */
   natKeepaliveSeconds: { size: TRANSPORTS.length, kind: 'counter' },
   natBindingsRemoved: { size: 1, kind: 'counter' },
+  /** issue 15: Redis command round trips (histogram) and failed commands, per worker. */
+  hStoreRtt: { size: BUCKETS_STORE_RTT.length + 2, kind: 'counter' },
+  storeErrors: { size: 1, kind: 'counter' },
+  /** issue 15, written by worker 0's cluster module: CLUSTER_SLOTS. */
+  cluster: { size: 2, kind: 'gauge' },
   threadCounters: { size: THREAD_GROUP_SIZE, kind: 'counter' },
   threadGauges: { size: THREAD_GROUP_SIZE, kind: 'gauge' },
 })
@@ -48,7 +53,11 @@ export const HISTOGRAMS = Object.freeze({
   inviteProvisional: { offset: METRICS_LAYOUT.offsets.hInviteProvisional, bounds: BUCKETS_INVITE_PROVISIONAL } as HistogramSlots,
   inviteFinal: { offset: METRICS_LAYOUT.offsets.hInviteFinal, bounds: BUCKETS_INVITE_FINAL } as HistogramSlots,
   nonInvite: { offset: METRICS_LAYOUT.offsets.hNonInvite, bounds: BUCKETS_NON_INVITE } as HistogramSlots,
+  storeRtt: { offset: METRICS_LAYOUT.offsets.hStoreRtt, bounds: BUCKETS_STORE_RTT } as HistogramSlots,
 })
+
+/** Slots of the `cluster` group (offset METRICS_LAYOUT.offsets.cluster + slot). */
+export const CLUSTER_SLOTS = Object.freeze({ bindingsOwned: 0, liveNodes: 1 } as const)
 
 /**
  * Slot numbers of the per-destination groups, derived from the dispatcher configuration in a

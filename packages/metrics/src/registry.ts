@@ -8,10 +8,10 @@
 import { readdirSync } from 'node:fs'
 import { Registry } from 'prom-client'
 import {
-  BAN_REASONS, BanReason, CODE_SLOTS, DESTINATION_STATES, DROP_REASONS, KEEPALIVE_RESULTS, METHODS, PROBE_RESULTS, RESPONSE_DIRECTIONS,
+  BAN_REASONS, BanReason, CODE_SLOTS, DESTINATION_STATES, DROP_REASONS, KEEPALIVE_RESULTS, MAX_DESTINATIONS, METHODS, PROBE_RESULTS, RESPONSE_DIRECTIONS,
   TRANSACTION_KINDS, TRANSPORTS, codeSlotLabels,
 } from './catalog.js'
-import { HISTOGRAMS, METRICS_LAYOUT, THREAD_SLOTS, type HistogramSlots } from './layout.js'
+import { CLUSTER_SLOTS, HISTOGRAMS, METRICS_LAYOUT, THREAD_SLOTS, type HistogramSlots } from './layout.js'
 import type { MetricsAggregator } from './aggregator.js'
 
 export type MetricType = 'counter' | 'gauge' | 'histogram'
@@ -369,6 +369,28 @@ export function createMetricsRegistry(opts: MetricsRegistryOptions = {}): Sipedg
   def('sipedge_nat_bindings_removed_total', 'counter', [], 'Registrations removed because their client stopped answering NAT keep-alives (or its flow failed).', () => {
     const t = totals()
     return [{ value: t === null ? 0 : t[O.natBindingsRemoved]! }]
+  })
+  // ------------------------------------------------------------------ HA / cluster (issue 15, docs/ha.md)
+  hist('sipedge_store_redis_rtt_seconds', HISTOGRAMS.storeRtt,
+    'Round-trip time of the Redis store commands the workers send (answered ones; Redis store only).')
+  def('sipedge_store_redis_errors_total', 'counter', [], 'Redis store commands from the workers that failed (unreachable, timed out, refused).', () => {
+    const t = totals()
+    return [{ value: t === null ? 0 : t[O.storeErrors]! }]
+  })
+  def('sipedge_node_dialogs', 'gauge', [], 'Dialogs this node tracks (all sets and destinations): what a drain waits for.', () => {
+    const t = totals()
+    if (t === null) return [{ value: 0 }]
+    let n = 0
+    for (let s = 0; s <= MAX_DESTINATIONS; s++) n += t[O.dialogs + s]!
+    return [{ value: n }]
+  })
+  def('sipedge_node_bindings_owned', 'gauge', [], 'Bindings this node accepted (their nodeId is node.id; the only node that reaches their connection), counted every 30 s. Redis store only.', () => {
+    const t = totals()
+    return t === null ? [] : [{ value: t[O.cluster + CLUSTER_SLOTS.bindingsOwned]! }]
+  })
+  def('sipedge_node_live_nodes', 'gauge', [], 'Nodes this node sees alive through their liveness keys in Redis, itself included.', () => {
+    const t = totals()
+    return t === null ? [] : [{ value: t[O.cluster + CLUSTER_SLOTS.liveNodes]! }]
   })
 
   // ------------------------------------------------------------------ rings (primary)

@@ -5,7 +5,6 @@
 // counted; the nine stay. The pings of one interval are spread over it, not sent in a burst.
 import t from 'tap'
 import { join } from 'node:path'
-import { hostname } from 'node:os'
 import { createSocket, type Socket } from 'node:dgram'
 import { parseConfig, type FrozenConfig } from '@sipedge/config'
 import { openStores } from '@sipedge/store'
@@ -134,8 +133,8 @@ routes:
     aor: '', contact, q: 1, expires: now + 60_000, callId: `cid-${contact}`, cseq: 1, path: [], updatedAt: now,
     received: { transport: 'udp', address: '127.0.0.1', port: 19629, socketId: 0, connId: 0 }, ...extra,
   })
-  await stores.location.put('sip:r1@example.com', b('sip:r1@127.0.200.80:5062', { nat: true, nodeId: hostname() }))
-  await stores.location.put('sip:r2@example.com', b('sip:r2@127.0.0.1:19629', { nat: false, nodeId: hostname() }))
+  await stores.location.put('sip:r1@example.com', b('sip:r1@127.0.200.80:5062', { nat: true, nodeId: config.node.id }))
+  await stores.location.put('sip:r2@example.com', b('sip:r2@127.0.0.1:19629', { nat: false, nodeId: config.node.id }))
   await stores.location.put('sip:r3@example.com', b('sip:r3@127.0.200.81:5062', { nat: true, nodeId: 'the-other-node' }))
   const sent: string[] = []
   const proxy = await proxyWith({

@@ -61,7 +61,7 @@ function isAckPrefix(b: Uint8Array, i: number): boolean {
 
 function emptyHooks(): Hooks {
   return {
-    onArrival: [], onRequest: [], onRestore: [], onDialogRequest: [], onForward: [], onForwardAck: [], onResponse: [], onAttemptFailed: [], onReply: [], onFinished: [], trusts: [], onStrayResponse: [],
+    onArrival: [], onRequest: [], onRestore: [], onDialogRequest: [], onForward: [], onForwardAck: [], onResponse: [], onAttemptFailed: [], onReply: [], onFinished: [], trusts: [], onStrayResponse: [], onSelectRule: [],
   }
 }
 
@@ -440,7 +440,9 @@ export class Proxy implements CoreState, CoreApi {
     // Out of dialog (or in-dialog without our Route: not a dialog we record-routed): a rule must
     // match. Never an open relay: foreign pre-loaded Routes alone do not get a request anywhere;
     // the rule's target wins and they stay in the message for that next hop.
-    const rule = this.routes.match(msg, ruri, source)
+    // issue 15: a module may pick the rule itself (a request another node of the cluster relayed
+    // here for a binding whose connection this node holds); otherwise the routing rules.
+    const rule = (this.hooks.onSelectRule.length > 0 ? this.selectRule(msg, source) : null) ?? this.routes.match(msg, ruri, source)
     if (rule === null) {
       this.counters.noRoute++
       if (this.log.isLevelEnabled !== undefined && this.log.isLevelEnabled('debug')) this.logNoRoute(msg, ruri, source)
@@ -476,6 +478,15 @@ export class Proxy implements CoreState, CoreApi {
     const r = action.run(msg, source, a)
     if (r instanceof Promise) r.then(v => this.planned(ctx, v), () => this.planned(ctx, ACTION_FAILED))
     else this.planned(ctx, r)
+  }
+
+  private selectRule(msg: SipMessage, source: Source): CompiledRule | null {
+    const hooks = this.hooks.onSelectRule
+    for (let i = 0; i < hooks.length; i++) {
+      const r = hooks[i]!.onSelectRule!(msg, source)
+      if (r !== null) return r
+    }
+    return null
   }
 
   private planned(ctx: RequestContext, r: HopPlan | Reply): void {

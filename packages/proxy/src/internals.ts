@@ -26,6 +26,7 @@ export interface Hooks {
   onFinished: ModuleInstance[]
   trusts: ModuleInstance[]
   onStrayResponse: ModuleInstance[]
+  onSelectRule: ModuleInstance[]
 }
 
 export interface CoreState {

@@ -295,6 +295,12 @@ export interface ModuleInstance {
    * CoreApi.send) and is consumed.
    */
   onStrayResponse?(resp: SipMessage, source: Source): boolean
+  /**
+   * Select rule (issue 15): a new request not following our Route, before the routing rules: a
+   * rule (its action is run as if it had matched) or null (the rules decide). Used for requests
+   * another node of the cluster relayed here (docs/ha.md).
+   */
+  onSelectRule?(req: SipMessage, source: Source): CompiledRule | null
   /** On control: a control message from the primary (not `config`: see applyConfig). */
   onControl?(msg: ControlMessage): void
   /** On query: an admin/inspection question; undefined: not mine. */

@@ -1,4 +1,4 @@
-import type { BanStore, Binding, CounterStore, CredentialStore, DialogStore, LocationStore, StoreStatus } from './types.js'
+import type { BanStore, Binding, ClusterStore, CounterStore, CredentialStore, DialogStore, LocationStore, StoreStatus } from './types.js'
 import { bindingKey } from './codec.js'
 
 /** Options after defaults are applied. */
@@ -11,6 +11,7 @@ export interface BackendOptions {
   keyPrefix: string
   mapSize: number | undefined
   status: (status: StoreStatus, err?: Error) => void
+  onCommand: ((seconds: number, ok: boolean) => void) | undefined
 }
 
 export interface Backend {
@@ -20,6 +21,7 @@ export interface Backend {
   readonly bans: BanStore
   readonly credentials: CredentialStore
   readonly counters: CounterStore
+  readonly cluster: ClusterStore
   isAvailable(): boolean
   close(): Promise<void>
 }
@@ -58,4 +60,14 @@ export abstract class UpdateBasedLocationStore implements Pick<LocationStore, 'p
   replace(aor: string, bindings: Binding[]): Promise<Binding[]> {
     return this.update(aor, () => bindings)
   }
+}
+
+/** lmdb (one node): no other node to tell anything. */
+export class LocalClusterStore implements ClusterStore {
+  readonly shared = false
+  async beat(): Promise<void> {}
+  async live(): Promise<Array<{ id: string; info: string; until: number }>> { return [] }
+  async forget(): Promise<void> {}
+  async setAdminState(): Promise<void> {}
+  async adminStates(): Promise<Record<string, string>> { return {} }
 }

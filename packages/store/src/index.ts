@@ -5,13 +5,13 @@ import { StoreError, StoreErrorCode } from './errors.js'
 import { LmdbBackend } from './lmdb.js'
 import { RedisBackend } from './redis.js'
 import { parseStoreUrl, redact } from './url.js'
-import type { BanStore, CounterStore, CredentialStore, DialogStore, LocationStore, StoreOptions, StoreStatus } from './types.js'
+import type { BanStore, ClusterStore, CounterStore, CredentialStore, DialogStore, LocationStore, StoreOptions, StoreStatus } from './types.js'
 
 export { StoreError, StoreErrorCode, isStoreError } from './errors.js'
 export { parseStoreUrl, redact as redactStoreUrl, type ParsedStoreUrl } from './url.js'
 export { bindingKey, dialogId, banKey } from './codec.js'
 export type {
-  AorBindings, Ban, BanStore, Binding, CounterStore, Credential, CredentialStore, Dialog, DialogState, DialogStore,
+  AorBindings, Ban, BanStore, Binding, ClusterStore, NodeBeat, CounterStore, Credential, CredentialStore, Dialog, DialogState, DialogStore,
   ExpiredListener, LocationStore, Page, ReceivedFrom, StoreOptions, StoreStatus,
 } from './types.js'
 
@@ -40,6 +40,8 @@ export class Stores extends EventEmitter<StoreEvents> {
   readonly bans: BanStore
   readonly credentials: CredentialStore
   readonly counters: CounterStore
+  /** Node liveness and shared operator state (Redis; inert on lmdb). */
+  readonly cluster: ClusterStore
   private timer: NodeJS.Timeout | undefined
   private sweeping = false
   private closed = false
@@ -54,6 +56,7 @@ export class Stores extends EventEmitter<StoreEvents> {
     this.bans = impl.bans
     this.credentials = impl.credentials
     this.counters = impl.counters
+    this.cluster = impl.cluster
     if (opts.sweepIntervalMs > 0) {
       this.timer = setInterval(() => void this.backgroundSweep(), opts.sweepIntervalMs)
       this.timer.unref()
@@ -118,6 +121,7 @@ export async function openStores(url: string, opts: StoreOptions = {}): Promise<
     graceMs: nonNegative(opts.graceMs, 3_600_000, 'graceMs'),
     keyPrefix: opts.keyPrefix ?? (parsed.backend === 'redis' ? parsed.keyPrefix : undefined) ?? 'sipedge:',
     mapSize: opts.mapSize,
+    onCommand: opts.onCommand,
     status: (status: StoreStatus, err?: Error) => {
       if (status === 'available') stores?.emit('available')
       else stores?.emit('unavailable', err as StoreError)

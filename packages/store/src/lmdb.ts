@@ -10,7 +10,7 @@ import { Listeners } from './listeners.js'
 import type {
   AorBindings, Ban, BanStore, Binding, CounterStore, Credential, CredentialStore, Dialog, DialogStore, LocationStore, Page,
 } from './types.js'
-import { UpdateBasedLocationStore, type Backend, type BackendOptions } from './backend.js'
+import { LocalClusterStore, UpdateBasedLocationStore, type Backend, type BackendOptions } from './backend.js'
 
 // Layout of the LMDB environment (one file + lock file, shared by every thread of the process):
 //   loc     aor                 -> msgpack [format, binding tuples]
@@ -39,6 +39,7 @@ export class LmdbBackend implements Backend {
   readonly bans: LmdbBanStore
   readonly credentials: LmdbCredentialStore
   readonly counters: LmdbCounterStore
+  readonly cluster = new LocalClusterStore()
   private readonly env: RootDatabase<Buffer, Key>
   private closed = false
   /** 0: lmdb's async write thread, every commit flushed (overlapping sync); else the flush interval. */

@@ -167,6 +167,7 @@ export class RedisBackend implements Backend {
   readonly bans: RedisBanStore
   readonly credentials: RedisCredentialStore
   readonly counters: RedisCounterStore
+  readonly cluster: RedisClusterStore
   readonly client: Client
   private available = false
   private closed = false
@@ -189,6 +190,13 @@ export class RedisBackend implements Backend {
       retryStrategy: (times: number) => Math.min(50 * times, 1000),
       autoResubscribe: false,
       enableAutoPipelining: true,
+    }
+    if (url.sentinels !== undefined && url.sentinelName !== undefined) {
+      // issue 15: Sentinel-aware through ioredis's own support (it finds the primary, and finds
+      // it again after a failover); host/port above are ignored by ioredis then.
+      ro.sentinels = url.sentinels
+      ro.name = url.sentinelName
+      this.where = `sentinel ${url.sentinels.map(s => `${s.host}:${s.port}`).join(',')}/${url.sentinelName}/${url.db}`
     }
     if (url.username) ro.username = url.username
     if (url.password) ro.password = url.password
@@ -217,6 +225,7 @@ export class RedisBackend implements Backend {
     this.bans = new RedisBanStore(p, call, opts)
     this.credentials = new RedisCredentialStore(p, call)
     this.counters = new RedisCounterStore(p, call, opts)
+    this.cluster = new RedisClusterStore(p, call, opts)
   }
 
   private setAvailable(up: boolean): void {
@@ -260,10 +269,14 @@ export class RedisBackend implements Backend {
 
   async call<T>(fn: (c: Client) => Promise<T>): Promise<T> {
     if (this.closed) throw new StoreError(StoreErrorCode.CLOSED, 'the store is closed')
-    if (this.client.status !== 'ready') throw this.unavailable()
+    if (this.client.status !== 'ready') { this.observe(-1, false); throw this.unavailable() }
+    const t0 = this.opts.onCommand !== undefined ? performance.now() : 0
     try {
-      return await fn(this.client)
+      const r = await fn(this.client)
+      if (t0 !== 0) this.observe(t0, true)
+      return r
     } catch (err) {
+      this.observe(t0, false)
       if (err instanceof StoreError) throw err
       const e = err as Error
       if (e?.name === 'ReplyError' && !TRANSIENT_REPLY.test(e.message)) {
@@ -271,6 +284,13 @@ export class RedisBackend implements Backend {
       }
       throw this.unavailable(e)
     }
+  }
+
+  /** Metrics hook (issue 15): round trip since `t0` (performance.now()), or only the failure. */
+  private observe(t0: number, ok: boolean): void {
+    const cb = this.opts.onCommand
+    if (cb === undefined) return
+    try { cb(ok && t0 > 0 ? (performance.now() - t0) / 1000 : 0, ok) } catch { /* a metrics bug must not break the store */ }
   }
 
   async close(): Promise<void> {
@@ -614,5 +634,53 @@ export class RedisCounterStore implements CounterStore {
 
   async sweepExpired(): Promise<number> {
     return 0
+  }
+}
+
+/**
+ * Node liveness and shared operator state (issue 15). A node's key `P node:<id>` holds its JSON
+ * and expires by itself (PX); the sorted set `P nodes` (score: expiry) lists them without a scan.
+ * Dispatcher operator states live in the hash `P dsp:admin`.
+ */
+export class RedisClusterStore {
+  readonly shared = true
+  private readonly now: () => number
+  constructor(private readonly p: string, private readonly call: Call, opts: BackendOptions) {
+    this.now = opts.now
+  }
+
+  async beat(id: string, info: string, ttlMs: number): Promise<void> {
+    checkKey('node id', id)
+    const until = this.now() + ttlMs
+    await this.call(async c => c.multi().set(`${this.p}node:${id}`, info, 'PX', Math.max(1, Math.round(ttlMs))).zadd(`${this.p}nodes`, until, id).exec())
+  }
+
+  async live(): Promise<Array<{ id: string; info: string; until: number }>> {
+    const now = this.now()
+    const flat = await this.call(c => c.zrangebyscore(`${this.p}nodes`, now, '+inf', 'WITHSCORES'))
+    if (flat.length === 0) return []
+    const ids: string[] = []
+    const until: number[] = []
+    for (let i = 0; i + 1 < flat.length; i += 2) { ids.push(flat[i]!); until.push(Number(flat[i + 1])) }
+    const vals = await this.call(c => c.mget(...ids.map(id => `${this.p}node:${id}`)))
+    const out: Array<{ id: string; info: string; until: number }> = []
+    ids.forEach((id, i) => { const v = vals[i]; if (typeof v === 'string') out.push({ id, info: v, until: until[i]! }) })
+    // nodes gone for more than a minute leave the index (whoever reads first)
+    void this.call(c => c.zremrangebyscore(`${this.p}nodes`, '-inf', now - 60_000)).catch(() => undefined)
+    return out
+  }
+
+  async forget(id: string): Promise<void> {
+    await this.call(async c => c.multi().del(`${this.p}node:${id}`).zrem(`${this.p}nodes`, id).exec())
+  }
+
+  async setAdminState(set: string, uri: string, state: string | null): Promise<void> {
+    const f = `${set} ${uri}`
+    if (state === null) await this.call(c => c.hdel(`${this.p}dsp:admin`, f))
+    else await this.call(c => c.hset(`${this.p}dsp:admin`, f, state))
+  }
+
+  async adminStates(): Promise<Record<string, string>> {
+    return this.call(c => c.hgetall(`${this.p}dsp:admin`))
   }
 }

@@ -160,6 +160,35 @@ export interface CredentialStore {
   remove(realm: string, user: string): Promise<boolean>
 }
 
+/** A node of the cluster as its heartbeat describes it (docs/ha.md "Node liveness"). */
+export interface NodeBeat {
+  id: string
+  /** JSON the node writes about itself (its relay address, state, ...). */
+  info: string
+  /** When its liveness key expires unless it beats again (epoch ms, the writer's clock). */
+  until: number
+}
+
+/**
+ * What the nodes sharing a store know of each other (issue 15, docs/ha.md): liveness keys with a
+ * TTL, and the dispatcher's operator states (drain/disable), which apply on every node and
+ * survive a restart. Redis only: on lmdb (one node) `live` is always empty and `adminStates` holds
+ * nothing (`beat` and `setAdminState` do nothing).
+ */
+export interface ClusterStore {
+  readonly shared: boolean
+  /** Writes this node's liveness key, expiring `ttlMs` from now. */
+  beat(id: string, info: string, ttlMs: number): Promise<void>
+  /** The nodes whose liveness key has not expired. */
+  live(): Promise<NodeBeat[]>
+  /** Removes a node's liveness key (a node that stops cleanly). */
+  forget(id: string): Promise<void>
+  /** `state` null: back to the configured state. Field: "SET URI". */
+  setAdminState(set: string, uri: string, state: string | null): Promise<void>
+  /** Operator states by "SET URI". */
+  adminStates(): Promise<Record<string, string>>
+}
+
 export type StoreStatus = 'available' | 'unavailable'
 
 export interface StoreOptions {
@@ -186,4 +215,9 @@ export interface StoreOptions {
   keyPrefix?: string
   /** LMDB: map size in bytes (default lmdb's, grows as needed). */
   mapSize?: number
+  /**
+   * Redis: called after every command with its round trip in seconds and whether it succeeded
+   * (metrics, issue 15). Must be cheap; exceptions are ignored.
+   */
+  onCommand?: (seconds: number, ok: boolean) => void
 }

@@ -2,7 +2,12 @@ import { StoreError, StoreErrorCode } from './errors.js'
 
 export type ParsedStoreUrl =
   | { backend: 'lmdb'; path: string; syncMs: number }
-  | { backend: 'redis'; host: string; port: number; db: number; tls: boolean; username?: string; password?: string; keyPrefix?: string }
+  | {
+    backend: 'redis'; host: string; port: number; db: number; tls: boolean; username?: string; password?: string; keyPrefix?: string
+    /** redis+sentinel:// (issue 15): the Sentinels to ask, and the monitored primary's name (host/port unused). */
+    sentinels?: Array<{ host: string; port: number }>
+    sentinelName?: string
+  }
 
 /** Default LMDB flush interval: commits reach the OS at once (a restart loses nothing), the disk within this. */
 export const LMDB_DEFAULT_SYNC_MS = 100
@@ -51,6 +56,7 @@ export function parseStoreUrl(url: string): ParsedStoreUrl {
     if (prefix !== null) out.keyPrefix = prefix
     return out
   }
+  if (url.startsWith('redis+sentinel://')) return parseSentinelUrl(url)
   const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1]
   throw badUrl(scheme ? `unknown store backend '${scheme}' (use lmdb:PATH or redis://host:port/db)` : `store URL '${url}' has no scheme (use lmdb:PATH or redis://host:port/db)`)
 }
@@ -75,6 +81,27 @@ export function parseLmdbQuery(query: string): number | string {
     syncMs = n
   }
   return syncMs
+}
+
+/**
+ * `redis+sentinel://[user:pass@]h1[:p1][,h2[:p2]...]/NAME[/DB][?prefix=p]` (issue 15): ioredis asks
+ * the Sentinels (default port 26379) for the current primary of NAME, and again after a failover.
+ */
+function parseSentinelUrl(url: string): ParsedStoreUrl {
+  const m = /^redis\+sentinel:\/\/(?:([^:@/]*)(?::([^@/]*))?@)?([^/@]+)\/([A-Za-z0-9._-]+)(?:\/(\d{1,5}))?(?:\?(.*))?$/.exec(url)
+  if (!m) throw badUrl(`store URL '${redact(url)}' must be redis+sentinel://HOST[:PORT][,HOST[:PORT]...]/NAME[/DB]`)
+  const sentinels: Array<{ host: string; port: number }> = []
+  for (const part of m[3]!.split(',')) {
+    const hm = /^(\[[^\]]+\]|[^:]+)(?::(\d{1,5}))?$/.exec(part)
+    if (!hm) throw badUrl(`store URL '${redact(url)}': sentinel address '${part}' must be HOST[:PORT]`)
+    sentinels.push({ host: hm[1]!.replace(/^\[|\]$/g, ''), port: hm[2] ? Number(hm[2]) : 26379 })
+  }
+  const out: ParsedStoreUrl = { backend: 'redis', host: sentinels[0]!.host, port: sentinels[0]!.port, db: m[5] ? Number(m[5]) : 0, tls: false, sentinels, sentinelName: m[4]! }
+  if (m[1]) out.username = decodeURIComponent(m[1])
+  if (m[2]) out.password = decodeURIComponent(m[2])
+  const prefix = new URLSearchParams(m[6] ?? '').get('prefix')
+  if (prefix !== null) out.keyPrefix = prefix
+  return out
 }
 
 /** The URL without its password, fit for logs. */

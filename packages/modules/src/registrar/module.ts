@@ -24,9 +24,11 @@ export function hopsOf(targets: readonly Target[]): NextHop[] {
 }
 
 const EMPTY = new Reply(480, 'Temporarily Unavailable')
+const RETRY_AFTER: ReadonlyArray<readonly [string, string]> = [['Retry-After', '5']]
 
 function planOf(r: Target[] | LookupFailure): HopPlan | Reply {
-  if (isLookupFailure(r)) return new Reply(r.status, r.reason)
+  // the location store is unreachable (Redis outage): 503 with Retry-After, as for REGISTER (issue 15)
+  if (isLookupFailure(r)) return r.status === 503 ? new Reply(503, r.reason, RETRY_AFTER) : new Reply(r.status, r.reason)
   if (r.length === 0) return EMPTY
   return { hops: hopsOf(r), failover: null }
 }
@@ -39,7 +41,7 @@ export class RegistrarModule implements ModuleInstance {
     const auth = ctx.module<AuthModule>('auth')
     const stores = ctx.stores!
     this.registrar = new LocationRegistrar({
-      config: ctx.config, stores, workerIndex: ctx.core.workerIndex, log: ctx.core.log, now: () => Date.now(),
+      config: ctx.config, stores, workerIndex: ctx.core.workerIndex, log: ctx.core.log, now: () => Date.now(), nodeId: ctx.config.node.id,
       ...(auth !== undefined ? { auth: () => auth.digest } : {}),
     })
     const log = ctx.core.log

@@ -67,6 +67,8 @@ export class RegistrarCounters {
   lookupHits = 0
   lookupMisses = 0
   lookupErrors = 0
+  /** Lookups that met a binding bound to the connection of a node that is gone (issue 15). */
+  lookupOwnerGone = 0
   /** Bindings written from behind NAT (docs/nat.md "Detection"). */
   natBindings = 0
   /** Bindings removed because they stopped answering NAT keep-alives (or their flow failed). */
@@ -115,6 +117,14 @@ class UpdateOutcome {
   reset(): void { this.aborted = false; this.added = 0; this.refreshed = 0; this.removed = 0; this.dropped = 0 }
 }
 
+/** What the registrar asks the cluster module (docs/ha.md "Connection-bound bindings"). */
+export interface ClusterView {
+  /** The target that relays `req` to live node `nodeId`; null when that node is gone. */
+  ownerRelay(nodeId: string, req: SipMessage): Target | null
+  /** `req` was relayed here by another node: it is not relayed again. */
+  isRelayed(req: SipMessage): boolean
+}
+
 export class LocationRegistrar {
   readonly counters = new RegistrarCounters()
   private readonly authOf: () => DigestAuth | null
@@ -133,6 +143,11 @@ export class LocationRegistrar {
   private suppressed = 0
   private closed = false
   private detector: NatDetector
+  /**
+   * The cluster module (issue 15, docs/ha.md): which node holds the connection of a binding
+   * another node accepted, and how to relay to it; null: one node (lmdb), no relaying.
+   */
+  cluster: ClusterView | null = null
   /** The nat module hears of every REGISTER result here (keep-alives); null: nobody listens. */
   natObserver: ((aor: string, bindings: readonly Binding[], callId: string, cseq: number) => void) | null = null
 
@@ -414,7 +429,12 @@ export class LocationRegistrar {
     // no binding can exist for it (REGISTER refuses it): the Request-URI is the client's error
     if (tooLong(aor)) { this.counters.lookupMisses++; return URI_TOO_LONG }
     return this.location.get(aor).then(
-      bs => (bs.length > 0 ? this.targets(bs) : this.miss()),
+      bs => {
+        if (bs.length === 0) return this.miss()
+        const t = this.targets(bs, req)
+        // every binding was bound to the connection of a node that is gone (issue 15): 480
+        return t.length > 0 ? t : this.miss()
+      },
       (err: unknown) => {
         this.counters.lookupErrors++
         this.outageLog('registrar: lookup failed: store error', (err as { code?: string } | null)?.code, err)
@@ -449,11 +469,13 @@ export class LocationRegistrar {
    *   by a new connection (we are no WS client): its flow. A TCP/TLS peer whose Contact host is the
    *   address it registered from: first over its connection (RFC 5923 reuse), then its Contact.
    */
-  targets(bs: Binding[]): Target[] {
+  targets(bs: Binding[], req?: SipMessage): Target[] {
     this.counters.lookupHits++
     const sorted = bs.length > 1 ? bs.slice().sort((a, b) => b.q - a.q || b.updatedAt - a.updatedAt) : bs
     const fix = this.config.nat.fix_contact
     const out: Target[] = []
+    const cluster = this.cluster
+    let relayedTo: Set<string> | null = null
     for (const b of sorted) {
       if (b.path.length > 0) {
         out.push({ uri: uriOfRouteValue(b.path[0]!), requestUri: b.contact, headers: [['Route', b.path.join(', ')]] })
@@ -461,6 +483,21 @@ export class LocationRegistrar {
       }
       const r = b.received
       const outbound = b.regId !== undefined
+      // ---- issue 15: a stream binding another node accepted: its connection is on that node.
+      // While the node lives the request is relayed to it (once per node: it looks the AOR up
+      // itself); once its liveness key expired, what only its connection reached is skipped.
+      if (cluster !== null && req !== undefined && b.nodeId !== undefined && b.nodeId !== this.nodeId && STREAMS.has(r.transport) && r.connId !== 0) {
+        const relay = cluster.isRelayed(req) ? null : cluster.ownerRelay(b.nodeId, req)
+        if (relay !== null) {
+          relayedTo ??= new Set()
+          if (!relayedTo.has(b.nodeId)) { relayedTo.add(b.nodeId); out.push(relay) }
+          continue
+        }
+        this.counters.lookupOwnerGone++
+        if (outbound || (fix && this.isNatBinding(b)) || r.transport === 'ws' || r.transport === 'wss') continue
+        out.push({ uri: b.contact, requestUri: b.contact })
+        continue
+      }
       if (outbound || (fix && this.isNatBinding(b))) {
         out.push({ uri: b.contact, requestUri: b.contact, flow: flowOf(r), failStatus: outbound ? 430 : 480 })
         continue

@@ -1,0 +1,1 @@
+export { ClusterModule, ClusterCounters, clusterModule, relayUri, sharedStore, RELAY_PARAM } from './module.js'

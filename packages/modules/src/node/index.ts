@@ -1,0 +1,1 @@
+export { NodeModule, nodeModule, NODE_DRAIN } from './module.js'
