@@ -179,6 +179,10 @@ async function main(): Promise<void> {
 
   await t.test('1. 50 phones register and 20 calls are set up through the VIP on node a', async t => {
     t.same(lab.holders(VIP), ['a'], 'the VIP is on node a only')
+    // not asserted: how the backup node sees the application servers before it holds the VIP
+    // (its probes leave from the VIP; docs/operations.md "Known limits of the pair today")
+    const view = admin(b.ns, 'GET', '/api/dispatcher')
+    t.comment(`node b (backup) GET /api/dispatcher: ${view.status} ${view.body.replace(/\s+/g, ' ').slice(0, 600)}`)
     const reg = await agent.call<Record<string, number>>('register', { from: 0, to: PHONES })
     const ok = Object.values(reg).filter(s => s === 200).length
     t.equal(ok, PHONES, `${PHONES} REGISTERs answered 200 (others: ${JSON.stringify(Object.fromEntries(Object.entries(reg).filter(([, s]) => s !== 200)))})`)
