@@ -75,7 +75,9 @@ const missing = netnsMissing(['keepalived', 'redis-server', 'curl'])
 if (missing !== null) {
   t.plan(0, `ha-vip: ${missing}`)
 } else {
-  await main()
+  // a failed precondition (a process that does not start, a VIP that does not appear) fails the
+  // file with its message; the teardowns registered so far still run (processes, namespaces)
+  await main().catch((err: unknown) => { t.fail(`ha-vip setup: ${(err as Error).message}`) })
 }
 
 interface Agent {
@@ -152,7 +154,7 @@ async function main(): Promise<void> {
     const ns = lab.node(name).ns
     return spawnReady(lab, ns, 'keepalived', ['--dont-fork', '--log-console', '--log-detail', '--vrrp', '-f', conf,
       '-p', join(dir, `keepalived-${name}.pid`), '-r', join(dir, `vrrp-${name}.pid`), '-c', join(dir, `checkers-${name}.pid`)],
-    /Entering BACKUP STATE|Entering MASTER STATE|Entering FAULT STATE/, 20_000)
+    /Startup complete/, 20_000)
   }
   const kaA = await keepalived('a', a.ip, b.ip, 150)
   // a alone first: it takes the VIP (nobody else speaks VRRP), then b joins as backup
