@@ -176,6 +176,19 @@ export class NetLab {
     return child
   }
 
+  /**
+   * A node loses power: every process in its namespace (all started by this lab) is SIGKILLed
+   * and its link goes down, so nothing it had configured (a VIP keepalived held) is heard again.
+   */
+  powerOff(name: string): void {
+    const n = this.node(name)
+    for (const line of run(IP, ['netns', 'pids', n.ns]).stdout.split('\n')) {
+      const pid = Number(line.trim())
+      if (Number.isInteger(pid) && pid > 1) try { process.kill(pid, 'SIGKILL') } catch { /* gone */ }
+    }
+    this.ip('-n', n.ns, 'link', 'set', 'eth0', 'down')
+  }
+
   /** Kills every process started here (SIGKILL, by pid) and deletes the namespaces. */
   async destroy(): Promise<void> {
     const waits: Array<Promise<void>> = []
