@@ -11,7 +11,7 @@ import { setImmediate as setImmediateP } from 'node:timers/promises'
 import { Ring, type FrameView } from '@sipedge/ring'
 import { FLAG_TRANSPORT_ERROR, nameOf } from '@sipedge/frame'
 import { findCallId } from '@sipedge/sip'
-import { WorkerMetrics, ResponseDirection, transportIndex, type WorkerMetricsData } from '@sipedge/metrics'
+import { WorkerMetrics, ResponseDirection, transportIndex, THREAD_SAMPLE, type WorkerMetricsData } from '@sipedge/metrics'
 import { createPortLogging, Tracer, type LogLevel, type PortLogging } from '@sipedge/log'
 import { pack, unpack } from 'msgpackr'
 import { workerLogger } from './log.js'
@@ -130,11 +130,12 @@ const handler: MessageHandler = await mod.createHandler({
 })
 
 if (metrics !== null) {
-  metrics.startSampler(1000)
-  const t = setInterval(() => {
-    try { handler.sample?.(metrics) } catch (err) { log.error('metrics sample failed', { err }) }
-  }, 1000)
-  t.unref()
+  // No timer: the thread's gauges and the handler's are sampled when the primary asks, i.e. when
+  // Prometheus scrapes (query 'threadSample', answered below): nothing runs while idle (issue 17).
+  const sampleHandler = handler.sample === undefined ? undefined : (): void => {
+    try { handler.sample!(metrics) } catch (err) { log.error('metrics sample failed', { err }) }
+  }
+  metrics.startSampler(0, sampleHandler)
 }
 
 function handlerThrew(err: unknown): void {
@@ -191,6 +192,11 @@ port.on('message', (m: Uint8Array) => {
     void finish()
   } else if (msg.type === 'stats') {
     port.postMessage(pack({ type: 'stats', workerIndex: data.workerIndex, outFull, handlerErrors }))
+  } else if (msg.type === 'query' && msg['what'] === THREAD_SAMPLE) {
+    // the scrape's sample request: args.at is when the primary asked (event-loop delay)
+    const at = (msg['args'] as { at?: unknown } | null | undefined)?.at
+    metrics?.requestSample(typeof at === 'number' ? at : performance.timeOrigin + performance.now())
+    reply(msg['id'], true, null)
   } else if (msg.type === 'query') {
     query(msg['id'], String(msg['what']), msg['args'])
   } else if (msg.type === 'trace') {

@@ -497,18 +497,23 @@ export class Ring {
       return RESOLVED
     }
     // A pending waitAsync does not keep Node's event loop alive; a worker whose only job is
-    // this ring would exit. Hold a ref'd timer for the duration of the wait.
-    this.keepAlive = setInterval(noop, NO_DEADLINE_KEEPALIVE_MS)
+    // this ring would exit. Hold a ref on a timer for the duration of the wait: one timer per
+    // ring, created on the first sleep and never re-armed (it never fires), so a sleep costs a
+    // ref/unref, not a timer armed and cleared (issue 17).
+    let k = this.keepAlive
+    if (k === null) {
+      k = setInterval(noop, NO_DEADLINE_KEEPALIVE_MS)
+      this.keepAlive = k
+    } else {
+      k.ref()
+    }
     const p = r.value.then(this.onWaitDone)
     this.waiting = p
     return p
   }
 
   private waitDone(res: 'ok' | 'timed-out'): void {
-    if (this.keepAlive !== null) {
-      clearInterval(this.keepAlive)
-      this.keepAlive = null
-    }
+    if (this.keepAlive !== null) this.keepAlive.unref()
     this.waiting = null
     if (res === 'ok') this.f64[F_WAKEUPS]! += 1
     else Atomics.compareExchange(this.i32, I_SLEEP, 1, 0)
