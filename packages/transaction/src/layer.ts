@@ -526,7 +526,7 @@ export class TransactionLayer implements TransactionHost<Transaction> {
     if (tx === undefined || (transport !== undefined && tx.arrival !== transport)) return undefined
     const tag = msg.to.tag
     if (isAck) return tag === responseToTag(tx) ? tx : undefined
-    return tag === tx.request.to.tag ? tx : undefined
+    return tx.request !== null && tag === tx.request.to.tag ? tx : undefined
   }
 }
 
