@@ -31,6 +31,8 @@ export class WorkerMetrics {
   private sampler: NodeJS.Timeout | null = null
   private started = false
   private eluBase = 0
+  /** ms this thread spent blocked on purpose (Ring.waitSync) inside event-loop callbacks */
+  private blockedMs = 0
   private intervalMs = 1000
   private expectedAt = 0
   private onSample: (() => void) | null = null
@@ -161,6 +163,12 @@ export class WorkerMetrics {
     if (this.onSample !== null) this.onSample()
   }
 
+  /**
+   * Time (ms) the thread spent blocked in a wait inside a callback (Ring.waitSync): the event loop
+   * counts it as active, the busy-time counter must not.
+   */
+  blocked(ms: number): void { this.blockedMs += ms }
+
   /** Takes one sample now (also called by the sampler timer). */
   sample(): void {
     const f = this.f
@@ -173,7 +181,7 @@ export class WorkerMetrics {
       f[g + THREAD_SLOTS.lagP99] = xs[Math.min(xs.length - 1, Math.ceil(xs.length * 0.99) - 1)]!
       f[g + THREAD_SLOTS.lagMax] = xs[xs.length - 1]!
     }
-    f[O.threadCounters + THREAD_SLOTS.busySeconds] = this.eluBase + performance.eventLoopUtilization().active / 1000
+    f[O.threadCounters + THREAD_SLOTS.busySeconds] = this.eluBase + (performance.eventLoopUtilization().active - this.blockedMs) / 1000
     f[g + THREAD_SLOTS.heapUsed] = getHeapStatistics().used_heap_size
     f[g + THREAD_SLOTS.sampledAt] = Date.now() / 1000
   }
