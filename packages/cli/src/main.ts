@@ -186,7 +186,10 @@ export async function run(file: string): Promise<void> {
         for (let i = 0; i < engine.workerCount; i++) asked.push(engine.query(i, THREAD_SAMPLE, { at }))
         await new Promise<void>(resolve => setImmediate(resolve)) // the primary's delay: one turn of its loop
         agg!.main().requestSample(at)
-        await Promise.allSettled(asked) // a worker that does not answer keeps its last sample
+        // a worker that does not answer within 500 ms keeps its last sample (its lag shows it next time)
+        let timer: NodeJS.Timeout | undefined
+        await Promise.race([Promise.allSettled(asked), new Promise<void>(resolve => { timer = setTimeout(resolve, 500) })])
+        clearTimeout(timer)
       },
       natKeepalives: () => engine.keepaliveStats(),
       registrations: async () => {
