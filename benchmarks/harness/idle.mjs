@@ -39,6 +39,7 @@ function parseArgs(argv) {
       case '--port-base': o.port = Number(v()); break
       case '--out': o.out = v(); break
       case '--tag': o.tag = v(); break
+      case '--node-args': o.nodeArgs = v().split(' ').filter(Boolean); break // V8/Node flags for sipedge, e.g. '--single-threaded-gc'
       case '--json': o.json = v(); break
       default: throw new Error(`unknown option ${a} (see docs/performance.md)`)
     }
@@ -77,7 +78,7 @@ async function measure(o, target, repeat) {
   try {
     const cpusArg = o.pin ? o.proxyCpus : null
     node = target.kind === 'sipedge'
-      ? await startSipedge({ dir, runId: 'idle', port: o.port, metricsPort: o.port + 30, workers: target.workers, domain: 'edge.test', backends, cpus: cpusArg, probe: `${o.probeS}s`, store: `lmdb:${join(dir, 'store')}` })
+      ? await startSipedge({ dir, runId: 'idle', port: o.port, metricsPort: o.port + 30, workers: target.workers, domain: 'edge.test', backends, cpus: cpusArg, probe: `${o.probeS}s`, store: `lmdb:${join(dir, 'store')}`, nodeArgs: o.nodeArgs })
       : await startKamailio({ dir, port: o.port, children: o.children, domain: 'edge.test', backends, cpus: cpusArg, probeS: o.probeS })
     const pids = () => node.kind === 'kamailio' ? kamailioPids(node.pid) : [node.pid]
     await new Promise(r => setTimeout(r, o.settle * 1000))
@@ -144,7 +145,7 @@ async function main() {
   const started = new Date()
   const run = {
     date: started.toISOString(), machine: machine(targets.some(t => t.kind === 'kamailio')), loadAverage: { start: load() },
-    options: { seconds: o.seconds, settleS: o.settle, probeS: o.probeS, repeats: o.repeats, pin: o.pin, proxyCpus: o.proxyCpus, loadCpus: o.loadCpus, children: o.children, targets },
+    options: { seconds: o.seconds, settleS: o.settle, probeS: o.probeS, repeats: o.repeats, pin: o.pin, proxyCpus: o.proxyCpus, loadCpus: o.loadCpus, children: o.children, nodeArgs: o.nodeArgs ?? [], targets },
     results: [],
   }
   try {

@@ -40,6 +40,7 @@ function parseArgs(argv) {
       case '--port-base': o.port = Number(v()); break
       case '--out': o.out = v(); break
       case '--tag': o.tag = v(); break
+      case '--node-args': o.nodeArgs = v().split(' ').filter(Boolean); break // V8/Node flags for sipedge, e.g. '--single-threaded-gc'
       case '--json': o.json = v(); break
       default: throw new Error(`unknown option ${a} (see docs/performance.md)`)
     }
@@ -83,7 +84,7 @@ async function measure(o, pool, target, repeat) {
     const cpusArg = o.pin ? o.proxyCpus : null
     const backends = [{ index: 0, ip: '127.0.2.1', port: o.port + 10 }] // the dispatcher needs a set; nothing is sent to it
     node = target.kind === 'sipedge'
-      ? await startSipedge({ dir, runId, port: o.port, metricsPort: o.port + 30, workers: target.workers, domain: 'edge.test', backends, cpus: cpusArg, store: `lmdb:${storeDir}` })
+      ? await startSipedge({ dir, runId, port: o.port, metricsPort: o.port + 30, workers: target.workers, domain: 'edge.test', backends, cpus: cpusArg, store: `lmdb:${storeDir}`, nodeArgs: o.nodeArgs })
       : await startKamailio({ dir, port: o.port, children: o.children, domain: 'edge.test', backends, cpus: cpusArg, shmMb: o.shmMb })
     await new Promise(r => setTimeout(r, 5000))
     const before = await snapshot(node, storeDir)
@@ -148,7 +149,7 @@ async function main() {
   const started = new Date()
   const run = {
     date: started.toISOString(), machine: machine(targets.some(t => t.kind === 'kamailio')), loadAverage: { start: load() },
-    options: { aors: o.aors, settleS: o.settle, repeats: o.repeats, pin: o.pin, proxyCpus: o.proxyCpus, loadCpus: o.loadCpus, children: o.children, shmMb: o.shmMb, targets },
+    options: { aors: o.aors, settleS: o.settle, repeats: o.repeats, pin: o.pin, proxyCpus: o.proxyCpus, loadCpus: o.loadCpus, children: o.children, shmMb: o.shmMb, nodeArgs: o.nodeArgs ?? [], targets },
     results: [],
   }
   try {

@@ -11,7 +11,7 @@ import { setImmediate as setImmediateP } from 'node:timers/promises'
 import { Ring, type FrameView } from '@sipedge/ring'
 import { FLAG_TRANSPORT_ERROR, nameOf } from '@sipedge/frame'
 import { findCallId } from '@sipedge/sip'
-import { WorkerMetrics, ResponseDirection, transportIndex, type WorkerMetricsData } from '@sipedge/metrics'
+import { WorkerMetrics, ResponseDirection, transportIndex, THREAD_SAMPLE, type WorkerMetricsData } from '@sipedge/metrics'
 import { createPortLogging, Tracer, type LogLevel, type PortLogging } from '@sipedge/log'
 import { pack, unpack } from 'msgpackr'
 import { workerLogger } from './log.js'
@@ -33,6 +33,7 @@ interface WorkerData extends Partial<WorkerMetricsData> {
 }
 
 const BATCH = 256
+const DEFAULT_BLOCK_MS = 0
 const data = workerData as WorkerData
 const port = parentPort!
 const inbound = new Ring(data.inbound)
@@ -132,11 +133,12 @@ const handler: MessageHandler = await mod.createHandler({
 })
 
 if (metrics !== null) {
-  metrics.startSampler(1000)
-  const t = setInterval(() => {
-    try { handler.sample?.(metrics) } catch (err) { log.error('metrics sample failed', { err }) }
-  }, 1000)
-  t.unref()
+  // No timer: the thread's gauges and the handler's are sampled when the primary asks, i.e. when
+  // Prometheus scrapes (query 'threadSample', answered below): nothing runs while idle (issue 17).
+  const sampleHandler = handler.sample === undefined ? undefined : (): void => {
+    try { handler.sample!(metrics) } catch (err) { log.error('metrics sample failed', { err }) }
+  }
+  metrics.startSampler(0, sampleHandler)
 }
 
 function handlerThrew(err: unknown): void {
@@ -193,6 +195,11 @@ port.on('message', (m: Uint8Array) => {
     void finish()
   } else if (msg.type === 'stats') {
     port.postMessage(pack({ type: 'stats', workerIndex: data.workerIndex, outFull, handlerErrors }))
+  } else if (msg.type === 'query' && msg['what'] === THREAD_SAMPLE) {
+    // the scrape's sample request: args.at is when the primary asked (event-loop delay)
+    const at = (msg['args'] as { at?: unknown } | null | undefined)?.at
+    metrics?.requestSample(typeof at === 'number' ? at : performance.timeOrigin + performance.now())
+    reply(msg['id'], true, null)
   } else if (msg.type === 'query') {
     query(msg['id'], String(msg['what']), msg['args'])
   } else if (msg.type === 'trace') {
@@ -218,10 +225,35 @@ async function finish(): Promise<void> {
 for (const m of data.controls ?? []) handler.onControl?.(m)
 port.postMessage(pack({ type: 'ready' }))
 
+// Fewer event-loop hops while traffic flows (issue 17): after a batch, the thread gives its event
+// loop one turn (promise continuations, timers, sockets such as redis, MessagePort), then, if the
+// ring is still empty, blocks in Atomics.wait for at most BLOCK_MS: a frame arriving meanwhile
+// costs a futex wake instead of Atomics.waitAsync's libuv async hop and task. After BLOCK_MS of
+// silence it sleeps with waitForData as before, so an idle thread costs nothing. While blocked
+// the event loop waits at most BLOCK_MS; the primary wakes the ring after every message it posts.
+// Off by default (SIPEDGE_WORKER_BLOCK_MS=1 turns it on): at S=1 on the 2-core build machine it
+// cut the one-way p50 by ~40% but cost ~10% more CPU per request, because most 1 ms waits time
+// out and a timed-out futex wait is a wake-up too (docs/performance.md, "What each change bought").
+const BLOCK_MS = blockMs(process.env['SIPEDGE_WORKER_BLOCK_MS'])
+function blockMs(v: string | undefined): number {
+  const n = v === undefined || v === '' ? DEFAULT_BLOCK_MS : Number(v)
+  return Number.isFinite(n) && n >= 0 && n <= 50 ? n : DEFAULT_BLOCK_MS
+}
+
+let busy = false
 while (!draining) {
   const n = inbound.drain(onFrame, BATCH)
   if (n > 0 && metrics !== null) metrics.messages(n)
+  if (n > 0) busy = BLOCK_MS > 0
   // A full batch: yield a macrotask so MessagePort messages (config, drain) get in.
   if (n >= BATCH) await setImmediateP()
-  else if (!draining) await inbound.waitForData()
+  else if (draining) break
+  else if (busy) {
+    await setImmediateP()
+    if (!inbound.hasData() && !draining) {
+      const t0 = metrics !== null ? performance.now() : 0
+      if (!inbound.waitSync(BLOCK_MS)) busy = false
+      if (metrics !== null) metrics.blocked(performance.now() - t0) // not busy time (sipedge_thread_busy_seconds)
+    }
+  } else await inbound.waitForData()
 }

@@ -7,7 +7,7 @@ import { checkConfigFile, loadConfigFile, ConfigError, formatIssue, type FrozenC
 import { Engine } from '@sipedge/transport'
 import { createLogging, type Logging, type LoggingOptions } from '@sipedge/log'
 import {
-  MetricsAggregator, DestinationSlots, createMetricsRegistry, startHttpServer, isLoopback,
+  MetricsAggregator, DestinationSlots, createMetricsRegistry, THREAD_SAMPLE, startHttpServer, isLoopback,
   type HttpServer, type ReloadResult, type DispatcherInfo, type SipedgeMetrics,
 } from '@sipedge/metrics'
 import type { Stores } from '@sipedge/store'
@@ -159,7 +159,8 @@ export async function run(file: string): Promise<void> {
   const engine = new Engine(opts)
   agg = MetricsAggregator.create({ workers: Math.max(1, engine.workerCount) })
   agg.setDestinations(new DestinationSlots(config.dispatcher.sets))
-  agg.main().startSampler()
+  // no timer: the primary's thread gauges are sampled on each scrape (sampleThreads below), like the workers'
+  agg.main().startSampler(0)
 
   // ------------------------------------------------------------ stores (opened on first use)
   let storesP: Promise<Stores | null> | null = null
@@ -185,6 +186,18 @@ export async function run(file: string): Promise<void> {
       rings: () => engine.ringStats(),
       connections: () => engine.connectionsByTransport(),
       workersAlive: () => engine.workersAlive,
+      sampleThreads: async () => {
+        // Every thread samples its gauges now, for this scrape; nothing samples between scrapes.
+        const at = performance.timeOrigin + performance.now()
+        const asked: Array<Promise<unknown>> = []
+        for (let i = 0; i < engine.workerCount; i++) asked.push(engine.query(i, THREAD_SAMPLE, { at }))
+        await new Promise<void>(resolve => setImmediate(resolve)) // the primary's delay: one turn of its loop
+        agg!.main().requestSample(at)
+        // a worker that does not answer within 500 ms keeps its last sample (its lag shows it next time)
+        let timer: NodeJS.Timeout | undefined
+        await Promise.race([Promise.allSettled(asked), new Promise<void>(resolve => { timer = setTimeout(resolve, 500) })])
+        clearTimeout(timer)
+      },
       natKeepalives: () => engine.keepaliveStats(),
       registrations: async () => {
         const s = await stores()

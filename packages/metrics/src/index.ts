@@ -1,7 +1,7 @@
 export * from './catalog.js'
 export { CounterLayout, SharedCounters, MetricsLayoutError, HEADER_SLOTS, type GroupKind, type GroupSpec } from './shared-counters.js'
 export { METRICS_LAYOUT, HISTOGRAMS, THREAD_SLOTS, CLUSTER_SLOTS, DestinationSlots, type HistogramSlots, type MetricsGroup } from './layout.js'
-export { WorkerMetrics, type WorkerMetricsData } from './worker-metrics.js'
+export { WorkerMetrics, THREAD_SAMPLE, type WorkerMetricsData } from './worker-metrics.js'
 export { MetricsAggregator, type AggregatorOptions } from './aggregator.js'
 export {
   createMetricsRegistry, type MetricsRegistryOptions, type MetricsSources, type SipedgeMetrics, type RingStat,

@@ -39,6 +39,13 @@ export interface MetricsSources {
   connections?(): Readonly<Partial<Record<string, number>>>
   /** The engine's Counters object (field names of @sipedge/transport src/counters.ts). */
   engineCounters?(): Readonly<Record<string, number>>
+  /**
+   * Called at the start of every scrape, before any block is read: asks every thread to write its
+   * thread gauges (busy time, heap, event-loop delay, the handler's gauges) now. Threads sample
+   * only when asked (no timer while idle); a thread that does not answer in time keeps its last
+   * sample. Bounded by sourceTimeoutMs; a failure is counted as source `threads`.
+   */
+  sampleThreads?(): Promise<void> | void
   /** Worker threads currently running. */
   workersAlive?(): number
   /** Location store counts. */
@@ -446,9 +453,9 @@ export function createMetricsRegistry(opts: MetricsRegistryOptions = {}): Sipedg
   // ------------------------------------------------------------------ threads, process
   def('sipedge_thread_messages_total', 'counter', ['thread'], 'Frames handled per thread (balance of the Call-ID sharding).',
     perThread(O.threadCounters + THREAD_SLOTS.messages, true))
-  def('sipedge_event_loop_lag_p99_seconds', 'gauge', ['thread'], '99th percentile of event-loop delay per thread over the last sample interval.',
+  def('sipedge_event_loop_lag_p99_seconds', 'gauge', ['thread'], '99th percentile of event-loop delay per thread: how late the thread served the sample request of a scrape, over the last 64 scrapes.',
     perThread(O.threadGauges + THREAD_SLOTS.lagP99, false))
-  def('sipedge_event_loop_lag_max_seconds', 'gauge', ['thread'], 'Largest event-loop delay per thread over the last sample interval.',
+  def('sipedge_event_loop_lag_max_seconds', 'gauge', ['thread'], 'Largest event-loop delay per thread: how late the thread served the sample request of a scrape, over the last 64 scrapes.',
     perThread(O.threadGauges + THREAD_SLOTS.lagMax, false))
   def('sipedge_thread_busy_seconds_total', 'counter', ['thread'], 'Time each thread\'s event loop spent busy (a per-thread CPU measure).',
     perThread(O.threadCounters + THREAD_SLOTS.busySeconds, false))
@@ -487,7 +494,10 @@ export function createMetricsRegistry(opts: MetricsRegistryOptions = {}): Sipedg
     registry,
     contentType: registry.contentType,
     aggregator: agg,
-    metrics: () => registry.metrics(),
+    metrics: async () => {
+      await call('threads', src.sampleThreads)
+      return await registry.metrics()
+    },
     describe: () => descriptions,
     setConfigGeneration(g: number) { configGeneration = g },
     configReloaded(ok: boolean) {

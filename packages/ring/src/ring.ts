@@ -497,18 +497,49 @@ export class Ring {
       return RESOLVED
     }
     // A pending waitAsync does not keep Node's event loop alive; a worker whose only job is
-    // this ring would exit. Hold a ref'd timer for the duration of the wait.
-    this.keepAlive = setInterval(noop, NO_DEADLINE_KEEPALIVE_MS)
+    // this ring would exit. Hold a ref on a timer for the duration of the wait: one timer per
+    // ring, created on the first sleep and never re-armed (it never fires), so a sleep costs a
+    // ref/unref, not a timer armed and cleared (issue 17).
+    let k = this.keepAlive
+    if (k === null) {
+      k = setInterval(noop, NO_DEADLINE_KEEPALIVE_MS)
+      this.keepAlive = k
+    } else {
+      k.ref()
+    }
     const p = r.value.then(this.onWaitDone)
     this.waiting = p
     return p
   }
 
-  private waitDone(res: 'ok' | 'timed-out'): void {
-    if (this.keepAlive !== null) {
-      clearInterval(this.keepAlive)
-      this.keepAlive = null
+  /**
+   * Block this thread (Atomics.wait) until data is available, wake() is called, or `timeoutMs`
+   * passes; returns true when it may have data (woken, or there already). The same sleeping-flag
+   * protocol as waitForData, so the producer's notify ends it; a wake-up costs a futex wake and
+   * no event-loop hop (Atomics.waitAsync resolves through a libuv async handle and a task), but
+   * the thread's event loop does not run while it blocks: keep `timeoutMs` short. Not on a
+   * thread where blocking is not allowed (a browser main thread; Node's main thread may).
+   */
+  waitSync(timeoutMs: number): boolean {
+    if (this.waiting !== null) return false
+    const i32 = this.i32
+    if (Atomics.load(i32, I_HEAD) !== this.tail || Atomics.exchange(i32, I_WAKE, 0) !== 0) return true
+    Atomics.store(i32, I_SLEEP, 1)
+    if (Atomics.load(i32, I_HEAD) !== this.tail || Atomics.exchange(i32, I_WAKE, 0) !== 0) {
+      Atomics.compareExchange(i32, I_SLEEP, 1, 0)
+      return true
     }
+    const r = Atomics.wait(i32, I_SLEEP, 1, Math.max(0, timeoutMs))
+    if (r === 'timed-out') {
+      // take the flag back; a producer that flipped it just now has notified nobody: the data is there
+      if (Atomics.compareExchange(i32, I_SLEEP, 1, 0) === 1) return false
+    }
+    this.f64[F_WAKEUPS]! += 1
+    return true
+  }
+
+  private waitDone(res: 'ok' | 'timed-out'): void {
+    if (this.keepAlive !== null) this.keepAlive.unref()
     this.waiting = null
     if (res === 'ok') this.f64[F_WAKEUPS]! += 1
     else Atomics.compareExchange(this.i32, I_SLEEP, 1, 0)

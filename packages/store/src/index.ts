@@ -31,6 +31,8 @@ export interface StoreEvents {
  * The stores behind one URL. Emits 'available' / 'unavailable' (never 'error'); Redis
  * outages make operations reject with ERR_STORE_UNAVAILABLE while the client reconnects.
  */
+const SWEEP_IDLE_FACTOR = 8
+
 export class Stores extends EventEmitter<StoreEvents> {
   readonly backend: 'lmdb' | 'redis'
   /** The URL without password. */
@@ -44,6 +46,13 @@ export class Stores extends EventEmitter<StoreEvents> {
   readonly cluster: ClusterStore
   private timer: NodeJS.Timeout | undefined
   private sweeping = false
+  /**
+   * The background sweep backs off while it finds nothing: sweepIntervalMs after a sweep that
+   * removed something, doubling up to SWEEP_IDLE_FACTOR times that while nothing expires, so an
+   * idle node does not wake every second for it (issue 17). An entry is removed at most
+   * SWEEP_IDLE_FACTOR * sweepIntervalMs after it expired (8 s at the workers' 1 s).
+   */
+  private sweepDelay = 0
   private closed = false
 
   /** @internal use openStores */
@@ -58,8 +67,8 @@ export class Stores extends EventEmitter<StoreEvents> {
     this.counters = impl.counters
     this.cluster = impl.cluster
     if (opts.sweepIntervalMs > 0) {
-      this.timer = setInterval(() => void this.backgroundSweep(), opts.sweepIntervalMs)
-      this.timer.unref()
+      this.sweepDelay = opts.sweepIntervalMs
+      this.armSweep()
     }
   }
 
@@ -78,27 +87,41 @@ export class Stores extends EventEmitter<StoreEvents> {
     return { bindings, dialogs, bans, counters }
   }
 
+  private armSweep(): void {
+    if (this.closed) return
+    this.timer = setTimeout(() => void this.backgroundSweep(), this.sweepDelay)
+    this.timer.unref()
+  }
+
   private async backgroundSweep(): Promise<void> {
-    if (this.sweeping || this.closed || !this.impl.isAvailable()) return
+    if (this.sweeping || this.closed) return
+    const base = this.opts.sweepIntervalMs
+    if (!this.impl.isAvailable()) { this.sweepDelay = base; this.armSweep(); return }
     this.sweeping = true
+    let found = false
     try {
       // A burst (many registrations made at the same moment) is drained in a few bounded
       // rounds; what is left waits for the next tick.
       for (let round = 0; round < 10 && !this.closed; round++) {
         const r = await this.sweepExpired()
-        if (Math.max(r.bindings, r.dialogs, r.bans, r.counters) < this.opts.sweepBatch) break
+        const most = Math.max(r.bindings, r.dialogs, r.bans, r.counters)
+        if (most > 0) found = true
+        if (most < this.opts.sweepBatch) break
       }
     } catch {
       // unavailable: already reported through 'unavailable'; the next tick retries
+      found = true
     } finally {
       this.sweeping = false
     }
+    this.sweepDelay = found ? base : Math.min(this.sweepDelay * 2, base * SWEEP_IDLE_FACTOR)
+    this.armSweep()
   }
 
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
-    if (this.timer) clearInterval(this.timer)
+    if (this.timer) clearTimeout(this.timer)
     await this.impl.close()
   }
 }

@@ -80,3 +80,21 @@ t.test('lmdb: a binding written before the NAT flag existed (12-element tuple) i
   t.equal(got[0]!.cseq, 3)
   t.equal(got[0]!.nat, undefined, 'no NAT flag: undefined')
 })
+
+t.test('background sweep: backs off while nothing expires, still removes what expires (issue 17)', async t => {
+  const s = await openStores(`lmdb:${join(t.testdir({}), 'sweep')}`, { sweepIntervalMs: 10 })
+  t.teardown(() => s.close())
+  let sweeps = 0
+  const real = s.sweepExpired.bind(s)
+  s.sweepExpired = async (now?: number, max?: number) => { sweeps++; return real(now, max) }
+  await new Promise(r => setTimeout(r, 600))
+  // at a fixed 10 ms that would be ~60 sweeps; backing off 10, 20, 40, 80, 80, ...: about 10
+  t.ok(sweeps >= 2 && sweeps <= 20, `${sweeps} sweeps in 600 ms with nothing to remove`)
+  const removed: string[] = []
+  s.location.onExpired(e => { for (const b of e.bindings) removed.push(b.contact) })
+  await s.location.put('sip:q@x', binding({ now: Date.now }, 'sip:q1@h', 50))
+  const until = Date.now() + 10_000
+  while (removed.length === 0 && Date.now() < until) await new Promise(r => setTimeout(r, 10))
+  t.same(removed, ['sip:q1@h'], 'the expired binding was swept')
+  t.same(await s.location.count(), { aors: 0, bindings: 0 })
+})

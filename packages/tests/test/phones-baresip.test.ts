@@ -127,7 +127,7 @@ for (const transport of ['udp', 'tcp', 'tls'] as const) {
     if (transport === 'udp') {
       // issue #16 defect 5: dialogs of calls routed by registrar lookup are counted
       const dialogs = await http('GET', `http://127.0.0.1:${HTTP}/api/dialogs`, { token: TOKEN })
-      // The gauge is published once a second (docs/metrics.md): poll, bounded.
+      // The gauge is sampled on each scrape (docs/metrics.md): poll, bounded.
       let active = await metric('sipedge_dialogs_active')
       for (let i = 0; i < 50 && active < 1; i++) { await new Promise(r => setTimeout(r, 100)); active = await metric('sipedge_dialogs_active') }
       await t.test('defect-5-dialogs-active-during-lookup-call: sipedge_dialogs_active and /api/dialogs count an established call routed by registrar lookup', async t => {

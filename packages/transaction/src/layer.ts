@@ -56,7 +56,9 @@ export interface TransactionLayerOptions {
   wheelSlots?: number
   /**
    * true: the host (or a test) calls `layer.tick()` itself. false (default): the layer keeps ONE
-   * unref'd setInterval(tickMs) running while any timer is pending, and none when idle.
+   * unref'd setTimeout armed for the wheel's next due tick (TimerWheel.nextTick), and none when
+   * idle: a timer that is cancelled before it is due (most are) costs no wake-up later than the
+   * next one still pending, and a wheel holding only Timer K or a far Timer C wakes when it fires.
    */
   manualTimers?: boolean
 }
@@ -139,7 +141,9 @@ export class TransactionLayer implements TransactionHost<Transaction> {
   private readonly servers: BranchIndex
   private readonly pending: PendingByDestination
   private readonly servers2543: Map<string, ServerTransaction>
-  private driver: ReturnType<typeof setInterval> | null
+  private driver: ReturnType<typeof setTimeout> | null
+  /** the wheel tick the driver is armed for (valid while driver !== null) */
+  private driverAt: number
   private closed: boolean
   private readonly driverTick: () => void
 
@@ -172,8 +176,10 @@ export class TransactionLayer implements TransactionHost<Transaction> {
     this.pending = new PendingByDestination()
     this.servers2543 = new Map()
     this.driver = null
+    this.driverAt = 0
     this.closed = false
     this.driverTick = () => {
+      this.driver = null
       this.tick()
     }
   }
@@ -189,18 +195,39 @@ export class TransactionLayer implements TransactionHost<Transaction> {
   /** Advances the timer wheel to the clock's time; returns how many transactions' timers fired. */
   tick(): number {
     const n = this.wheel.advance(this.clock.now())
-    if (this.driver !== null && this.wheel.size === 0) {
-      clearInterval(this.driver)
-      this.driver = null
-    }
+    if (!this.manual && !this.closed) this.armDriver(this.wheel.nextTick())
     return n
+  }
+
+  /** @internal The wheel tick the native driver sleeps until; -1 when it is not armed (diagnostics, tests). */
+  get wakeAt(): number {
+    return this.driver === null ? -1 : this.driverAt
+  }
+
+  /** Sleeps until wheel tick `at` (-1: nothing pending, no timer). Re-arms only for an earlier tick. */
+  private armDriver(at: number): void {
+    if (at < 0) {
+      if (this.driver !== null) { clearTimeout(this.driver); this.driver = null }
+      return
+    }
+    if (this.driver !== null) {
+      if (this.driverAt <= at) return
+      clearTimeout(this.driver)
+    }
+    // +1 ms: the native timer's clock may run a little behind ours; firing before the tick
+    // boundary would only re-arm, but costs a wake-up.
+    const delay = Math.max(1, Math.ceil(at * this.wheel.tickMs - this.clock.now()) + 1)
+    const d = setTimeout(this.driverTick, delay)
+    d.unref()
+    this.driver = d
+    this.driverAt = at
   }
 
   /** Stops the native timer driver for good. Transactions stay; `tick()` still works. */
   close(): void {
     this.closed = true
     if (this.driver !== null) {
-      clearInterval(this.driver)
+      clearTimeout(this.driver)
       this.driver = null
     }
   }
@@ -402,10 +429,12 @@ export class TransactionLayer implements TransactionHost<Transaction> {
   /** @internal */
   schedule(tx: Transaction, at: number): void {
     this.wheel.schedule(tx, at)
-    if (this.driver === null && !this.manual && !this.closed) {
-      const d = setInterval(this.driverTick, this.wheel.tickMs)
-      d.unref()
-      this.driver = d
+    if (!this.manual && !this.closed) {
+      // the tick the wheel filed it under (as TimerWheel.schedule computes it)
+      const cur = this.wheel.currentTick
+      let t = Math.ceil(at / this.wheel.tickMs)
+      if (t <= cur) t = cur + 1
+      if (this.driver === null || t < this.driverAt) this.armDriver(t)
     }
   }
 
@@ -497,7 +526,7 @@ export class TransactionLayer implements TransactionHost<Transaction> {
     if (tx === undefined || (transport !== undefined && tx.arrival !== transport)) return undefined
     const tag = msg.to.tag
     if (isAck) return tag === responseToTag(tx) ? tx : undefined
-    return tag === tx.request.to.tag ? tx : undefined
+    return tx.request !== null && tag === tx.request.to.tag ? tx : undefined
   }
 }
 

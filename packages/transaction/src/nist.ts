@@ -51,6 +51,9 @@ export class NonInviteServerTransaction extends ServerBase<NonInviteServerTransa
     // unreliable transports, and zero seconds for reliable transports."
     this.enter('Completed')
     this.transmit(bytes, status)
+    // Completed matches retransmissions by branch (or the RFC 2543 key, which compares the
+    // request's To tag: kept then) and resends lastResponse: the request is no longer needed.
+    if (this.key2543 === null) this.request = null
     this.waitOrEnd(this.tv.J, this.host.now())
     return true
   }

@@ -24,8 +24,12 @@ export interface RespondOptions {
  * (§17.2.4) ends one.
  */
 export abstract class ServerBase<Self extends ServerBase<Self>> extends Transaction {
-  /** The request that created the transaction. */
-  readonly request: SipMessage
+  /**
+   * The request that created the transaction; null once a non-INVITE server transaction has sent
+   * its final response (nist.ts): nothing needs it in Completed, and it was four fifths of what a
+   * Completed transaction holds for the 32 s of Timer J (issue 17: 100,000 REGISTERs).
+   */
+  request: SipMessage | null
   /** Last response sent (resent on request retransmissions and by Timer G). */
   lastResponse: Buffer | Buffer[] | null
   /** Status of `lastResponse`, 0 before any. */
@@ -79,15 +83,16 @@ export abstract class ServerBase<Self extends ServerBase<Self>> extends Transact
    */
   respond(status: number, reason?: string, opts?: RespondOptions): boolean {
     if (!Number.isInteger(status) || status < 100 || status > 699) throw new TransactionError('ERR_TX_BAD_STATUS', `status must be 100-699, got ${status}`)
-    if (!this.accepts(status)) return false
+    const request = this.request
+    if (!this.accepts(status) || request === null) return false
     // The source fills received/rport on the copied top Via (RFC 3261 §18.2.1, RFC 3581 §4).
     const o: RespondOptions & { source: Destination } = opts === undefined ? { source: this.dest } : { ...opts, source: this.dest }
-    if (status > 100 && this.request.to.tag === undefined) {
+    if (status > 100 && request.to.tag === undefined) {
       const tag = o.toTag ?? this.toTag ?? randomTag()
       this.toTag = tag
       o.toTag = tag
     }
-    return this.sendResponse(buildResponse(this.request, status, reason, o), status)
+    return this.sendResponse(buildResponse(request, status, reason, o), status)
   }
 
   /** Whether a response with this status would be sent in the current state. */

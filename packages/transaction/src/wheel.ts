@@ -78,6 +78,11 @@ export class TimerWheel {
     return this.count
   }
 
+  /** The last processed tick. */
+  get currentTick(): number {
+    return this.current
+  }
+
   /** Time (ms) of the last processed tick boundary. */
   get time(): number {
     return this.current * this.tickMs
@@ -118,6 +123,27 @@ export class TimerWheel {
       return true
     }
     return false
+  }
+
+  /**
+   * The first tick at which `advance` has something to fire, for a host that sleeps until then
+   * instead of ticking all the time: the earliest scheduled tick within one rotation; when every
+   * entry is further away, `current + slotCount` (look again then: at most one wake-up per
+   * rotation); -1 when nothing is scheduled. One slot visit per empty tick ahead (<= slotCount).
+   */
+  nextTick(): number {
+    if (this.count === 0) return -1
+    const heads = this.heads
+    const mask = this.mask
+    const end = this.current + this.slotCount
+    for (let t = this.current + 1; t <= end; t++) {
+      let e: TimerEntry | null = heads[t & mask]!
+      while (e !== null) {
+        if (e._wTick <= t) return t
+        e = e._wNext
+      }
+    }
+    return end
   }
 
   /**

@@ -1,6 +1,6 @@
 import t from 'tap'
 import type { SipMessage } from '@sipedge/sip'
-import { NonInviteClientTransaction } from '@sipedge/transaction'
+import { NonInviteClientTransaction, TransactionLayer } from '@sipedge/transaction'
 import type { ClientTransaction, TimeoutReason } from '@sipedge/transaction'
 import { BOB, BOB_TCP, Harness, outboundText, response } from './fixtures/messages.js'
 
@@ -106,4 +106,29 @@ t.test('transitions are asserted', async t => {
   const c = start(h)
   h.layer.receiveResponse(response({ status: 200, branch: BR, method: 'OPTIONS' }), BOB)
   t.throws(() => (c.tx as unknown as { enter(s: string): void }).enter('Proceeding'), { code: 'ERR_TX_BAD_TRANSITION' })
+})
+
+t.test('the native driver sleeps until the next pending timer, not every tick (issue 17)', async t => {
+  // A real native timer (manualTimers off) with a clock that stands still: each time the driver
+  // fires, it finds nothing due and arms itself for the wheel's next pending tick.
+  const clock = { t: 0 }
+  const layer = new TransactionLayer({ send: () => {}, clock: { now: () => clock.t }, t1: 20, t4: 100 })
+  t.teardown(() => layer.close())
+  t.equal(layer.wakeAt, -1, 'no transaction: no timer')
+  const tx = layer.createClient({
+    request: [Buffer.from(outboundText({ branch: BR }))], method: 'OPTIONS', branch: BR, dest: BOB,
+    onResponse: () => {}, onTimeout: () => {},
+  })
+  // tick = T1/10 = 2 ms; Timer E at 20 ms = tick 10
+  t.equal(layer.wakeAt, 10, 'armed for Timer E')
+  layer.receiveResponse(response({ status: 200, branch: BR, method: 'OPTIONS' }), BOB)
+  t.equal(tx.state, 'Completed')
+  // Timer E is cancelled; the driver still wakes at tick 10 once, then sleeps until Timer K (T4 = 100 ms = tick 50)
+  const deadline = Date.now() + 5_000
+  while (layer.wakeAt !== 50 && Date.now() < deadline) await new Promise(r => setTimeout(r, 5))
+  t.equal(layer.wakeAt, 50, 'next wake-up is Timer K, not the next tick')
+  clock.t = 100
+  layer.tick()
+  t.equal(tx.state, 'Terminated')
+  t.equal(layer.wakeAt, -1, 'nothing pending: no timer')
 })

@@ -31,6 +31,7 @@ t.test('Trying -> Proceeding -> Completed; retransmissions get the latest respon
   h.advance(100)
   t.ok(c.tx.respond(200))
   t.equal(c.tx.state, 'Completed')
+  t.equal(c.tx.request, null, 'the request is released in Completed (issue 17: memory)')
   t.equal(c.tx.respond(200), false, 'further finals discarded')
   h.advance(1000)
   h.layer.receiveRequest(again(), ALICE)

@@ -108,3 +108,25 @@ t.test('bad options', async t => {
   t.throws(() => new TimerWheel({ tickMs: 0 }), RangeError)
   t.throws(() => new TimerWheel({ tickMs: 10, slots: 100 }), RangeError)
 })
+
+t.test('nextTick: the first tick with something due, one rotation ahead at most, -1 when empty', async t => {
+  const w = new TimerWheel({ tickMs: 10, slots: 16 })
+  t.equal(w.nextTick(), -1)
+  const a = new Probe()
+  const b = new Probe()
+  w.schedule(a, 95) // tick 10
+  w.schedule(b, 31) // tick 4
+  t.equal(w.nextTick(), 4)
+  w.cancel(b)
+  t.equal(w.nextTick(), 10, 'a cancelled entry no longer counts')
+  w.advance(100)
+  t.same(a.fired, [100])
+  t.equal(w.nextTick(), -1)
+  // tick 50 (slot 2) is more than one rotation ahead of tick 10
+  const far = new Probe()
+  w.schedule(far, 500)
+  t.equal(w.nextTick(), 10 + 16, 'only a later round: look again one rotation ahead')
+  const near = new Probe()
+  w.schedule(near, 180) // tick 18, slot 2 as well, ahead of `far` in the list
+  t.equal(w.nextTick(), 18)
+})

@@ -137,7 +137,18 @@ export class WorkerPool implements FrameTarget {
   /** Sends a control message to every worker (msgpackr on its MessagePort). */
   broadcast(msg: unknown): void {
     const bytes = pack(msg)
-    for (const slot of this.#slots) slot.worker?.postMessage(bytes)
+    for (const slot of this.#slots) this.#post(slot, bytes)
+  }
+
+  /**
+   * A message to a worker, and a wake-up on its inbound ring: a worker may be blocked in
+   * Ring.waitSync (its event loop stopped for a moment) and must come back to read the message.
+   */
+  #post(slot: Slot, bytes: Uint8Array): void {
+    const w = slot.worker
+    if (w === null) return
+    w.postMessage(bytes)
+    slot.inbound?.wake()
   }
 
   /** Asks worker `index`; rejects with QueryError (ERR_QUERY_TIMEOUT, ERR_QUERY_NO_WORKER, the worker's code). */
@@ -154,7 +165,7 @@ export class WorkerPool implements FrameTarget {
         reject(new QueryError('ERR_QUERY_TIMEOUT', `worker ${slot.index} did not answer "${what}" within ${ms} ms`))
       }, ms)
       slot.queries.set(id, { resolve, reject, timer })
-      w.postMessage(pack({ type: 'query', id, what, args: args ?? null }))
+      this.#post(slot, pack({ type: 'query', id, what, args: args ?? null }))
     })
   }
 
@@ -174,7 +185,7 @@ export class WorkerPool implements FrameTarget {
       slot.stopping = true
       if (slot.worker === null) { resolve(); return }
       slot.drained = resolve
-      slot.worker.postMessage(pack({ type: 'drain' }))
+      this.#post(slot, pack({ type: 'drain' }))
     }))
     try {
       await withTimeout(Promise.all(waits), timeoutMs, 'workers did not drain in time')
@@ -292,7 +303,7 @@ export class WorkerPool implements FrameTarget {
         if (inner === null || typeof inner !== 'object') break
         try { this.#o.onWorkerControl?.(inner as { type?: unknown }) } catch (err) { this.#o.log.error('worker control message failed', { err }) }
         const bytes = pack(inner)
-        for (const other of this.#slots) if (other !== slot) other.worker?.postMessage(bytes)
+        for (const other of this.#slots) if (other !== slot) this.#post(other, bytes)
         break
       }
       default: this.#o.log.debug('worker message', { worker: slot.index, type: msg.type })
