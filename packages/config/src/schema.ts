@@ -5,6 +5,7 @@ import { isAlias, isMap, isScalar, isSeq, Scalar } from 'yaml'
 import type { Document, LineCounter, Node as YNode, YAMLMap } from 'yaml'
 import type { ConfigIssueCode, ConfigIssue } from './errors.js'
 import { describe, formatDuration, formatSize, parseDuration, parseSize, q, suggest } from './values.js'
+import type { Parsed } from './values.js'
 
 export interface Pos { line: number; column: number }
 
@@ -205,40 +206,39 @@ export class BoolS extends Schema<boolean> {
   }
 }
 
-export class DurS extends Schema<number> {
+/** A number written with a unit (a duration, a size), within [min, max]. */
+abstract class UnitS extends Schema<number> {
   constructor(readonly min: number, readonly max: number) { super() }
-  typeDoc(): string { return 'duration' }
-  override rangeDoc(): string { return `${formatDuration(this.min)} – ${formatDuration(this.max)}` }
-  override formatValue(v: unknown): string { return typeof v === 'number' ? formatDuration(v) : String(v) }
+  protected abstract parseUnit(v: unknown): Parsed<number>
+  protected abstract format(v: number): string
+  protected abstract rangeText(): string
+  override rangeDoc(): string { return `${this.format(this.min)} – ${this.format(this.max)}` }
+  override formatValue(v: unknown): string { return typeof v === 'number' ? this.format(v) : String(v) }
   protected parseNode(node: Raw, path: string, ctx: Ctx): number | Bad {
     const k = kindOf(node)
     if (k !== 'string' && k !== 'number') return this.wrongType(node, path, ctx)
-    const r = parseDuration(scalarValue(node))
+    const r = this.parseUnit(scalarValue(node))
     if (!r.ok) { ctx.issue('ERR_CONFIG_FORMAT', path, ctx.pos(node), r.error); return BAD }
     if (r.value < this.min || r.value > this.max) {
-      ctx.issue('ERR_CONFIG_RANGE', path, ctx.pos(node), `expected a duration from ${formatDuration(this.min)} to ${formatDuration(this.max)}, got ${q(scalarValue(node))}`)
+      ctx.issue('ERR_CONFIG_RANGE', path, ctx.pos(node), `expected ${this.rangeText()}, got ${q(scalarValue(node))}`)
       return BAD
     }
     return r.value
   }
 }
 
-export class SizeS extends Schema<number> {
-  constructor(readonly min: number, readonly max: number) { super() }
+export class DurS extends UnitS {
+  typeDoc(): string { return 'duration' }
+  protected parseUnit(v: unknown): Parsed<number> { return parseDuration(v) }
+  protected format(v: number): string { return formatDuration(v) }
+  protected rangeText(): string { return `a duration from ${formatDuration(this.min)} to ${formatDuration(this.max)}` }
+}
+
+export class SizeS extends UnitS {
   typeDoc(): string { return 'size' }
-  override rangeDoc(): string { return `${formatSize(this.min)} – ${formatSize(this.max)}` }
-  override formatValue(v: unknown): string { return typeof v === 'number' ? formatSize(v) : String(v) }
-  protected parseNode(node: Raw, path: string, ctx: Ctx): number | Bad {
-    const k = kindOf(node)
-    if (k !== 'string' && k !== 'number') return this.wrongType(node, path, ctx)
-    const r = parseSize(scalarValue(node))
-    if (!r.ok) { ctx.issue('ERR_CONFIG_FORMAT', path, ctx.pos(node), r.error); return BAD }
-    if (r.value < this.min || r.value > this.max) {
-      ctx.issue('ERR_CONFIG_RANGE', path, ctx.pos(node), `expected a size from ${formatSize(this.min)} to ${formatSize(this.max)} (${this.min}-${this.max} bytes), got ${q(scalarValue(node))}`)
-      return BAD
-    }
-    return r.value
-  }
+  protected parseUnit(v: unknown): Parsed<number> { return parseSize(v) }
+  protected format(v: number): string { return formatSize(v) }
+  protected rangeText(): string { return `a size from ${formatSize(this.min)} to ${formatSize(this.max)} (${this.min}-${this.max} bytes)` }
 }
 
 /** `false` (off) or a value of the inner schema; normalises `false` to null. */

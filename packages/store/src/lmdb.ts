@@ -29,6 +29,17 @@ import { LocalClusterStore, UpdateBasedLocationStore, type Backend, type Backend
 type Bin = Database<Buffer, Key>
 const MARK = Buffer.from([0])
 
+/** The first `max` [expiry, key] entries of an expiry index that are due at `now`. */
+function dueKeys(exp: Bin, now: number, max: number): Array<[number, string]> {
+  const due: Array<[number, string]> = []
+  for (const { key } of exp.getRange({ limit: max })) {
+    const k = key as [number, string]
+    if (k[0] > now) break
+    due.push(k)
+  }
+  return due
+}
+
 interface Txn<T> { ok: true; value: T }
 interface TxnFail { ok: false; error: unknown }
 
@@ -236,12 +247,7 @@ export class LmdbLocationStore extends UpdateBasedLocationStore implements Locat
   }
 
   async sweepExpired(now = this.now(), max = 1000): Promise<number> {
-    const due: Array<[number, string]> = []
-    for (const { key } of this.exp.getRange({ limit: max })) {
-      const k = key as [number, string]
-      if (k[0] > now) break
-      due.push(k)
-    }
+    const due = dueKeys(this.exp, now, max)
     if (due.length === 0) return 0
     const events = await this.run(() => {
       const out: AorBindings[] = []
@@ -352,12 +358,7 @@ export class LmdbDialogStore implements DialogStore {
   }
 
   async sweepExpired(now = this.now(), max = 1000): Promise<number> {
-    const due: Array<[number, string]> = []
-    for (const { key } of this.exp.getRange({ limit: max })) {
-      const k = key as [number, string]
-      if (k[0] > now) break
-      due.push(k)
-    }
+    const due = dueKeys(this.exp, now, max)
     if (due.length === 0) return 0
     const gone = await this.run(() => {
       const out: Dialog[] = []
@@ -439,12 +440,7 @@ export class LmdbBanStore implements BanStore {
   }
 
   async sweepExpired(now = this.now(), max = 1000): Promise<number> {
-    const due: Array<[number, string]> = []
-    for (const { key } of this.exp.getRange({ limit: max })) {
-      const k = key as [number, string]
-      if (k[0] > now) break
-      due.push(k)
-    }
+    const due = dueKeys(this.exp, now, max)
     if (due.length === 0) return 0
     const gone = await this.run(() => {
       const out: Ban[] = []
@@ -531,12 +527,7 @@ export class LmdbCounterStore implements CounterStore {
   }
 
   async sweepExpired(now = this.now(), max = 1000): Promise<number> {
-    const due: Array<[number, string]> = []
-    for (const { key } of this.exp.getRange({ limit: max })) {
-      const k = key as [number, string]
-      if (k[0] > now) break
-      due.push(k)
-    }
+    const due = dueKeys(this.exp, now, max)
     if (due.length === 0) return 0
     return this.run(() => {
       let n = 0

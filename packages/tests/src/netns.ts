@@ -94,6 +94,8 @@ export class NetLab {
   readonly commands: string[] = []
   private readonly procs = new Set<ChildProcess>()
   private created: string[] = []
+  /** errors the lab's child processes emitted (spawn failures, writes after exit); a test may report them */
+  readonly errors: string[] = []
 
   constructor(o: LabOptions = {}) {
     this.prefix = `sehv${process.pid}`
@@ -169,6 +171,10 @@ export class NetLab {
     const child = spawn(IP, ['netns', 'exec', ns, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'], ...o })
     this.procs.add(child)
     child.once('exit', () => this.procs.delete(child))
+    // a spawn failure or a write to a closed IPC channel/pipe of a killed process must not
+    // become an uncaught 'error' that ends the test file with no failed assertion
+    child.on('error', err => { this.errors.push(`${cmd} in ${ns}: ${err.message}`) })
+    for (const s of [child.stdin, child.stdout, child.stderr]) s?.on('error', () => { /* the process is gone; its exit says so */ })
     // a test process that dies (uncaught error) must not leave the lab's processes behind
     const orphan = (): void => { try { child.kill('SIGKILL') } catch { /* gone */ } }
     process.once('exit', orphan)

@@ -33,8 +33,8 @@ if (!redisInstalled()) {
   })
   const nodes: HaNode[] = []
   t.teardown(async () => { for (const n of nodes) await n.proc.stop().catch(() => undefined) })
-  const start = async (name: string, address: string, httpPort: number): Promise<HaNode> => {
-    const n = await startHaNode(tmp.dir, name, opts(address, httpPort))
+  const start = async (name: string, address: string, httpPort: number, extra?: string): Promise<HaNode> => {
+    const n = await startHaNode(tmp.dir, name, { ...opts(address, httpPort), extra })
     nodes.push(n)
     return n
   }
@@ -318,6 +318,28 @@ if (!redisInstalled()) {
     const exit = await waitForExit(c.proc.child, 20_000)
     t.same(exit, { code: 0, signal: null }, 'exited 0')
     t.match(c.proc.output(), /"msg":"drain/, 'the drain was logged')
+  })
+
+  t.test('a binding of a node that started after the last poll is relayed, not taken for gone', async t => {
+    // e's workers read the live view once a minute: without the fresh read a lookup makes for an
+    // owner it does not know, a binding f took right after it started looks gone on e (480)
+    const e = await start('e', '127.0.0.15', 27305, 'node: { heartbeat_interval: 60s, liveness_timeout: 180s }\n')
+    const f = await start('f', '127.0.0.16', 27306)
+    const hal = await new SipPeer({ name: 'hal', address: '127.0.0.26', port: 27327, transport: 'tcp', advertise: '127.0.200.26' }).start()
+    t.teardown(() => hal.close())
+    hal.sendRequest('REGISTER', 'sip:example.com', { to: 'sip:hal@example.com', from: 'sip:hal@example.com', headers: ['Expires: 300'], dest: { host: f.address, port: SIP, transport: 'tcp' } })
+    t.equal((await hal.next(hal.response(st => st >= 200, 'REGISTER'), 'answer to REGISTER')).status, 200, 'registered over TCP through f')
+    for (let i = 0; i < 4; i++) {
+      // several Call-IDs, so both of e's workers take one
+      const callId = new PeerMsgText(app1.sendRequest('INVITE', 'sip:hal@example.com', { dest: to(e), from: 'sip:app1@example.com' })).callId
+      const inv = await hal.next(hal.request('INVITE'), `INVITE ${i} at hal`)
+      t.equal(inv.conn?.remoteAddress, f.address, `INVITE ${i}: e relayed it to f, which sent it over hal's connection`)
+      hal.respond(inv, 486, 'Busy Here', { toTag: `hal${i}` })
+      const final = await app1.next(m => m.status >= 200 && m.cseq.method === 'INVITE' && m.get('call-id') === callId, `final answer ${i} at the app`)
+      t.equal(final.status, 486, `INVITE ${i}: 486 back at the app`)
+    }
+    await e.proc.stop()
+    await f.proc.stop()
   })
 }
 

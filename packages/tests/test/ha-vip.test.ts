@@ -118,7 +118,8 @@ async function startAgent(lab: NetLab): Promise<Agent> {
       return new Promise<T>((resolve, reject) => {
         const timer = setTimeout(() => { pending.delete(id); reject(new Error(`agent ${cmd}: no answer within ${ms} ms`)) }, ms)
         pending.set(id, { resolve: v => { clearTimeout(timer); resolve(v as T) }, reject: e => { clearTimeout(timer); reject(e) } })
-        child.send({ id, cmd, args })
+        if (!child.connected) { pending.delete(id); clearTimeout(timer); reject(new Error(`agent ${cmd}: the agent is gone`)); return }
+        child.send({ id, cmd, args }, err => { if (err) { pending.delete(id); clearTimeout(timer); reject(new Error(`agent ${cmd}: ${err.message}`)) } })
       })
     },
   }

@@ -63,6 +63,9 @@ export interface TransactionLayerOptions {
   manualTimers?: boolean
 }
 
+/** The longest the native timer driver sleeps while any timer is pending. */
+const MAX_DRIVER_SLEEP_MS = 1000
+
 export type RequestResult =
   | { readonly kind: 'new'; readonly tx: ServerTransaction }
   | { readonly kind: 'retransmission' }
@@ -216,7 +219,9 @@ export class TransactionLayer implements TransactionHost<Transaction> {
     }
     // +1 ms: the native timer's clock may run a little behind ours; firing before the tick
     // boundary would only re-arm, but costs a wake-up.
-    const delay = Math.max(1, Math.ceil(at * this.wheel.tickMs - this.clock.now()) + 1)
+    // At most MAX_DRIVER_SLEEP_MS: a clock that jumps (a stepped wall clock, a test clock) is
+    // caught up within a second instead of at a far timer's old due time (Timer C: minutes).
+    const delay = Math.min(MAX_DRIVER_SLEEP_MS, Math.max(1, Math.ceil(at * this.wheel.tickMs - this.clock.now()) + 1))
     const d = setTimeout(this.driverTick, delay)
     d.unref()
     this.driver = d

@@ -132,3 +132,21 @@ t.test('the native driver sleeps until the next pending timer, not every tick (i
   t.equal(tx.state, 'Terminated')
   t.equal(layer.wakeAt, -1, 'nothing pending: no timer')
 })
+
+t.test('the native driver sleeps at most 1 s: a clock that jumps is caught up within it', async t => {
+  // RFC default timers: Timer F fires 32 s after the request. The clock jumps 40 s at once (a
+  // stepped clock, or a test clock); the driver armed for 32 s of real time must not wait that.
+  const clock = { t: Date.now() }
+  const layer = new TransactionLayer({ send: () => {}, clock: { now: () => clock.t } })
+  t.teardown(() => layer.close())
+  const timeouts: TimeoutReason[] = []
+  const tx = layer.createClient({
+    request: [Buffer.from(outboundText({ branch: BR }))], method: 'OPTIONS', branch: BR, dest: BOB_TCP,
+    onResponse: () => {}, onTimeout: (_tx: ClientTransaction, r: TimeoutReason) => timeouts.push(r),
+  })
+  clock.t += 40_000
+  const deadline = Date.now() + 3_000
+  while (tx.state !== 'Terminated' && Date.now() < deadline) await new Promise(r => setTimeout(r, 50))
+  t.equal(tx.state, 'Terminated', 'Timer F fired without a manual tick')
+  t.same(timeouts, ['timeout'], 'reported as a timeout (Timer F)')
+})

@@ -24,6 +24,8 @@ import type { DispatcherModule } from '../dispatcher/index.js'
 export const RELAY_PARAM = 'sipedge-relay'
 /** How often worker 0 counts the bindings this node owns (sipedge_node_bindings_owned). */
 const OWNED_COUNT_MS = 30_000
+/** The shortest gap between two reads of the live view that a lookup asks for (refreshFor). */
+const REFRESH_MIN_MS = 250
 const RELAY_MARK = ';' + RELAY_PARAM + '='
 
 /** The rule a relayed request follows on the owning node: a lookup, nothing else. */
@@ -76,6 +78,8 @@ export class ClusterModule implements ModuleInstance {
   /** Bindings whose nodeId is this node's, counted every OWNED_COUNT_MS by worker 0. */
   bindingsOwned = 0
   private lastOwnedCount = 0
+  private lastRead = 0
+  private refreshing: Promise<void> | null = null
 
   constructor(ctx: ModuleContext<Stores>) {
     this.ctx = ctx
@@ -88,6 +92,7 @@ export class ClusterModule implements ModuleInstance {
     if (reg !== undefined) {
       reg.cluster = {
         ownerRelay: (nodeId, req) => this.ownerRelay(nodeId, req),
+        refreshFor: nodeId => this.refreshFor(nodeId),
         isRelayed: req => this.relayed(req),
       }
     }
@@ -106,15 +111,7 @@ export class ClusterModule implements ModuleInstance {
       await c.beat(this.nodeId, info, this.config.node.liveness_timeout).catch(() => { this.counters.heartbeatErrors++ })
     }
     try {
-      const live = await c.live()
-      const m = new Map<string, LiveNode>()
-      for (const n of live) {
-        try {
-          const relay = (JSON.parse(n.info) as { relay?: unknown }).relay
-          if (typeof relay === 'string') m.set(n.id, { relay, until: n.until })
-        } catch { /* a node that wrote garbage cannot be relayed to */ }
-      }
-      this.nodes = m
+      await this.readLive()
       this.applyAdminStates(await c.adminStates())
       if (this.beats && this.ctx.core.now() - this.lastOwnedCount >= OWNED_COUNT_MS) {
         this.lastOwnedCount = this.ctx.core.now()
@@ -128,6 +125,36 @@ export class ClusterModule implements ModuleInstance {
       this.timer = setTimeout(() => void this.tick(), interval)
       this.timer.unref()
     }
+  }
+
+  /** Reads the live nodes into this worker's view. */
+  private async readLive(): Promise<void> {
+    const live = await this.stores.cluster.live()
+    this.lastRead = this.ctx.core.now()
+    const m = new Map<string, LiveNode>()
+    for (const n of live) {
+      try {
+        const relay = (JSON.parse(n.info) as { relay?: unknown }).relay
+        if (typeof relay === 'string') m.set(n.id, { relay, until: n.until })
+      } catch { /* a node that wrote garbage cannot be relayed to */ }
+    }
+    this.nodes = m
+  }
+
+  /**
+   * A binding names a node this view does not hold alive: read the view again before the lookup
+   * judges it gone (a node that started after this worker's last poll). One read in flight,
+   * shared; at most one per REFRESH_MIN_MS, so bindings of a dead node cost no Redis storm.
+   */
+  refreshFor(nodeId: string): Promise<void> | null {
+    const n = this.nodes.get(nodeId)
+    if (n !== undefined && n.until > Date.now()) return null
+    if (this.refreshing !== null) return this.refreshing
+    if (this.ctx.core.now() - this.lastRead < REFRESH_MIN_MS) return null
+    this.refreshing = this.readLive()
+      .catch(() => { this.counters.pollErrors++ })
+      .finally(() => { this.refreshing = null })
+    return this.refreshing
   }
 
   /** Pages through the location store (1000 AORs a page, yielding in between): bindings stamped with this node. */

@@ -123,6 +123,12 @@ export interface ClusterView {
   ownerRelay(nodeId: string, req: SipMessage): Target | null
   /** `req` was relayed here by another node: it is not relayed again. */
   isRelayed(req: SipMessage): boolean
+  /**
+   * Node `nodeId` is not in this worker's live view (it started, or beat for the first time,
+   * after this worker's last poll): a promise that reads the view again (shared, at most one
+   * read per short interval); null when the node is known or a fresh read would not help.
+   */
+  refreshFor(nodeId: string): Promise<void> | null
 }
 
 export class LocationRegistrar {
@@ -431,9 +437,11 @@ export class LocationRegistrar {
     return this.location.get(aor).then(
       bs => {
         if (bs.length === 0) return this.miss()
-        const t = this.targets(bs, req)
-        // every binding was bound to the connection of a node that is gone (issue 15): 480
-        return t.length > 0 ? t : this.miss()
+        // a binding stamped by a node this worker has not seen yet (it registered there within
+        // a heartbeat of that node's start): read the live view once before judging it gone
+        const refresh = this.refreshOwners(bs)
+        if (refresh !== null) return refresh.then(() => this.found(bs, req))
+        return this.found(bs, req)
       },
       (err: unknown) => {
         this.counters.lookupErrors++
@@ -441,6 +449,23 @@ export class LocationRegistrar {
         return LOOKUP_DOWN
       },
     )
+  }
+
+  private refreshOwners(bs: readonly Binding[]): Promise<void> | null {
+    const cluster = this.cluster
+    if (cluster === null) return null
+    for (const b of bs) {
+      if (b.nodeId === undefined || b.nodeId === this.nodeId) continue
+      const p = cluster.refreshFor(b.nodeId)
+      if (p !== null) return p
+    }
+    return null
+  }
+
+  private found(bs: Binding[], req: SipMessage): Target[] | LookupFailure {
+    const t = this.targets(bs, req)
+    // every binding was bound to the connection of a node that is gone (issue 15): 480
+    return t.length > 0 ? t : this.miss()
   }
 
   /**

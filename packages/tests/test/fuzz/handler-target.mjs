@@ -197,15 +197,17 @@ export async function createHandlerHarness({ dir, seeds }) {
     /** Lets `jumpMs` pass on the handler's clock and the event loop run (timer ticks, store answers); checks what it sent. */
     async settle(jumpMs) {
       offset += jumpMs
-      // the transaction layer's timer driver ticks every 50 ms of real time
+      // the transaction layer's timer driver wakes when a timer is due, at most 1 s apart
       await new Promise(r => setTimeout(r, 60))
       checkSent()
     },
     async close() {
       // past every transaction timer (Timer C is 3 min): what is still active now never ends
+      // the layer's timer driver sleeps at most 1 s while timers are pending (layer.ts
+      // MAX_DRIVER_SLEEP_MS), so a jumped clock is seen within that
       for (const jump of [200_000, 200_000, 200_000]) {
         offset += jump
-        await new Promise(r => setTimeout(r, 60))
+        await new Promise(r => setTimeout(r, 1100))
       }
       checkSent()
       const tx = handler.onQuery?.('transactions', {})
