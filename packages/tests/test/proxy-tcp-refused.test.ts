@@ -63,5 +63,7 @@ t.test('connection refused: failover to the next destination at once, not after 
   t.equal(seen.length, 4, 'every request reached the UAS exactly once')
   const stats = await engine.query('all', 'stats') as Array<{ proxy: { transportErrors: number; failovers: number } }>
   const errors = stats.reduce((n, s) => n + s.proxy.transportErrors, 0)
-  t.ok(errors >= 2, `transport errors counted by the proxy (${errors})`)
+  // At least one, at most one per worker: after a transport error the destination is suspect
+  // (skipped) on that worker for a while, and the Call-IDs may all hash to one worker.
+  t.ok(errors >= 1 && errors <= stats.length, `transport errors counted by the proxy (${errors}, ${stats.length} workers)`)
 })
