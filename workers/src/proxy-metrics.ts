@@ -100,7 +100,8 @@ export function publishProxyGauges(proxy: Proxy, m: WorkerMetrics, sink: ProxyMe
   const c = proxy.counters
   const f = m.f
   f[O.drops + DropReason.ParseError] = c.parseErrors
-  // responses missing To/From/Call-ID/CSeq (or with one that does not parse): failed the sanity check
+  // responses missing Via/To/From/Call-ID/CSeq (or with one that does not parse), or with no Via left
+  // below ours (§16.7 step 3): failed the sanity check
   f[O.drops + DropReason.Sanity] = c.badResponses
   f[O.drops + DropReason.MaxForwards] = c.tooManyHops
   f[O.drops + DropReason.Loop] = c.loops

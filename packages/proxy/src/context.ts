@@ -37,6 +37,7 @@ export class RequestContext implements RequestView {
   done: boolean
   rrParams: string
   singleRecordRoute: boolean
+  restoresVias: boolean
   private state: unknown[] | null
 
   constructor(server: ServerTransaction, req: SipMessage, source: Source, inListener: Listener | undefined) {
@@ -63,6 +64,7 @@ export class RequestContext implements RequestView {
     this.done = false
     this.rrParams = ''
     this.singleRecordRoute = false
+    this.restoresVias = false
     this.state = null
   }
 

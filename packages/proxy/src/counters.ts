@@ -19,7 +19,7 @@ export class ProxyCounters {
   requestsIn = 0
   responsesIn = 0
   parseErrors = 0
-  /** Responses dropped before matching: a mandatory header (Via, To, From, Call-ID, CSeq) missing or unreadable. */
+  /** Responses dropped: a mandatory header (Via, To, From, Call-ID, CSeq) missing or unreadable, or no Via left below ours (§16.7 step 3). */
   badResponses = 0
   /** Requests answered by the proxy itself (OPTIONS to us, errors, rejects). */
   localReplies = 0

@@ -1,7 +1,8 @@
 // Stateful forwarding (RFC 3261 §16.6) and the response side of it (§16.7, §16.8): one client
 // transaction per attempt, sequential failover over the hops of the request's plan, the best
 // final response relayed upstream.
-import { MessageEditor, SipParseError, formatUri, parseUri, tryParseMessage, type SipMessage } from '@sipedge/sip'
+import { MessageEditor, SipParseError, formatUri, parseUri, splitList, tryParseMessage, type SipMessage } from '@sipedge/sip'
+import { H_VIA_ID } from './header-ids.js'
 import type { ClientTransaction, TimeoutReason } from '@sipedge/transaction'
 import { betterFinal, type RequestContext } from './context.js'
 import { defaultPort, type Listener } from './identity.js'
@@ -73,13 +74,26 @@ function sendAttempt(core: CoreState, ctx: RequestContext, h: NextHop, out: List
   ctx.outListener = out
   ctx.rrParams = ''
   ctx.singleRecordRoute = false
+  ctx.restoresVias = false
   const hooks = core.hooks.onForward
   for (let i = 0; i < hooks.length; i++) hooks[i]!.onForward!(ctx, ed)
 
+  // §16.6 step 8: our Via, its branch carrying the loop hash and a MAC of where responses to it
+  // go back to (RFC 3581 §4: the source port when the client asked for rport or force_rport put
+  // it there, else its sent-by port).
+  const via = req.topVia
+  const src = ctx.source
+  const branch = core.branches.signed(ctx.hash, core.signer, src.address, via.rport !== undefined || forceRport ? src.port : via.port ?? defaultPort(src.transport))
+  ed.prependVia(out.viaPrefix + branch)
+
   // §16.6 step 4: Record-Route; RFC 5658: two entries when the request changes listener
-  // (transport or interface), the lower one facing the side it came from. Modules may add
-  // parameters (the signed dialog parameter, docs/dispatcher.md), or ask for the upper entry only
-  // (topology hiding shows each side only the listener facing it, docs/topology-hiding.md).
+  // (transport or interface), the lower one facing the side it came from. Prepended after our Via:
+  // when the request has no Record-Route yet and starts with its Via, ours then lands above the
+  // Vias, not between our Via and the previous hop's (legal, but a UAS that copies "the Via lines"
+  // as one block loses the lower ones, and its responses come back with no Via for the caller).
+  // Modules may add parameters (the signed dialog parameter, docs/dispatcher.md), or ask for the
+  // upper entry only (topology hiding shows each side only the listener facing it,
+  // docs/topology-hiding.md).
   if (ctx.recordRoute) {
     const inL = ctx.singleRecordRoute ? out : ctx.inListener
     const p = ctx.rrParams
@@ -92,13 +106,6 @@ function sendAttempt(core: CoreState, ctx: RequestContext, h: NextHop, out: List
     }
   }
 
-  // §16.6 step 8: our Via, its branch carrying the loop hash and a MAC of where responses to it
-  // go back to (RFC 3581 §4: the source port when the client asked for rport or force_rport put
-  // it there, else its sent-by port).
-  const via = req.topVia
-  const src = ctx.source
-  const branch = core.branches.signed(ctx.hash, core.signer, src.address, via.rport !== undefined || forceRport ? src.port : via.port ?? defaultPort(src.transport))
-  ed.prependVia(out.viaPrefix + branch)
   const add = ctx.rule?.addHeaders
   if (add !== undefined) for (let i = 0; i < add.length; i++) ed.addHeader(add[i]![0], add[i]![1])
   if (h.headers !== undefined) for (const [n, v] of h.headers) ed.addHeader(n, v)
@@ -124,6 +131,7 @@ function sendAttempt(core: CoreState, ctx: RequestContext, h: NextHop, out: List
 export function clientResponse(core: CoreState, resp: SipMessage, tx: ClientTransaction): void {
   const ctx = tx.context as RequestContext
   const status = resp.status
+  if (!ctx.restoresVias && !hasViaBelowOurs(resp)) { viaLess(core, ctx, tx, status); return }
   const current = tx === ctx.current && !ctx.done
   const hooks = core.hooks.onResponse
   if (status >= 200 && status < 300) {
@@ -151,6 +159,41 @@ export function clientResponse(core: CoreState, resp: SipMessage, tx: ClientTran
   }
   if (status >= 600) { sendBest(core, ctx); return } // §16.7 step 5: 6xx ends the search
   if (!ctx.cancelled && failoverOnStatus(ctx, status) && ctx.next < ctx.hops.length) {
+    core.counters.failovers++
+    forward(core, ctx)
+    return
+  }
+  sendBest(core, ctx)
+}
+
+/** Does the response keep a Via below ours (two Via lines, or a list in the one line)? */
+function hasViaBelowOurs(resp: SipMessage): boolean {
+  const hs = resp.headers
+  let line: (typeof hs)[number] | undefined
+  for (let i = 0; i < hs.length; i++) {
+    if (hs[i]!.id !== H_VIA_ID) continue
+    if (line !== undefined) return true
+    line = hs[i]
+  }
+  if (line === undefined) return false
+  const s = resp.rawValue(line)
+  return s.indexOf(',') >= 0 && splitList(s, 0, s.length, 'Via').length > 2
+}
+
+/**
+ * §16.7 step 3: "If no Via header field values remain in the response, the response was meant for
+ * this element and MUST NOT be forwarded." A downstream that dropped the Vias below ours is not
+ * relayed (the caller could not match or ACK it, and would be answered again and again until
+ * Timer H). A final ends the attempt as a 502 (Bad Gateway, §21.5.3: "an invalid response from the
+ * downstream server"), or as the 487 the caller is owed after its CANCEL; a provisional is dropped.
+ * Counted with the responses that failed the sanity check.
+ */
+function viaLess(core: CoreState, ctx: RequestContext, tx: ClientTransaction, status: number): void {
+  core.counters.badResponses++
+  if (status < 200 || tx !== ctx.current || ctx.done) return
+  if (ctx.cancelled) { finishCancelled(core, ctx); return }
+  keepGenerated(ctx, 502)
+  if (failoverOnStatus(ctx, 502) && ctx.next < ctx.hops.length) {
     core.counters.failovers++
     forward(core, ctx)
     return
@@ -190,7 +233,7 @@ export function clientTimeout(core: CoreState, tx: ClientTransaction, reason: Ti
 
 /** Reason phrases of the finals the core generates for failed attempts. */
 const GENERATED_REASONS: Readonly<Record<number, string>> = {
-  408: 'Request Timeout', 430: 'Flow Failed', 480: 'Temporarily Unavailable', 500: 'Server Internal Error', 503: 'Service Unavailable',
+  408: 'Request Timeout', 430: 'Flow Failed', 480: 'Temporarily Unavailable', 500: 'Server Internal Error', 502: 'Bad Gateway', 503: 'Service Unavailable',
 }
 
 function keepGenerated(ctx: RequestContext, status: number): void {

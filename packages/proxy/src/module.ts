@@ -123,6 +123,12 @@ export interface RequestView {
    * Reset to false before every attempt.
    */
   singleRecordRoute: boolean
+  /**
+   * Set by an on-forward hook that removed the previous hops' Vias and puts them back on the
+   * responses it relays (topology hiding): a response with only our Via is then expected, not
+   * refused (RFC 3261 §16.7 step 3). Reset to false before every attempt.
+   */
+  restoresVias: boolean
   /** Per-module state of this request, by ModuleContext.slot. */
   getState(slot: number): unknown
   setState(slot: number, value: unknown): void

@@ -57,7 +57,7 @@ for (const f of flows) {
       t.comment('the sipp UAS aborted a call under its own simulated loss; running the flow once more')
       r = await run()
     }
-    t.equal(r.uac.code, 0, 'sipp UAC exit code 0 (all calls succeeded)', { log: r.uac.log })
+    t.equal(r.uac.code, 0, 'sipp UAC exit code 0 (all calls succeeded)', { log: r.uac.log, uasLog: r.uas?.log })
     t.equal(r.uac.successful, f.calls, `${f.calls} successful calls`)
     t.equal(r.uac.failed, 0, 'no failed call')
     // Under simulated loss the sipp UAS itself may abort a call whose ACK it 'lost' before the BYE

@@ -6,6 +6,8 @@
 //   through and no transaction is left open;
 // - forking-leaves-no-transaction: an INVITE tried on three bindings in turn (503, silent, 200 or
 //   CANCEL) leaves no server or client transaction; the caller who cancelled gets 487;
+// - responses-without-a-via-below-ours: Vias are forwarded in one block; a final with only our Via
+//   is not relayed (RFC 3261 §16.7 step 3), the caller gets 502 / 487 from the proxy and can ACK it;
 // - list-header-amplification: a Route or Contact line of thousands of values gets 400 naming the
 //   header after a bounded scan;
 // - aor-too-long: an AOR over 1024 bytes gets 400 on REGISTER and 414 on a call (it was 503/500).
@@ -105,6 +107,60 @@ for (const [breakIt, final] of [['to', 200], ['from', 486], ['cseq', 486], ['bad
     // every transaction ends: at once over TCP, after Timer L/M for a 2xx (3.2 s here)
     const m2 = await metricsUntil(m => activeTx(m) === 0, 15_000)
     t.same(KINDS.map(kind => m2('sipedge_transactions_active', { kind })), [0, 0, 0, 0], 'no server or client transaction left open')
+  })
+}
+
+// responses-without-a-via-below-ours: the forwarded INVITE keeps its Vias in one block, our
+// Record-Route above them (it sat between our Via and the caller's: sipp's uas-cancel, which copies
+// "the Via lines" as a block, then answered 487 with our Via only). A final that comes back with our
+// Via only is not relayed (RFC 3261 §16.7 step 3: "meant for this element"): the caller gets 502 (or
+// 487 after its CANCEL) from the proxy with its own Via, its ACK ends the server transaction (the
+// relayed Via-less 487 could not be ACKed and was resent until Timer H), counted as sanity.
+const ucaller = await new SipPeer({ name: 'ucaller', address: '127.0.0.1', port: 25348, transport: 'udp' }).start()
+t.teardown(() => ucaller.close())
+const EDGE_UDP = { host: '127.0.0.1', port: SIP, transport: 'udp' as const }
+
+for (const end of ['486', 'CANCEL'] as const) {
+  t.test(`responses-without-a-via-below-ours: Vias forwarded in one block; a ${end === '486' ? '486' : '487 after CANCEL'} with only our Via is answered by the proxy (${end === '486' ? '502' : '487'}), ACKed, not resent`, async t => {
+    const dropped0 = (await metrics())('sipedge_messages_dropped_total', { reason: 'sanity' })
+    const callId = `vialess-${end}-${Date.now()}`
+    const branch = `z9hG4bK-vialess-${end}-${Date.now()}`
+    ucaller.sendRequest('INVITE', 'sip:conf@apps.test', { callId, fromTag: 'v1', branch, dest: EDGE_UDP })
+    const inv = await app.next(m => m.method === 'INVITE' && m.get('call-id') === callId, 'INVITE at the app')
+    const names = inv.head.split('\r\n').slice(1).map(l => l.slice(0, l.indexOf(':')).toLowerCase())
+    const vias = names.flatMap((n, i) => n === 'via' || n === 'v' ? [i] : [])
+    t.equal(vias.length, 2, 'two Via lines: ours and the caller\'s')
+    t.equal(vias[1]! - vias[0]!, 1, `the Via lines are adjacent (${names.join(', ')})`)
+    t.ok(names.indexOf('record-route') >= 0 && names.indexOf('record-route') < vias[0]!, 'our Record-Route is above the Vias')
+    const ourViaOnly = (req: typeof inv, status: number, reason: string): void => {
+      app.send([`SIP/2.0 ${status} ${reason}`, 'Via: ' + req.all('via')[0]!, 'From: ' + req.get('from'), `To: ${req.get('to')};tag=app-v`,
+        'Call-ID: ' + callId, 'CSeq: ' + req.get('cseq'), 'Content-Length: 0', '', ''].join('\r\n'), req.from.address, req.from.port, 'tcp', req.conn)
+    }
+    let final = 502
+    if (end === '486') {
+      ourViaOnly(inv, 486, 'Busy Here')
+    } else {
+      final = 487
+      app.respond(inv, 180, 'Ringing', { toTag: 'app-v' })
+      await ucaller.next(m => m.status === 180 && m.get('call-id') === callId, '180 at the caller')
+      ucaller.send([`CANCEL sip:conf@apps.test SIP/2.0`, `Via: SIP/2.0/UDP 127.0.0.1:${ucaller.port};branch=${branch};rport`, 'Max-Forwards: 70',
+        'From: <sip:ucaller@example.com>;tag=v1', 'To: <sip:conf@apps.test>', `Call-ID: ${callId}`, 'CSeq: 1 CANCEL', 'Content-Length: 0', '', ''].join('\r\n'),
+      EDGE_UDP.host, EDGE_UDP.port, 'udp')
+      await ucaller.next(m => m.status === 200 && m.cseq.method === 'CANCEL' && m.get('call-id') === callId, '200 for the CANCEL')
+      const c = await app.next(m => m.method === 'CANCEL' && m.get('call-id') === callId, 'CANCEL at the app')
+      app.respond(c, 200, 'OK')
+      ourViaOnly(inv, 487, 'Request Terminated')
+    }
+    const got = await ucaller.next(m => m.status >= 200 && m.cseq.method === 'INVITE' && m.get('call-id') === callId, 'the final at the caller')
+    t.equal(got.status, final, `the caller got ${final} (${got.start})`)
+    t.match(got.get('via'), branch, 'with its own Via')
+    ucaller.sendRequest('ACK', 'sip:conf@apps.test', { callId, fromTag: 'v1', toTag: /tag=([^;>\s]+)/.exec(got.get('to'))?.[1] ?? '', cseq: 1, branch, contact: false, dest: EDGE_UDP })
+    const m1 = await metricsUntil(m => m('sipedge_messages_dropped_total', { reason: 'sanity' }) > dropped0)
+    t.equal(m1('sipedge_messages_dropped_total', { reason: 'sanity' }) - dropped0, 1, 'counted in messages_dropped{reason="sanity"}')
+    // T1 = 50 ms: an unACKed final would be resent at 100, 200, 400, 800 ms and on
+    await new Promise(r => setTimeout(r, 1_500))
+    const finals = ucaller.received.filter(m => m.status >= 200 && m.cseq.method === 'INVITE' && m.get('call-id') === callId)
+    t.equal(finals.length, 1, 'the final was sent once: the ACK ended its retransmissions')
   })
 }
 

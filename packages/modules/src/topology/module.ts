@@ -193,6 +193,7 @@ export class TopologyModule implements ModuleInstance {
     this.counters.hiddenRequests++
     const req = view.req
     ed.removeHeader('Via')
+    view.restoresVias = true
     if (req.has('record-route')) ed.removeHeader('Record-Route')
     if (view.recordRoute) {
       view.singleRecordRoute = true
