@@ -1,21 +1,24 @@
-// The metrics + admin HTTP listener, on a uWebSockets.js App of its own (not the SIP WS one).
+// The metrics + admin HTTP listener, on a node:http server of its own (not the SIP WS one).
 //
-// uWS rules kept here: the HttpRequest is valid only during the synchronous part of the handler,
-// so everything needed is copied out first; onAborted is attached before any asynchronous work
-// and checked before every write; writes after an await are corked; a body is read with onData,
-// copying each chunk (uWS reuses/neuters the ArrayBuffer after the callback).
+// node:http, not uWebSockets.js: uWS's loop keeps a 1 s date timer that woke the primary thread
+// about once a second on an idle node (issue 17, docs/performance.md "Idle cost"); node:http has
+// no timer of its own but its 30 s connection check. The listener answers a scrape every few
+// seconds and a handful of admin calls: its throughput is not what the SIP path needs.
+//
+// Kept from the uWS version: a response is written once (a second write is dropped), nothing is
+// written to a client that went away, a body is size-limited while it streams in, the port is
+// exclusive (no SO_REUSEPORT share with another process).
 import { createHash, timingSafeEqual } from 'node:crypto'
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import { AdminError, type AdminBackend, type DestinationAction, type TraceFilters } from './admin.js'
 import type { SipedgeMetrics } from './registry.js'
 
-/** uSockets LIBUS_LISTEN_EXCLUSIVE_PORT: no SO_REUSEPORT. */
-const LIBUS_LISTEN_EXCLUSIVE_PORT = 1
-/** The (host, port, options, cb) overload uWS has at run time but not in its typings. */
-interface ExclusiveListen<S> { listen(host: string, port: number, options: number, cb: (s: S | false) => void): void }
-import { loadUwsForHttp, type UwsModule } from './uws.js'
-
-type HttpResponse = import('uWebSockets.js').HttpResponse
-type ListenSocket = import('uWebSockets.js').us_listen_socket
+/** A client that has not sent its headers within this time is cut off (slowloris). */
+const HEADERS_TIMEOUT_MS = 10_000
+/** A whole request (headers and body) within this time. */
+const REQUEST_TIMEOUT_MS = 30_000
+/** Open connections at most: a scraper, an operator and a load balancer need a few. */
+const MAX_CONNECTIONS = 256
 
 export interface HttpServerOptions {
   /** Bind address and port (port 0: any free port; read it back from HttpServer.port). */
@@ -32,8 +35,6 @@ export interface HttpServerOptions {
   admin?: { backend: AdminBackend; token: string; enabled?: boolean } | null
   /** Largest request body accepted (413 beyond). Default 64 KiB. */
   maxBodyBytes?: number
-  /** For tests: a specific uWS module. */
-  uws?: UwsModule
 }
 
 export interface HttpServer {
@@ -52,11 +53,6 @@ export class HttpServerError extends Error {
   }
 }
 
-const STATUS_TEXT: Record<number, string> = {
-  200: '200 OK', 202: '202 Accepted', 400: '400 Bad Request', 401: '401 Unauthorized', 403: '403 Forbidden', 404: '404 Not Found',
-  405: '405 Method Not Allowed', 413: '413 Payload Too Large', 415: '415 Unsupported Media Type', 500: '500 Internal Server Error', 501: '501 Not Implemented',
-  503: '503 Service Unavailable',
-}
 const JSON_TYPE = 'application/json; charset=utf-8'
 
 export function isLoopback(address: string): boolean {
@@ -64,11 +60,12 @@ export function isLoopback(address: string): boolean {
 }
 
 interface Ctx {
-  readonly res: HttpResponse
+  readonly req: IncomingMessage
+  readonly res: ServerResponse
   readonly method: string
   readonly path: string
   readonly query: URLSearchParams
-  /** Request headers the checks need, copied out of the uWS request ('' when absent). */
+  /** Request headers the checks need ('' when absent). */
   readonly authorization: string
   readonly origin: string
   readonly fetchSite: string
@@ -106,15 +103,16 @@ function ownOrigins(address: string, port: number): Set<string> {
 function send(ctx: Ctx, status: number, contentType: string, body: string, extra?: Record<string, string>): void {
   if (ctx.aborted || ctx.done) return
   ctx.done = true
-  ctx.res.cork(() => {
-    ctx.res.writeStatus(STATUS_TEXT[status] ?? `${status} Status`)
-    ctx.res.writeHeader('Content-Type', contentType)
-    ctx.res.writeHeader('Cache-Control', 'no-store')
+  const headers: Record<string, string | number> = {
+    'Content-Type': contentType,
+    'Content-Length': Buffer.byteLength(body),
+    'Cache-Control': 'no-store',
     // never sniffed into HTML by a browser; and no Access-Control-* header, ever (no CORS)
-    ctx.res.writeHeader('X-Content-Type-Options', 'nosniff')
-    if (extra !== undefined) for (const [k, v] of Object.entries(extra)) ctx.res.writeHeader(k, v)
-    ctx.res.end(body)
-  })
+    'X-Content-Type-Options': 'nosniff',
+  }
+  if (extra !== undefined) Object.assign(headers, extra)
+  ctx.res.writeHead(status, headers)
+  ctx.res.end(body)
 }
 function sendJson(ctx: Ctx, status: number, value: unknown, extra?: Record<string, string>): void {
   send(ctx, status, JSON_TYPE, JSON.stringify(value) + '\n', extra)
@@ -135,17 +133,18 @@ function readBody(ctx: Ctx, max: number): Promise<Buffer> {
     const parts: Buffer[] = []
     let size = 0
     let over = false
-    ctx.res.onData((chunk, isLast) => {
-      if (!over) {
-        size += chunk.byteLength
-        if (size > max) over = true
-        else parts.push(Buffer.from(chunk.slice(0)))
-      }
-      if (isLast) {
-        if (over) reject(new AdminError('ERR_ADMIN_BODY_TOO_LARGE', `request body larger than ${max} bytes`, 413))
-        else resolve(Buffer.concat(parts, size))
-      }
+    ctx.req.on('data', (chunk: Buffer) => {
+      if (over) return
+      size += chunk.byteLength
+      // past the limit the rest is read and dropped (within REQUEST_TIMEOUT_MS), then 413
+      if (size > max) { over = true; parts.length = 0 } else parts.push(chunk)
     })
+    ctx.req.once('end', () => {
+      if (over) reject(new AdminError('ERR_ADMIN_BODY_TOO_LARGE', `request body larger than ${max} bytes`, 413))
+      else resolve(Buffer.concat(parts, size))
+    })
+    ctx.req.once('error', err => reject(err))
+    ctx.req.once('close', () => { if (!ctx.req.complete) reject(new AdminError('ERR_ADMIN_ABORTED', 'client went away', 400)) })
   })
 }
 
@@ -186,7 +185,6 @@ interface Route { match: (segments: string[]) => string[] | null; methods: Recor
 
 /** Starts the listener. Resolves once it listens; rejects with ERR_METRICS_LISTEN if it cannot bind. */
 export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServer> {
-  const uws = opts.uws ?? loadUwsForHttp()
   const maxBody = opts.maxBodyBytes ?? 64 * 1024
   const metrics = opts.metrics ?? null
   const metricsPath = metrics?.path ?? '/metrics'
@@ -366,34 +364,65 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
     sendError(ctx, 404, 'ERR_ADMIN_NOT_FOUND', `no route for ${ctx.path}`)
   }
 
-  const app = uws.App()
-  app.any('/*', (res, req) => {
-    // copy everything out of req now: it is invalid after this synchronous part
+  const server = createServer({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS }, (req, res) => {
+    const target = req.url ?? '/'
+    let path = target
+    let query = ''
+    if (target.startsWith('/')) {
+      const q = target.indexOf('?')
+      if (q >= 0) { path = target.slice(0, q); query = target.slice(q + 1) }
+    } else {
+      // absolute-form (a proxy-style request) or garbage: the path of the URL, or 404
+      try {
+        const u = new URL(target)
+        path = u.pathname
+        query = u.search.slice(1)
+      } catch { path = '' }
+    }
+    const h = req.headers
+    const one = (v: string | string[] | undefined): string => (Array.isArray(v) ? v.join(', ') : v ?? '')
     const ctx: Ctx = {
+      req,
       res,
-      method: req.getMethod().toUpperCase(),
-      path: req.getUrl(),
-      query: new URLSearchParams(req.getQuery() ?? ''),
-      authorization: req.getHeader('authorization'),
-      origin: req.getHeader('origin'),
-      fetchSite: req.getHeader('sec-fetch-site').toLowerCase(),
-      contentType: req.getHeader('content-type'),
-      host: req.getHeader('host'),
+      method: (req.method ?? 'GET').toUpperCase(),
+      path,
+      query: new URLSearchParams(query),
+      authorization: one(h.authorization),
+      origin: one(h.origin),
+      fetchSite: one(h['sec-fetch-site']).toLowerCase(),
+      contentType: one(h['content-type']),
+      host: one(h.host),
       aborted: false,
       done: false,
     }
-    res.onAborted(() => { ctx.aborted = true })
+    // the client went away before the answer: nothing is written
+    res.once('close', () => { if (!res.writableFinished) ctx.aborted = true })
     dispatch(ctx).catch(err => sendCaught(ctx, err))
   })
+  server.maxConnections = MAX_CONNECTIONS
+  // a client that sends garbage gets a 400 and the connection is closed, as node does by default;
+  // a socket error of one client is that client's end, never the listener's
+  server.on('clientError', (_err, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
+    else socket.destroy()
+  })
 
-  const listenSocket = await new Promise<ListenSocket>((resolve, reject) => {
-    // Exclusive: a second process on the same port is an error, not a silent SO_REUSEPORT share.
-    ;(app as unknown as ExclusiveListen<ListenSocket>).listen(opts.listen.address, opts.listen.port, LIBUS_LISTEN_EXCLUSIVE_PORT, s => {
-      if (s === false) reject(new HttpServerError('ERR_METRICS_LISTEN', `cannot listen on ${opts.listen.address}:${opts.listen.port}`))
-      else resolve(s)
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException): void => {
+      reject(new HttpServerError('ERR_METRICS_LISTEN', `cannot listen on ${opts.listen.address}:${opts.listen.port}: ${err.code ?? err.message}`))
+    }
+    server.once('error', onError)
+    // exclusive: a second process on the same port is an error, not a shared port
+    server.listen({ host: opts.listen.address, port: opts.listen.port, exclusive: true }, () => {
+      server.off('error', onError)
+      resolve()
     })
   })
-  const port = uws.us_socket_local_port(listenSocket as never)
+  // after listening, an error of the listening socket is logged by nobody: keep it from becoming
+  // an uncaught exception of the primary
+  server.on('error', () => { /* the listener keeps running or is closed; the node does not fall over */ })
+  const addr = server.address()
+  const port = typeof addr === 'object' && addr !== null ? addr.port : opts.listen.port
   origins = ownOrigins(opts.listen.address, port)
   let closed = false
   return {
@@ -402,7 +431,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
     close() {
       if (closed) return
       closed = true
-      uws.us_listen_socket_close(listenSocket)
+      server.close()
     },
   }
 }

@@ -9,4 +9,3 @@ export {
 } from './registry.js'
 export * from './admin.js'
 export { startHttpServer, isLoopback, HttpServerError, type HttpServer, type HttpServerOptions } from './http.js'
-export { loadUwsForHttp, type UwsModule } from './uws.js'

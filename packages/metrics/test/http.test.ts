@@ -189,6 +189,53 @@ t.test('listen errors and loopback rule', async t => {
   t.notOk(isLoopback('192.0.2.10'))
 })
 
+t.test('garbage and half requests: a 400 or a closed connection, the listener keeps serving', async t => {
+  const raw = (bytes: string): Promise<string> => new Promise(resolve => {
+    let got = ''
+    const sock = connect(server.port, '127.0.0.1', () => sock.write(bytes))
+    sock.on('data', d => { got += d.toString() })
+    sock.on('close', () => resolve(got))
+    sock.on('error', () => resolve(got))
+    setTimeout(() => sock.destroy(), 2000)
+  })
+  t.match(await raw('NOT HTTP AT ALL\r\n\r\n'), /^HTTP\/1\.1 400/, 'garbage: 400')
+  t.match(await raw(`GET /api/stats HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n`), /^HTTP\/1\.1 400/, 'bad Content-Length: 400')
+  t.match(await raw(`GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20000)}\r\n\r\n`), /^HTTP\/1\.1 431|^HTTP\/1\.1 400/, 'oversized headers refused')
+  const r = await fetch(`${base}/metrics`)
+  t.equal(r.status, 200, 'still serving')
+})
+
+t.test('an idle listener does not wake its thread (issue 17: no timer of its own)', { skip: process.platform !== 'linux' && 'reads /proc/PID/status' }, async t => {
+  // uWebSockets.js woke the thread once a second for its Date header timer; node:http has only a
+  // 30 s connection check. A child process runs only the listener (this process has HTTP clients
+  // with timers of their own); its main thread's voluntary context switches over 6 s: a count,
+  // not a time.
+  const { spawn } = await import('node:child_process')
+  const { readFileSync } = await import('node:fs')
+  const entry = new URL('../dist/index.js', import.meta.url).href
+  const child = spawn(process.execPath, ['--input-type=module', '-e', `
+    const m = await import(${JSON.stringify(entry)})
+    const s = await m.startHttpServer({ listen: { address: '127.0.0.1', port: 0 }, metrics: { registry: m.createMetricsRegistry() } })
+    process.stdout.write('ready ' + s.port + '\\n')
+    process.stdin.on('data', () => { s.close(); process.exit(0) })
+  `], { stdio: ['pipe', 'pipe', 'inherit'] })
+  t.teardown(() => child.kill())
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout.on('data', (d: Buffer) => { const m = /ready (\d+)/.exec(d.toString()); if (m) resolve(Number(m[1])) })
+    child.once('exit', code => reject(new Error(`listener exited (${code})`)))
+  })
+  t.equal((await fetch(`http://127.0.0.1:${port}/metrics`, { headers: { connection: 'close' } })).status, 200, 'serving')
+  const switches = (): number => Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/task/${child.pid}/status`, 'utf8'))![1])
+  // 1 s for start-up's garbage collection tasks, then 6 s: the uWS listener woke 7 times in it,
+  // this one 0 or 1
+  await new Promise(r => setTimeout(r, 1000))
+  const before = switches()
+  await new Promise(r => setTimeout(r, 6000))
+  const woke = switches() - before
+  t.ok(woke <= 3, `the listener's thread woke ${woke} times in 6 s`)
+  child.stdin.write('x')
+})
+
 // ------------------------------------------------------------------ issue 14: safe on a public address
 
 /** A listener with a backend that records every state change, to prove refused requests change nothing. */
