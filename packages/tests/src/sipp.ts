@@ -51,6 +51,11 @@ export interface SippResult {
   failed: number
   /** Tail of stderr/stdout and the error log, for assertion messages. */
   log: string
+  /**
+   * Every "Aborting call on unexpected message ..." of sipp's error log, one line each, read from
+   * the whole log (the `log` tail can lose them behind a run of "Dead call" lines).
+   */
+  aborts: string[]
   dir: string
 }
 
@@ -104,10 +109,18 @@ export class Sipp {
   private result(code: number | null, signal: NodeJS.Signals | null): SippResult {
     const stats = parseStats(join(this.dir, 'stat.csv'))
     let errors = ''
+    const aborts: string[] = []
     try {
-      for (const f of readdirSync(this.dir)) if (f.includes('error')) errors += readFileSync(join(this.dir, f), 'utf8').slice(-4000)
+      for (const f of readdirSync(this.dir)) {
+        if (!f.includes('error')) continue
+        const text = readFileSync(join(this.dir, f), 'utf8')
+        for (const m of text.matchAll(/Aborting call on unexpected message for Call-Id '([^']*)': while expecting '([^']*)' \(index (\d+)\), received '([^\r\n]*)/g))
+          aborts.push(`${m[1]}: expecting ${m[2]} (index ${m[3]}), received ${m[4]}`)
+        // the head (the first error, usually the cause) and the tail
+        errors += text.length > 4000 ? `${text.slice(0, 2000)}\n[...]\n${text.slice(-2000)}` : text
+      }
     } catch { /* no error log */ }
-    return { code, signal, successful: stats.successful, failed: stats.failed, log: (this.out.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '') + '\n' + errors).slice(-6000), dir: this.dir }
+    return { code, signal, successful: stats.successful, failed: stats.failed, log: (this.out.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '') + '\n' + errors).slice(-6000), aborts, dir: this.dir }
   }
 
   /**

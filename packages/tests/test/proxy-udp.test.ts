@@ -50,11 +50,15 @@ for (const f of flows) {
   t.test(`UDP: ${f.name}`, async t => {
     const run = () => runFlow({ uas: f.uas, uac: f.uac, proxy: PROXY, uasPort: UAS, uacPort: UAC, transport: 'u1', calls: f.calls, domain: f.domain, timeoutS: f.timeoutS, rate: f.rate, uasWaitMs: f.uasWaitMs })
     let r = await run()
-    // sipp's simulated loss can make its own UAS abort a call (it 'loses' the ACK, then treats
-    // the BYE as unexpected), and the proxy then rightly answers that BYE 408. Only that case,
-    // visible in the UAS log, earns one more run; the run that is judged must be complete.
-    if (f.uasUnchecked === true && r.uac.code !== 0 && r.uas !== null && /Aborting call/.test(r.uas.log)) {
-      t.comment('the sipp UAS aborted a call under its own simulated loss; running the flow once more')
+    // sipp's simulated loss can make its own UAS abort a call, and the proxy then rightly answers
+    // 408. Seen in CI: the UAS 'loses' both its 180 and its 200; our INVITE retransmission (T1 is
+    // 100 ms here) arrives before its 200 retransmission, and sipp 3.7 maps a retransmission only
+    // to the first send after a receive (the 180), so an INVITE after the 200 is 'unexpected' and
+    // the call is aborted (about 1% of calls, so one run in ten). Likewise a 'lost' ACK, then the
+    // BYE. Only such an abort, read from the UAS's error log, earns another run (at most two);
+    // the run that is judged must be complete.
+    for (let rerun = 0; rerun < 2 && f.uasUnchecked === true && r.uac.code !== 0 && r.uas !== null && r.uas.aborts.length > 0; rerun++) {
+      t.comment(`the sipp UAS aborted a call under its own simulated loss (${r.uas.aborts.join('; ')}); running the flow once more`)
       r = await run()
     }
     t.equal(r.uac.code, 0, 'sipp UAC exit code 0 (all calls succeeded)', { log: r.uac.log, uasLog: r.uas?.log })
