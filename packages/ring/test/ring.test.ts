@@ -128,7 +128,7 @@ t.test('address strings from real sockets round-trip unchanged', async (t) => {
     const tx = dgram.createSocket(sendType)
     const got = new Promise<dgram.RemoteInfo>((res) => rx.once('message', (_m, rinfo) => res(rinfo)))
     tx.send('x', rx.address().port, to)
-    const rinfo = await Promise.race([got, new Promise<never>((_r, rej) => setTimeout(() => rej(new Error('no datagram')), 2000))])
+    const rinfo = await Promise.race([got, new Promise<never>((_r, rej) => setTimeout(() => rej(new Error('no datagram')), 2000).unref())])
     rx.close(); tx.close()
     seen.push([rinfo.family === 'IPv6' ? 6 : 4, rinfo.address])
   }

@@ -19,7 +19,7 @@ async function run(t: Tap.Test, opts: { capacity: number; frames: number; seed: 
     { workerData: { sab, maxSize: Math.min(ring.maxPayload, 16384), seed: opts.seed, frames: opts.frames, deadlineMs: opts.budgetMs, gather: opts.gather } })
   const errored = new Promise<never>((_res, rej) => w.once('error', rej))
   const ready = new Promise((res) => w.once('message', res))
-  t.equal(await Promise.race([ready, errored, new Promise((r) => setTimeout(() => r('no ready'), 30000))]), 'ready')
+  t.equal(await Promise.race([ready, errored, new Promise((r) => setTimeout(() => r('no ready'), 30000).unref())]), 'ready')
   let producer: { sent: number; fullSpins: number } | null = null
   w.once('message', (m) => { producer = m })
 
@@ -64,7 +64,7 @@ async function run(t: Tap.Test, opts: { capacity: number; frames: number; seed: 
       await new Promise((res) => setImmediate(res)) // let the 'message' event in now and then
     }
   }
-  await Promise.race([new Promise((res) => setTimeout(res, 5000)), new Promise<void>((res) => { if (producer) res(); else w.once('message', () => res()) })])
+  await Promise.race([new Promise((res) => setTimeout(res, 5000).unref()), new Promise<void>((res) => { if (producer) res(); else w.once('message', () => res()) })])
   await w.terminate()
   r.sent = (producer as { sent: number } | null)?.sent ?? -1
   const st = ring.stats()

@@ -29,7 +29,7 @@ t.test('race across threads: the producer publishes exactly as the consumer bloc
   const w = new Worker(new URL('./fixtures/race-producer.mjs', import.meta.url),
     { workerData: { sab, ctlSab, rounds, deadlineMs: budgetMs, seed: 0x5eed5 } })
   const ready = new Promise((res, rej) => { w.once('message', res); w.once('error', rej) })
-  t.equal(await Promise.race([ready, new Promise((r) => setTimeout(() => r('no ready'), 30000))]), 'ready')
+  t.equal(await Promise.race([ready, new Promise((r) => setTimeout(() => r('no ready'), 30000).unref())]), 'ready')
   const done = new Promise<{ sent: number }>((res, rej) => { w.once('message', res); w.once('error', rej) })
   const t0 = performance.now()
   let lost = 0

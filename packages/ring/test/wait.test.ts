@@ -88,7 +88,7 @@ t.test('a pending wait keeps a worker alive until a frame comes', async (t) => {
   await new Promise((r) => setTimeout(r, 200))
   t.notOk(exited, 'worker still alive while waiting')
   t.ok(ring.tryPush(meta, Buffer.from('hello')))
-  t.equal(await Promise.race([exit, new Promise<number>((r) => setTimeout(() => r(-1), 5000))]), 0)
+  t.equal(await Promise.race([exit, new Promise<number>((r) => setTimeout(() => r(-1), 5000).unref())]), 0)
   t.same(msgs, ['waiting', 'hello'])
 })
 
@@ -103,7 +103,7 @@ t.test('race across threads: consumer falls asleep exactly as the producer publi
     { workerData: { sab, ctlSab, rounds, deadlineMs: budgetMs, seed: 0x5eed } })
   // worker start-up (module loading) can take seconds on a loaded machine: not part of the race
   const ready = new Promise((res, rej) => { w.once('message', res); w.once('error', rej) })
-  t.equal(await Promise.race([ready, new Promise((r) => setTimeout(() => r('no ready'), 30000))]), 'ready')
+  t.equal(await Promise.race([ready, new Promise((r) => setTimeout(() => r('no ready'), 30000).unref())]), 'ready')
   const done = new Promise<{ sent: number }>((res, rej) => { w.once('message', res); w.once('error', rej) })
   const t0 = performance.now()
   let lost = 0

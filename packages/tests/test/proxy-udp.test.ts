@@ -54,9 +54,9 @@ for (const f of flows) {
     // 408. Seen in CI: the UAS 'loses' both its 180 and its 200; our INVITE retransmission (T1 is
     // 100 ms here) arrives before its 200 retransmission, and sipp 3.7 maps a retransmission only
     // to the first send after a receive (the 180), so an INVITE after the 200 is 'unexpected' and
-    // the call is aborted (about 1% of calls, so one run in ten). Likewise a 'lost' ACK, then the
-    // BYE. Only such an abort, read from the UAS's error log, earns another run (at most two);
-    // the run that is judged must be complete.
+    // the call is aborted: about 1% of calls while the UAS retransmitted at 100 ms too, rarer now
+    // that it does so at 50 ms (uas-call-lossy.xml). Only such an abort, read from the UAS's error
+    // log, earns another run (at most two); the run that is judged must be complete.
     for (let rerun = 0; rerun < 2 && f.uasUnchecked === true && r.uac.code !== 0 && r.uas !== null && r.uas.aborts.length > 0; rerun++) {
       t.comment(`the sipp UAS aborted a call under its own simulated loss (${r.uas.aborts.join('; ')}); running the flow once more`)
       r = await run()
