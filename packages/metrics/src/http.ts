@@ -400,11 +400,16 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
     dispatch(ctx).catch(err => sendCaught(ctx, err))
   })
   server.maxConnections = MAX_CONNECTIONS
-  // a client that sends garbage gets a 400 and the connection is closed, as node does by default;
-  // a socket error of one client is that client's end, never the listener's
-  server.on('clientError', (_err, socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
-    else socket.destroy()
+  // a client that sends garbage gets an answer that says why, and the connection is closed (as
+  // node does by default): 408 when it was too slow (headersTimeout / requestTimeout), 431 for
+  // headers over node's limit, 400 otherwise. A socket error of one client is that client's end,
+  // never the listener's.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (!socket.writable || err.code === 'ECONNRESET') { socket.destroy(); return }
+    const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout'
+      : err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large'
+      : '400 Bad Request'
+    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
   })
 
   await new Promise<void>((resolve, reject) => {
