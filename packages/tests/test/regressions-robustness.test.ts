@@ -164,6 +164,26 @@ for (const end of ['486', 'CANCEL'] as const) {
   })
 }
 
+// responses-without-a-via-below-ours, the other side: a downstream may send the Vias as one
+// comma-separated line (RFC 3261 §7.3.1), even one longer than the parser's list cap; the Via
+// below ours is then found in that line and the response is relayed, not taken for Via-less.
+t.test('responses-without-a-via-below-ours: a final with all its Vias in one line (here over 256 of them) is relayed', async t => {
+  const dropped0 = (await metrics())('sipedge_messages_dropped_total', { reason: 'sanity' })
+  const callId = `vialine-${Date.now()}`
+  const branch = `z9hG4bK-vialine-${Date.now()}`
+  ucaller.sendRequest('INVITE', 'sip:conf@apps.test', { callId, fromTag: 'l1', branch, dest: EDGE_UDP })
+  const inv = await app.next(m => m.method === 'INVITE' && m.get('call-id') === callId, 'INVITE at the app')
+  const filler = Array.from({ length: 300 }, (_, i) => `SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK-fill${i}`)
+  app.send([`SIP/2.0 486 Busy Here`, 'Via: ' + [...inv.all('via'), ...filler].join(', '), 'From: ' + inv.get('from'), `To: ${inv.get('to')};tag=app-l`,
+    'Call-ID: ' + callId, 'CSeq: ' + inv.get('cseq'), 'Content-Length: 0', '', ''].join('\r\n'), inv.from.address, inv.from.port, 'tcp', inv.conn)
+  const got = await ucaller.next(m => m.status >= 200 && m.cseq.method === 'INVITE' && m.get('call-id') === callId, 'the final at the caller')
+  t.equal(got.status, 486, `the caller got the app's 486 (${got.start})`)
+  t.match(got.get('via'), branch, 'with its own Via first')
+  ucaller.sendRequest('ACK', 'sip:conf@apps.test', { callId, fromTag: 'l1', toTag: 'app-l', cseq: 1, branch, contact: false, dest: EDGE_UDP })
+  const m1 = await metrics()
+  t.equal(m1('sipedge_messages_dropped_total', { reason: 'sanity' }), dropped0, 'not counted as a sanity drop')
+})
+
 // forking-leaves-no-transaction: one AOR with three bindings (q 1.0, 0.9, 0.8) over TCP; the lookup
 // tries them in turn: the first answers 503, the second never answers (Timer B, 64 x T1 = 3.2 s),
 // the third rings and answers 200 — or is cancelled. After the final answer and the ACK, every
