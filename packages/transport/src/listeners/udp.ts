@@ -2,8 +2,22 @@
 // buffers. Datagrams go to the inbound path tagged with the listener's socketId; the outbound
 // path sends from the listener a request came in on (the peer sees the address it wrote to).
 import { createSocket, type Socket as UdpSocket, type RemoteInfo } from 'node:dgram'
-import { isIPv6 } from 'node:net'
+import { lookup as dnsLookup, type LookupOneOptions } from 'node:dns'
+import { isIP, isIPv6 } from 'node:net'
 import { RateLimitedLog, type Logger } from '../log.js'
+
+/**
+ * dgram passes every destination through a `lookup`; node's default (`dns.lookup`) answers an IP
+ * literal on the next tick, so each send cost a `nextTick` and a deferred call before the
+ * datagram left. Every address the outbound path sends to is a literal (resolution happened in
+ * the worker), so answer those at once: the datagram is handed to the kernel inside `send()`.
+ * A name (none today) still goes through `dns.lookup`.
+ */
+function literalLookup(host: string, family: number, cb: (err: NodeJS.ErrnoException | null, address: string, family: number) => void): void {
+  const f = isIP(host)
+  if (f !== 0) { cb(null, host, f); return }
+  dnsLookup(host, { family } as LookupOneOptions, cb)
+}
 
 export type DatagramHandler = (socketId: number, msg: Buffer, rinfo: RemoteInfo) => void
 
@@ -24,7 +38,7 @@ export class UdpListeners {
   /** Binds listener `socketId` to address:port (0 = any free port); resolves with the port bound. */
   async bind(socketId: number, address: string, port: number): Promise<number> {
     const v6 = isIPv6(address)
-    const sock = createSocket({ type: v6 ? 'udp6' : 'udp4' })
+    const sock = createSocket({ type: v6 ? 'udp6' : 'udp4', lookup: literalLookup as never })
     await new Promise<void>((resolve, reject) => {
       sock.once('error', reject)
       sock.bind({ address, port, exclusive: true }, () => { sock.off('error', reject); resolve() })

@@ -54,3 +54,37 @@ t.test('bind is exclusive: a taken port is an error', async t => {
   const port = await a.bind(0, '127.0.0.1', 0)
   await t.rejects(b.bind(0, '127.0.0.1', port), { code: 'EADDRINUSE' })
 })
+
+t.test('a datagram to an IP literal leaves inside send(): a close in the same tick does not drop it', async t => {
+  // With dgram's default lookup the literal is "resolved" on the next tick, so a socket closed
+  // right after send() (shutdown after the last answers) silently dropped what it was given.
+  const got: string[] = []
+  const rx4 = createSocket('udp4'); const rx6 = createSocket('udp6')
+  t.teardown(() => { rx4.close(); rx6.close() })
+  rx4.on('message', m => got.push(m.toString())); rx6.on('message', m => got.push(m.toString()))
+  await new Promise<void>(r => rx4.bind(0, '127.0.0.1', r))
+  await new Promise<void>(r => rx6.bind(0, '::1', r))
+  const u = new UdpListeners(quiet, () => {})
+  await u.bind(0, '127.0.0.1', 0)
+  await u.bind(1, '::1', 0)
+  u.socketFor(0, 4)!.send('last-v4', rx4.address().port, '127.0.0.1')
+  u.socketFor(1, 6)!.send('last-v6', rx6.address().port, '::1')
+  u.close()
+  t.ok(await until(() => got.length === 2), 'both datagrams arrived')
+  t.same(got.sort(), ['last-v4', 'last-v6'])
+})
+
+t.test('a destination given as a name still resolves through dns.lookup', async t => {
+  const got: string[] = []
+  const rx = createSocket('udp4')
+  t.teardown(() => rx.close())
+  rx.on('message', m => got.push(m.toString()))
+  await new Promise<void>(r => rx.bind(0, '127.0.0.1', r))
+  const u = new UdpListeners(quiet, () => {})
+  t.teardown(() => u.close())
+  await u.bind(0, '127.0.0.1', 0)
+  const err = await new Promise<Error | null>(r => u.socketFor(0, 4)!.send('by-name', rx.address().port, 'localhost', e => r(e)))
+  t.equal(err, null)
+  t.ok(await until(() => got.length === 1))
+  t.same(got, ['by-name'])
+})
