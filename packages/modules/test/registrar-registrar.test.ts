@@ -72,6 +72,8 @@ t.test('add, refresh, remove; 200 lists every binding with expires and Date', as
   t.match(cs.join(' '), /<sip:alice@10\.0\.0\.5:5060>;expires=600;q=0\.5/)
   t.match(cs.join(' '), /<sip:alice@10\.0\.0\.6:5070>;expires=600/)
   t.equal(hv(r, 'Date').length, 1)
+  t.match(hv(r, 'Date')[0], /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d\d:\d\d:\d\d GMT$/, 'RFC 1123 form (RFC 3261 §20.17)')
+  t.ok(Math.abs(Date.parse(hv(r, 'Date')[0]) - Date.now()) < 2000, 'the current time')
   // refresh one with a contact expires parameter overriding the header
   r = await send(reg, register({ contacts: ['<sip:alice@10.0.0.6:5070>;expires=120'], expires: 600 }))
   t.match(hv(r, 'Contact').join(' '), /10\.0\.0\.6:5070>;expires=120/)
