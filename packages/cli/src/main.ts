@@ -18,6 +18,7 @@ import { createAdminBackend, destinationStatuses, TraceState } from './admin.js'
 import { resolveAdminToken } from './admin-token.js'
 import { adminCommand } from './admin-client.js'
 import { NodeDrain } from './node-drain.js'
+import { applyV8Defaults } from './v8-tuning.js'
 
 const USAGE = `Usage:
   sipedge --config FILE          run the proxy in the foreground (SIGTERM drains and exits 0,
@@ -112,7 +113,7 @@ function restartKeys(prev: FrozenConfig, next: FrozenConfig): string[] {
   return out
 }
 
-export async function run(file: string): Promise<void> {
+export async function run(file: string, o: { v8Flags?: readonly string[] } = {}): Promise<void> {
   let config: FrozenConfig
   try {
     // Files the configuration names are checked before anything starts (users files for
@@ -331,6 +332,7 @@ export async function run(file: string): Promise<void> {
     listen: engine.listeners.map(l => `${l.transport}:${l.address.includes(':') ? `[${l.address}]` : l.address}:${l.port}`),
     http: servers.map(s => `${s.address}:${s.port}`),
     ...(adminTokenFile !== null ? { adminTokenFile } : {}),
+    v8Flags: o.v8Flags ?? [],
   }, 'ready')
 }
 
@@ -357,7 +359,9 @@ export async function main(argv: string[]): Promise<number | undefined> {
     else { process.stderr.write(`sipedge: unknown argument ${JSON.stringify(a)}\n` + USAGE); return 2 }
   }
   if (file === undefined) { process.stderr.write('sipedge: --config FILE is required\n' + USAGE); return 2 }
-  await run(file)
+  // before the engine starts its workers: V8 flags are process-wide, their isolates get them
+  const v8Flags = applyV8Defaults()
+  await run(file, { v8Flags })
   return undefined // keep running until a signal
 }
 

@@ -59,6 +59,7 @@ t.test('--config: logs ready, answers, drains on SIGTERM (in-flight answered) an
   child.stdout.on('data', d => { out += d })
   const ready = await waitForOutput(child, /"msg":"ready"/)
   t.match(ready, /"listen":\["udp:127\.0\.0\.1:\d+","tcp:127\.0\.0\.1:\d+"\]/)
+  t.match(ready, /"v8Flags":\["--interrupt-budget=16384"\]/, 'the V8 tier-up default is set (docs/performance.md)')
   const c = new UdpClient()
   await c.bind()
   t.teardown(() => c.close())
@@ -80,6 +81,16 @@ t.test('--config: logs ready, answers, drains on SIGTERM (in-flight answered) an
   t.equal(code, 0, out)
   t.equal(c.responses.get('in-flight')?.[0]?.status, 200, 'in-flight request answered during the drain')
   t.match(out, /"msg":"stopped"/)
+})
+
+t.test('an --interrupt-budget on the node command line is kept: the ready line says nothing was set', async t => {
+  const { file } = config('', 1)
+  const child = spawn(process.execPath, ['--interrupt-budget=67584', main, '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => killHard(child))
+  const ready = await waitForOutput(child, /"msg":"ready"/)
+  t.match(ready, /"v8Flags":\[\]/)
+  child.kill('SIGTERM')
+  t.equal((await waitForExit(child, 30_000)).code, 0)
 })
 
 t.test('SIGHUP: a valid file is reloaded, an invalid one is refused and the old kept', async t => {
