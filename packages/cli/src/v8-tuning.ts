@@ -6,8 +6,8 @@
 // route/transaction function a few hundred times a second, so its hot path stayed in baseline
 // code for tens of seconds after start and after every deoptimisation (profiled 2026-12-06:
 // `routeNew`, `admit`, `forward` never reached TurboFan in a 25 s window). A quarter of the
-// budget cost 22% less CPU per request at S=1 (six interleaved pairs, every pair lower); a
-// sixteenth cost more (more compiling than it saves).
+// budget cost 19% less CPU per request at S=1 (medians of 21 and 15 runs, 14 of 18 interleaved
+// pairs lower); an eighth, a sixteenth and a half all cost more than a quarter.
 import { setFlagsFromString } from 'node:v8'
 
 /** Flag name (as on the node command line, without `--`) and the value sipedge sets. */

@@ -8,9 +8,10 @@ import { RateLimitedLog, type Logger } from '../log.js'
 
 /**
  * dgram passes every destination through a `lookup`; node's default (`dns.lookup`) answers an IP
- * literal on the next tick, so each send cost a `nextTick` and a deferred call before the
- * datagram left. Every address the outbound path sends to is a literal (resolution happened in
- * the worker), so answer those at once: the datagram is handed to the kernel inside `send()`.
+ * literal on the next tick, so a datagram left a tick after `send()`, and a socket closed in
+ * between (shutdown after the last answers) dropped it. Every address the outbound path sends to
+ * is a literal (resolution happened in the worker), so answer those at once: the datagram is
+ * handed to the kernel inside `send()` (CPU per send unchanged, docs/performance.md "Copy once").
  * A name (none today) still goes through `dns.lookup`.
  */
 function literalLookup(host: string, family: number, cb: (err: NodeJS.ErrnoException | null, address: string, family: number) => void): void {
