@@ -1,5 +1,7 @@
 // @sipedge/workers — worker-thread entry and the default message handler.
 export { createHandler, DefaultResponder } from './handler.js'
+export { inProcessHost, type InProcessHostOptions } from './in-process.js'
+export { HandlerHost } from './host.js'
 export type { HandlerContext, MessageHandler, CreateHandler, HandlerLogger, FrameMeta } from './types.js'
 
 /** URL of the worker thread entry (built JS), for EngineOptions.workerUrl. */

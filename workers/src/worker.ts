@@ -3,20 +3,20 @@
 // (config, drain, query, trace, ...) arrive msgpackr-encoded on the MessagePort.
 //
 // Per message this file adds, besides the handler call: a flag test (transport-error reports go
-// to handler.onTransportError, not onFrame), a start-line classification and two float64
-// increments into this thread's metrics block (shared memory the primary reads when Prometheus
-// scrapes), and one boolean check for SIP tracing. No message, string or allocation.
+// to handler.onTransportError, not onFrame), and what host.ts adds in any thread that runs a
+// handler: a start-line classification and two float64 increments into this thread's metrics
+// block (shared memory the primary reads when Prometheus scrapes), and one boolean check for SIP
+// tracing. No message, string or allocation.
 import { workerData, parentPort, type MessagePort } from 'node:worker_threads'
 import { setImmediate as setImmediateP } from 'node:timers/promises'
 import { Ring, type FrameView } from '@sipedge/ring'
-import { FLAG_TRANSPORT_ERROR, nameOf } from '@sipedge/frame'
-import { findCallId } from '@sipedge/sip'
-import { WorkerMetrics, ResponseDirection, transportIndex, THREAD_SAMPLE, type WorkerMetricsData } from '@sipedge/metrics'
+import { FLAG_TRANSPORT_ERROR } from '@sipedge/frame'
+import { WorkerMetrics, THREAD_SAMPLE, type WorkerMetricsData } from '@sipedge/metrics'
 import { createPortLogging, Tracer, type LogLevel, type PortLogging } from '@sipedge/log'
 import { pack, unpack } from 'msgpackr'
 import { workerLogger } from './log.js'
-import { classify, RESPONSE_BASE } from './classify.js'
-import type { CreateHandler, MessageHandler, FrameMeta, HandlerLogger, HandlerMetrics } from './types.js'
+import { HandlerHost } from './host.js'
+import type { CreateHandler, MessageHandler, HandlerLogger } from './types.js'
 
 interface WorkerData extends Partial<WorkerMetricsData> {
   inbound: SharedArrayBuffer
@@ -76,60 +76,29 @@ if (data.logPort !== undefined) {
   log = workerLogger('worker', data.workerIndex)
 }
 
-function traceFrame(direction: 'in' | 'out', meta: FrameMeta, payload: Uint8Array | readonly Uint8Array[]): void {
-  const buf = payload instanceof Uint8Array ? payload : Buffer.concat(payload as Uint8Array[])
-  const at = findCallId(buf)
-  const callId = at < 0 ? '' : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength).toString('latin1', Math.floor(at / 0x10000), Math.floor(at / 0x10000) + (at % 0x10000))
-  const address = meta.address
-  if (!tracer!.matches(callId, address, meta.port)) return
-  tracer!.trace(direction, { callId, address, port: meta.port, transport: nameOf(meta.transport) ?? String(meta.transport) }, buf)
-}
-
 // ---------------------------------------------------------------- metrics
 const metrics: WorkerMetrics | null = data.metricsBuffer !== undefined && data.metricsBlock !== undefined
   ? WorkerMetrics.attach({ metricsBuffer: data.metricsBuffer, metricsBlock: data.metricsBlock })
   : null
-const hm: HandlerMetrics | undefined = metrics !== null ? { writer: metrics, forwardedNext: false } : undefined
-
-function countIn(meta: FrameMeta, payload: Uint8Array): void {
-  const c = classify(payload)
-  if (c < 0) return
-  if (c >= RESPONSE_BASE) metrics!.response(ResponseDirection.Received, c - RESPONSE_BASE)
-  else metrics!.requestReceived(c, transportIndex(meta.transport))
-}
-
-function countOut(meta: FrameMeta, payload: Uint8Array | readonly Uint8Array[]): void {
-  const c = classify(payload)
-  if (c >= RESPONSE_BASE) {
-    metrics!.response(hm!.forwardedNext ? ResponseDirection.Forwarded : ResponseDirection.Local, c - RESPONSE_BASE)
-  } else if (c >= 0) {
-    metrics!.requestSent(c, transportIndex(meta.transport))
-  }
-  hm!.forwardedNext = false
-}
+const host = new HandlerHost(metrics, tracer)
 
 // ---------------------------------------------------------------- handler
 const mod = await import(data.handlerUrl ?? new URL('./handler.js', import.meta.url).href) as { createHandler: CreateHandler }
 const handler: MessageHandler = await mod.createHandler({
   workerIndex: data.workerIndex,
   config: data.config,
-  send(meta: FrameMeta, payload: Uint8Array | readonly Uint8Array[]): boolean {
-    if (tracer !== null && tracer.active) traceFrame('out', meta, payload)
-    if (outbound.tryPush(meta, payload)) {
-      if (metrics !== null) countOut(meta, payload)
-      return true
-    }
-    if (hm !== undefined) hm.forwardedNext = false
+  send: host.wrapSend((meta, payload) => {
+    if (outbound.tryPush(meta, payload)) return true
     outFull++ // the primary is behind: like a lost datagram, the peer retransmits
     return false
-  },
+  }),
   now: () => performance.timeOrigin + performance.now(),
   log,
   inProcess: false,
   postControl(msg: { type: string; [k: string]: unknown }): void {
     port.postMessage(pack({ type: 'broadcast', from: data.workerIndex, msg }))
   },
-  ...(hm !== undefined ? { metrics: hm } : {}),
+  ...(host.handlerMetrics !== undefined ? { metrics: host.handlerMetrics } : {}),
 })
 
 if (metrics !== null) {
@@ -154,8 +123,7 @@ const onFrame = (meta: FrameView, payload: Buffer): void => {
     try { handler.onTransportError?.(meta) } catch (err) { handlerThrew(err) }
     return
   }
-  if (metrics !== null) countIn(meta, payload)
-  if (tracer !== null && tracer.active) traceFrame('in', meta, payload)
+  host.received(meta, payload)
   try {
     handler.onFrame(meta, payload)
   } catch (err) {
@@ -203,9 +171,7 @@ port.on('message', (m: Uint8Array) => {
   } else if (msg.type === 'query') {
     query(msg['id'], String(msg['what']), msg['args'])
   } else if (msg.type === 'trace') {
-    const f = (msg['filters'] ?? {}) as { callIds?: unknown; sources?: unknown }
-    const list = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [])
-    tracer?.setFilters({ callIds: list(f.callIds), sources: list(f.sources) })
+    host.setTraceFilters(msg)
   } else {
     if (msg.type === 'config' && portLogging !== null) {
       const lc = logCfg(msg['config'])

@@ -5,7 +5,8 @@ import { resolve as resolvePath } from 'node:path'
 import { MessageChannel, type MessagePort } from 'node:worker_threads'
 import { checkConfigFile, loadConfigFile, ConfigError, formatIssue, type FrozenConfig, type LoadOptions } from '@sipedge/config'
 import { Engine } from '@sipedge/transport'
-import { createLogging, type Logging, type LoggingOptions } from '@sipedge/log'
+import { createLogging, Tracer, type Logging, type LoggingOptions } from '@sipedge/log'
+import { inProcessHost } from '@sipedge/workers'
 import {
   MetricsAggregator, DestinationSlots, createMetricsRegistry, THREAD_SAMPLE, startHttpServer, isLoopback,
   type HttpServer, type ReloadResult, type DispatcherInfo, type SipedgeMetrics,
@@ -157,8 +158,16 @@ export async function run(file: string, o: { v8Flags?: readonly string[] } = {})
     logPorts.delete(index)
     if (p !== undefined) setTimeout(() => p.close(), 1_000).unref()
   }
+  // workers: 0 — the handler runs on this thread, counted into this thread's block and traced
+  // like in a worker
+  opts.inProcessHandler = inProcessHost({
+    handlerUrl: opts.handlerUrl,
+    metrics: () => agg?.main() ?? null,
+    tracer: new Tracer(logging.logger('trace')),
+    traceFilters: trace.filters,
+  })
   const engine = new Engine(opts)
-  agg = MetricsAggregator.create({ workers: Math.max(1, engine.workerCount) })
+  agg = MetricsAggregator.create({ workers: engine.workerCount })
   agg.setDestinations(new DestinationSlots(config.dispatcher.sets))
   // no timer: the primary's thread gauges are sampled on each scrape (sampleThreads below), like the workers'
   agg.main().startSampler(0)
@@ -191,7 +200,8 @@ export async function run(file: string, o: { v8Flags?: readonly string[] } = {})
         // Every thread samples its gauges now, for this scrape; nothing samples between scrapes.
         const at = performance.timeOrigin + performance.now()
         const asked: Array<Promise<unknown>> = []
-        for (let i = 0; i < engine.workerCount; i++) asked.push(engine.query(i, THREAD_SAMPLE, { at }))
+        // (in-process, query 0 is the handler on this thread: its gauges into the primary's block)
+        for (let i = 0; i < Math.max(1, engine.workerCount); i++) asked.push(engine.query(i, THREAD_SAMPLE, { at }))
         await new Promise<void>(resolve => setImmediate(resolve)) // the primary's delay: one turn of its loop
         agg!.main().requestSample(at)
         // a worker that does not answer within 500 ms keeps its last sample (its lag shows it next time)

@@ -171,8 +171,8 @@ const dispatcherSet = obj({
 
 // ---------------------------------------------------------------- sections
 
-const workers = int(0, 256).def(null, 'number of CPU cores')
-  .desc('Worker threads that run parsing, transactions and routing. `0` runs everything in the primary thread (single-threaded, for comparison and debugging). Default: `os.availableParallelism()`.')
+const workers = int(0, 256).def(null, 'the CPUs sipedge may run on, less one')
+  .desc('Worker threads that run parsing, transactions and routing, sharded by Call-ID; the primary thread owns the sockets. `0` runs everything in the primary thread: no thread crossing per message, the cheapest on a single CPU, and what the default gives there. Default: `os.availableParallelism() - 1` (the CPUs of the process\'s affinity mask, so `taskset -c 0 sipedge …` runs 0 workers and a quad-core node 3).')
 
 const tls = obj({
   certificates: list(obj({
@@ -425,8 +425,13 @@ export const configSchema: ObjS = obj({
 
 // ---------------------------------------------------------------- cross-section checks
 
+/** `workers` when the configuration sets none: one thread per CPU the process may use, the primary included. */
+function defaultWorkers(): number {
+  return Math.max(0, availableParallelism() - 1)
+}
+
 function finishRoot(o: Record<string, unknown>, _path: string, ctx: Ctx): void {
-  if (o['workers'] === null) o['workers'] = availableParallelism()
+  if (o['workers'] === null) o['workers'] = defaultWorkers()
   const reg = o['registrar'] as Record<string, unknown>
   if (reg['store'] === null) reg['store'] = o['store']
   const dlg = o['dialog'] as Record<string, unknown>

@@ -50,7 +50,7 @@ export class Engine {
     this.#opts = opts
     this.log = opts.logger ?? createLogger({ module: 'engine' })
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits }
-    this.#nWorkers = opts.workers ?? availableParallelism()
+    this.#nWorkers = opts.workers ?? Math.max(0, availableParallelism() - 1)
     this.#config = opts.config
     const ringBytes = opts.ringBytes ?? 4 * 1024 * 1024
     if (this.#nWorkers > 0 && this.limits.maxMessageSize > Ring.maxPayloadFor(ringBytes) / 4)
@@ -133,6 +133,7 @@ export class Engine {
           log: this.log,
           counters: this.counters,
           postControl: msg => this.#workerControl(msg),
+          ...(this.#opts.inProcessHandler !== undefined ? { create: this.#opts.inProcessHandler } : {}),
         })
         this.#inbound.target = this.#outbound.target = this.#inproc
       }

@@ -1,7 +1,7 @@
 // workers: 0 — the handler module runs on the primary thread, with no rings: the engine calls
 // onFrame directly and the handler's send writes to the socket directly. The in-process baseline
 // of the engine benchmark, and the simplest way to test a handler over real sockets.
-import type { CreateHandler, FrameMeta, MessageHandler } from '@sipedge/frame'
+import type { CreateHandler, FrameMeta, HandlerContext, MessageHandler } from '@sipedge/frame'
 import { createFrameMeta } from '@sipedge/frame'
 import { RateLimitedLog, type Logger } from './log.js'
 import type { Counters } from './counters.js'
@@ -27,9 +27,10 @@ export class InProcessTarget implements FrameTarget {
     counters: Counters
     /** The handler's postControl (a worker's `broadcast`): with one thread, only the primary hears it. */
     postControl?: (msg: { type: string; [k: string]: unknown }) => void
+    /** Builds the handler instead of importing handlerUrl (EngineOptions.inProcessHandler). */
+    create?: (ctx: HandlerContext) => Promise<MessageHandler>
   }): Promise<InProcessTarget> {
-    const mod = await import(String(handlerUrl)) as { createHandler: CreateHandler }
-    const handler = await mod.createHandler({
+    const hctx: HandlerContext = {
       workerIndex: 0,
       config: ctx.config,
       send: ctx.send,
@@ -37,7 +38,13 @@ export class InProcessTarget implements FrameTarget {
       log: ctx.log.child('handler'),
       inProcess: true,
       ...(ctx.postControl !== undefined ? { postControl: ctx.postControl } : {}),
-    })
+    }
+    let handler: MessageHandler
+    if (ctx.create !== undefined) handler = await ctx.create(hctx)
+    else {
+      const mod = await import(String(handlerUrl)) as { createHandler: CreateHandler }
+      handler = await mod.createHandler(hctx)
+    }
     return new InProcessTarget(handler, ctx.counters, ctx.log)
   }
 

@@ -1,6 +1,6 @@
 // What an Engine is built from: listeners, limits, the worker pool's settings. Plain types and
 // the defaults; validated where they are used (engine.ts, pool.ts).
-import type { TransportName } from '@sipedge/frame'
+import type { HandlerContext, MessageHandler, TransportName } from '@sipedge/frame'
 import type { TlsOptions } from './tls-contexts.js'
 import type { Logger } from './log.js'
 import type { KeepaliveSettings } from './keepalive.js'
@@ -44,12 +44,21 @@ export interface OutboundTlsOptions { rejectUnauthorized?: boolean; ca?: string 
 
 export interface EngineOptions {
   listeners: ListenerOptions[]
-  /** Worker threads; default: number of cores. 0 = run the handler in-process (no rings). */
+  /**
+   * Worker threads; default: the CPUs this process may run on, less one (the primary's), i.e. 0
+   * on one CPU. 0 = run the handler in-process, on the primary thread (no rings).
+   */
   workers?: number
   /** Worker thread entry (e.g. import.meta.resolve('@sipedge/workers/worker')); required when workers > 0. */
   workerUrl?: URL | string
   /** Module exporting `createHandler(ctx)`; loaded in-process for workers: 0 and handed to each worker. */
   handlerUrl: URL | string
+  /**
+   * workers: 0 — builds the handler on the primary thread from the context the engine gives
+   * (e.g. @sipedge/workers' inProcessHost, which adds the metrics and tracing a worker thread
+   * has). Default: import handlerUrl and call its createHandler(ctx).
+   */
+  inProcessHandler?: (ctx: HandlerContext) => Promise<MessageHandler>
   /** Configuration handed to the handler(s): structured-clone- and msgpackr-encodable. */
   config?: unknown
   /** Bytes per ring, each direction, per worker (default 4 MiB). */
