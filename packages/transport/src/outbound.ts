@@ -122,8 +122,10 @@ export class Outbound implements OutboundSink {
         conn = opened
       } else { this.#c.sendNoConnection++; return false }
     }
+    // One message, one write: over a WebSocket each write is a message of its own, so the slices
+    // of an edited message (an in-process handler's, workers: 0) are joined first.
     if (fromRing) this.#write(conn, Buffer.from(payload as Uint8Array))
-    else if (Array.isArray(payload)) { for (const p of payload) this.#write(conn, p as Buffer) }
+    else if (Array.isArray(payload)) this.#write(conn, payload.length === 1 ? payload[0] as Buffer : Buffer.concat(payload as Uint8Array[]))
     else this.#write(conn, payload as Buffer)
     if ((meta.flags & FLAG_CLOSE_AFTER_SEND) !== 0) this.#o.streams.end(conn)
     return true

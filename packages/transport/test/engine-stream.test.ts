@@ -169,3 +169,28 @@ t.test('stop(): closes listeners and connections; idempotent', async t => {
   t.ok(await c.waitClosed(), 'client connection closed')
   t.equal(e.state, 'stopped')
 })
+
+t.test('a message handed to send() as slices goes out as one message: one WebSocket message, one TCP write, one datagram', async t => {
+  const { WsTestClient } = await import('./helpers/ws-client.js')
+  const { e, tcp, udp } = await engine(t, {
+    listeners: [{ transport: 'udp', address: '127.0.0.1', port: 0 }, { transport: 'tcp', address: '127.0.0.1', port: 0 }, { transport: 'ws', address: '127.0.0.1', port: 0 }],
+  })
+  const ws = await WsTestClient.connect({ host: '127.0.0.1', port: e.listeners[2]!.port })
+  t.teardown(() => ws.destroy())
+  ws.send(req({ callId: 'ws-split', extra: ['X-Split: 4'] }))
+  const m = await ws.nextMessage()
+  t.match(m.text, /^SIP\/2\.0 200 OK\r\nCall-ID: ws-split\r\n[\s\S]*\r\nContent-Length: 0\r\n\r\n$/, 'the whole response in one WebSocket message')
+  const more = await ws.nextMessage(400).then(() => true, () => false)
+  t.notOk(more, 'and no other message')
+
+  const before = e.counters.streamOut
+  const c = await Client.tcp(tcp)
+  t.teardown(() => c.close())
+  c.write(req({ callId: 'tcp-split', extra: ['X-Split: 3'] }))
+  await c.wait(1)
+  t.match(c.msgs[0], /^SIP\/2\.0 200 OK\r\nCall-ID: tcp-split\r\n/, 'the whole response over TCP')
+  t.equal(e.counters.streamOut - before, 1, 'counted as one message out')
+
+  const r = await udpExchange(udp, req({ callId: 'udp-split', extra: ['X-Split: 5'] }))
+  t.match(r, /^SIP\/2\.0 200 OK\r\nCall-ID: udp-split\r\n[\s\S]*\r\n\r\n$/, 'one datagram with the whole response')
+})
