@@ -134,7 +134,12 @@ export class StreamListeners {
       o.onError(conn, err)
     })
     sock.on('close', () => this.closed(conn))
-    sock.on('end', () => { if (!sock.writableEnded) sock.end() })
+    // The peer's FIN ends the connection for us too: node writes nothing after it (EPIPE), so it
+    // leaves the table now, not at 'close', and the next frame to that peer opens a new one.
+    sock.on('end', () => {
+      this.closed(conn)
+      if (!sock.writableEnded) sock.end()
+    })
   }
 
   /** Flush and half-close (FLAG_CLOSE_AFTER_SEND, shutdown). */
