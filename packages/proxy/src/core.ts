@@ -89,6 +89,7 @@ export class Proxy implements CoreState, CoreApi {
   private draining: boolean
   private optionsHeaders: Array<[string, string]>
   private readonly maxSize: number
+  private timerErrorLoggedAt = 0
   readonly sendFn: (dest: Destination, data: Buffer | Buffer[]) => void
   // Bound once: transaction callbacks carry the per-request state in tx.context, no closure per message.
   readonly onClientResponse: (msg: SipMessage, tx: ClientTransaction) => void
@@ -121,6 +122,16 @@ export class Proxy implements CoreState, CoreApi {
       onStrayResponse: (msg, source) => { if (!this.ownStray(msg, source)) forwardStray(this, msg, source) },
       manualTimers: opts.manualTimers ?? false,
       forceRport: opts.config.nat.force_rport,
+      // One failing callback must not stop every other timer of this thread, nor end the thread
+      // (with workers: 0, the process): logged at most every 10 s, counted in stats.
+      onTimerError: err => {
+        this.counters.timerErrors++
+        const now = Date.now()
+        if (now - this.timerErrorLoggedAt >= 10_000) {
+          this.timerErrorLoggedAt = now
+          this.log.error('transaction timer callback threw', { err: err instanceof Error ? (err.stack ?? err.message) : String(err), timerErrors: this.counters.timerErrors })
+        }
+      },
     })
     this.onClientResponse = (msg, tx) => clientResponse(this, msg, tx)
     this.onClientTimeout = (tx, reason) => clientTimeout(this, tx, reason)

@@ -34,6 +34,8 @@ export class ProxyCounters {
   failovers = 0
   timeouts = 0
   transportErrors = 0
+  /** A transaction timer's callback threw (a bug): logged, the other timers went on. */
+  timerErrors = 0
   cancels = 0
   cancelNoMatch = 0
   acksForwarded = 0

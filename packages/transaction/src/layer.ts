@@ -61,6 +61,12 @@ export interface TransactionLayerOptions {
    * next one still pending, and a wheel holding only Timer K or a far Timer C wakes when it fires.
    */
   manualTimers?: boolean
+  /**
+   * A transaction's timer callback threw (a bug in what it calls: the proxy's failover, a
+   * module): called with the error and the transaction; the layer's other timers go on. Absent:
+   * the error is thrown out of tick() (and, with the native driver, out of its setTimeout).
+   */
+  onTimerError?: (err: unknown, tx: unknown) => void
 }
 
 /** The longest the native timer driver sleeps while any timer is pending. */
@@ -167,7 +173,7 @@ export class TransactionLayer implements TransactionHost<Transaction> {
     // timer far less in relative terms, and a busy worker wakes 20 times a second for all its
     // timers together. A smaller T1 (tests, LAN deployments) scales the tick down with it.
     const tickMs = opts.tickMs ?? Math.max(1, Math.min(50, Math.floor(cfg.t1 / 10)))
-    this.wheel = new TimerWheel({ tickMs, slots: opts.wheelSlots ?? 1024, now: this.clock.now() })
+    this.wheel = new TimerWheel({ tickMs, slots: opts.wheelSlots ?? 1024, now: this.clock.now(), ...(opts.onTimerError !== undefined ? { onError: opts.onTimerError } : {}) })
     this.autoTrying = opts.autoTrying ?? true
     this.forceRport = opts.forceRport ?? false
     this.sendFn = opts.send

@@ -44,10 +44,16 @@ export interface TimerWheelOptions {
   slots?: number
   /** Current clock time, ms; the wheel starts at this tick. Default 0. */
   now?: number
+  /**
+   * An entry's onTimer threw: called with the error. Either way the other entries due in the
+   * same tick still fire; without onError the first error is then thrown out of advance().
+   */
+  onError?: (err: unknown, entry: TimerEntry) => void
 }
 
 export class TimerWheel {
   readonly tickMs: number
+  private readonly onError: ((err: unknown, entry: TimerEntry) => void) | null
   readonly slotCount: number
   private readonly heads: Array<TimerEntry | null>
   private readonly mask: number
@@ -71,6 +77,7 @@ export class TimerWheel {
     this.count = 0
     this.advancing = false
     this.due = []
+    this.onError = opts.onError ?? null
   }
 
   /** Entries currently scheduled. */
@@ -177,6 +184,8 @@ export class TimerWheel {
   private fireSlot(slot: number, upTo: number, now: number): number {
     const due = this.due
     let n = 0
+    let failed = false
+    let error: unknown
     let e: TimerEntry | null = this.heads[slot]!
     while (e !== null) {
       const next: TimerEntry | null = e._wNext
@@ -194,9 +203,15 @@ export class TimerWheel {
       if (d._wTick !== FIRING) continue
       d._wTick = IDLE
       n++
-      d.onTimer(now)
+      try {
+        d.onTimer(now)
+      } catch (err) {
+        if (this.onError !== null) this.onError(err, d)
+        else if (!failed) { failed = true; error = err }
+      }
     }
     due.length = 0
+    if (failed) throw error
     return n
   }
 

@@ -150,3 +150,24 @@ t.test('the native driver sleeps at most 1 s: a clock that jumps is caught up wi
   t.equal(tx.state, 'Terminated', 'Timer F fired without a manual tick')
   t.same(timeouts, ['timeout'], 'reported as a timeout (Timer F)')
 })
+
+t.test('a timeout callback that throws goes to onTimerError; the other transactions time out as usual', async t => {
+  const errors: string[] = []
+  const h = new Harness({ onTimerError: err => errors.push(String(err)) })
+  const timeouts: string[] = []
+  for (const [branch, bad] of [['z9hG4bKbad1', true], ['z9hG4bKgood1', false]] as const) {
+    h.layer.createClient({
+      request: [Buffer.from(outboundText({ branch, method: 'OPTIONS' }))],
+      method: 'OPTIONS',
+      branch,
+      dest: BOB,
+      onResponse: () => {},
+      onTimeout: () => { if (bad) throw new Error(`failover bug in ${branch}`); timeouts.push(branch) },
+      onTerminated: () => {},
+    })
+  }
+  h.advance(40_000)
+  t.same(errors, ['Error: failover bug in z9hG4bKbad1'])
+  t.same(timeouts, ['z9hG4bKgood1'])
+  t.equal(h.layer.stats().active.total, 0, 'both transactions are gone')
+})

@@ -130,3 +130,35 @@ t.test('nextTick: the first tick with something due, one rotation ahead at most,
   w.schedule(near, 180) // tick 18, slot 2 as well, ahead of `far` in the list
   t.equal(w.nextTick(), 18)
 })
+
+t.test('a callback that throws: onError gets it and the rest of the tick still fires', async t => {
+  const errors: unknown[] = []
+  const w = new TimerWheel({ tickMs: 10, onError: (err, e) => errors.push([String(err), e]) })
+  const a = new Probe()
+  const bad = new Probe()
+  const b = new Probe()
+  bad.onFire = () => { throw new Error('boom') }
+  w.schedule(a, 20)
+  w.schedule(bad, 20)
+  w.schedule(b, 20)
+  w.schedule(new Probe(), 40)
+  t.equal(w.advance(20), 3)
+  t.same(errors, [['Error: boom', bad]])
+  t.same([a.fired, b.fired], [[20], [20]], 'the entries after it fired')
+  t.equal(w.advance(40), 1, 'and later ticks go on')
+})
+
+t.test('without onError: the rest of the tick fires, then the first error is thrown; the wheel stays usable', async t => {
+  const w = new TimerWheel({ tickMs: 10 })
+  const bad = new Probe()
+  const a = new Probe()
+  bad.onFire = () => { throw new Error('boom') }
+  w.schedule(bad, 20)
+  w.schedule(a, 20)
+  t.throws(() => w.advance(20), /boom/)
+  t.same(a.fired, [20], 'the other entry of the tick fired')
+  const c = new Probe()
+  w.schedule(c, 30)
+  t.equal(w.advance(30), 1, 'the next advance fires normally')
+  t.same(c.fired, [30])
+})
