@@ -3,7 +3,7 @@ import { cpus, availableParallelism, totalmem, release, loadavg, hostname } from
 import { execFileSync } from 'node:child_process'
 
 // The standard comparison (issue 17): what a quad-core config would run less one (workers: 2),
-// the product's default (one worker per CPU it may use: 1 when pinned to one CPU), and Kamailio
+// the product's default (the CPUs it may use less one: 0 when pinned to one CPU), and Kamailio
 // with benchmarks/kamailio/kamailio.cfg, all in the same run.
 export const STANDARD_TARGETS = [
   { label: 'sipedge', kind: 'sipedge', workers: 2 },
