@@ -5,7 +5,8 @@
 // must parse strictly, counters never go back), and after the run the per-method counters must
 // match what sipp sent.
 import t from 'tap'
-import { tempDir, until } from '@sipedge/tests'
+import { createSocket } from 'node:dgram'
+import { tempDir, until, sipRequest, parseResponse } from '@sipedge/tests'
 import { startSipp, type SippResult } from '../dist/sipp.js'
 import { startSipedge, http, sampleValue, sippCounts, sleepMs } from '../dist/ops.js'
 import { parseExposition, type ExpoFamily } from '../../metrics/test/fixtures/expo-parser.js'
@@ -166,6 +167,22 @@ admin: { listen: 127.0.0.1:${HTTP}, token: ${TOKEN} }
     const errs = after.get('sipedge_scrape_errors_total')?.samples.filter(x => x.value > 0).map(x => `${x.labels['source']}: ${x.value}`) ?? []
     if (errs.length > 0) t.comment(`scrape sources that failed or were slow at some point: ${errs.join(', ')}`)
     t.ok(after.has('sipedge_registrations_aors') && (after.get('sipedge_dispatcher_destination_state')?.samples.length ?? 0) > 0, 'store and dispatcher sources answered the last scrape')
+  })
+
+  t.test('SIP tracing switched on at run time: the message in and the answer out are traced', async t => {
+    const callId = `traced-${workers}-${process.pid}@ops-metrics`
+    const r = await http('PUT', `${base}/api/trace`, { token: TOKEN, body: { callIds: [callId] } })
+    t.equal(r.status, 200, r.text)
+    const sock = createSocket('udp4')
+    t.teardown(() => sock.close())
+    await new Promise<void>(res => sock.bind(0, '127.0.0.1', () => res()))
+    const port = (sock.address() as { port: number }).port
+    const answered = new Promise<string>(res => sock.once('message', m => res(m.toString('latin1'))))
+    sock.send(sipRequest({ method: 'OPTIONS', uri: `sip:127.0.0.1:${SIP}`, port, callId }), SIP, '127.0.0.1')
+    t.match(parseResponse(await answered).status, 200, 'OPTIONS to the node answered')
+    const lines = (): Array<Record<string, unknown>> => proc.output().split('\n').filter(l => l.includes('"module":"trace"') && l.includes(callId)).map(l => JSON.parse(l) as Record<string, unknown>)
+    t.ok(await until(() => lines().length >= 2, 10_000, 50), 'two trace lines')
+    t.same(lines().map(l => l['trace']).sort(), ['in', 'out'], 'one in, one out')
   })
 
   t.test('SIGTERM: drains, exits 0, last lines written', async t => {
