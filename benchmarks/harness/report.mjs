@@ -62,7 +62,7 @@ export async function writeReports(run, o) {
 function targetName(x) {
   if (x.kind === 'kamailio') return `${x.target} (children ${x.kamailioChildren ?? 4})`
   const w = x.sipedgeWorkers
-  return `${x.target} (workers ${w === 'default' || w === null || w === undefined ? `default${x.sipedgeWorkersAlive !== undefined && x.sipedgeWorkersAlive !== null ? ` = ${x.sipedgeWorkersAlive}` : ''}` : w})`
+  return `${x.target} (workers ${w === 'default' || w === null || w === undefined ? `default${x.sipedgeWorkersAlive !== undefined && x.sipedgeWorkersAlive !== null ? ` = ${x.sipedgeWorkersAlive}${x.sipedgeWorkersAlive === 0 ? ', in-process' : ''}` : ''}` : w})`
 }
 
 function markdown(run, base) {

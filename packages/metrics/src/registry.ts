@@ -441,7 +441,7 @@ export function createMetricsRegistry(opts: MetricsRegistryOptions = {}): Sipedg
     fromEngine('sipedge_overload_replies_total', [{}]))
   def('sipedge_worker_restarts_total', 'counter', [], 'Worker threads that died and were replaced.',
     fromEngine('sipedge_worker_restarts_total', [{}]))
-  def('sipedge_workers_alive', 'gauge', [], 'Worker threads running (1 with workers: 0, where the primary thread runs the message handler).', () => {
+  def('sipedge_workers_alive', 'gauge', [], 'Worker threads running (0 with workers: 0, where the primary thread runs the message handler).', () => {
     try {
       const n = src.workersAlive?.()
       return n === undefined ? [] : [{ value: n }]
