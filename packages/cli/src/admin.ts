@@ -91,7 +91,7 @@ export function createAdminBackend(d: AdminDeps, trace: TraceState): AdminBacken
       const reasons: string[] = []
       if (d.stopping() || engine.state === 'draining' || engine.state === 'stopped') reasons.push('draining')
       else if (engine.state !== 'running') reasons.push('starting')
-      const want = engine.workerCount === 0 ? 1 : engine.workerCount
+      const want = engine.workerCount
       if (engine.state === 'running' && engine.workersAlive < want) reasons.push(`workers starting (${engine.workersAlive}/${want})`)
       return reasons.length === 0 ? { ready: true } : { ready: false, reasons }
     },

@@ -195,8 +195,7 @@ export async function run(file: string, o: { v8Flags?: readonly string[] } = {})
       engineCounters: () => ({ ...engine.counters, pikeDropped: engine.pike.dropped, pikeFloodBans: engine.pike.floodBans }) as unknown as Record<string, number>,
       rings: () => engine.ringStats(),
       connections: () => engine.connectionsByTransport(),
-      // worker threads: none with workers: 0 (the engine counts its in-process handler as one)
-      workersAlive: () => (engine.workerCount === 0 ? 0 : engine.workersAlive),
+      workersAlive: () => engine.workersAlive,
       sampleThreads: async () => {
         // Every thread samples its gauges now, for this scrape; nothing samples between scrapes.
         const at = performance.timeOrigin + performance.now()

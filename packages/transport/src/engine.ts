@@ -324,9 +324,8 @@ export class Engine {
     return out
   }
 
-  /** Worker threads running (started and ready); 1 in-process once started. */
+  /** Worker threads running (started and ready); 0 in-process (workers: 0 has none). */
   get workersAlive(): number {
-    if (this.#inproc !== null) return 1
     return this.#pool?.alive ?? 0
   }
 
