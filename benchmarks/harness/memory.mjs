@@ -22,7 +22,7 @@ import { STANDARD_TARGETS, parseTargets, rotate, machine, load, pinSelf } from '
 const RSS_TARGET_MB = 200
 
 function parseArgs(argv) {
-  const o = { aors: 100000, settle: 10, targets: null, pin: availableParallelism() >= 2, proxyCpus: '0', loadCpus: null, children: 4, shmMb: 512, port: 26260, out: join(ROOT, 'benchmarks', 'results'), tag: null, json: null, repeats: 1 }
+  const o = { aors: 100000, settle: 60, targets: null, pin: availableParallelism() >= 2, proxyCpus: '0', loadCpus: null, children: 4, shmMb: 512, port: 26260, out: join(ROOT, 'benchmarks', 'results'), tag: null, json: null, repeats: 1 }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
     const v = () => argv[++i]

@@ -1,13 +1,15 @@
 // What a thread that runs a message handler does around it, per message, whether that thread is
 // a worker (worker.ts, frames from the rings) or the primary itself (workers: 0, in-process.ts):
 // a start-line classification and two float64 increments into the thread's metrics block for
-// every message in and out, the SIP trace of matching messages, and the trace filters the admin
-// API sets. No message, string or allocation per SIP message.
+// every message in and out, the SIP trace of matching messages, the trace filters the admin API
+// sets, and the message count of the GC after a burst (idle-collect.ts). No message, string or
+// allocation per SIP message.
 import { findCallId } from '@sipedge/sip'
 import { nameOf } from '@sipedge/frame'
 import { ResponseDirection, transportIndex, type WorkerMetrics } from '@sipedge/metrics'
 import type { Tracer } from '@sipedge/log'
 import { classify, RESPONSE_BASE } from './classify.js'
+import type { IdleCollector } from './idle-collect.js'
 import type { FrameMeta, HandlerMetrics } from './types.js'
 
 type Payload = Uint8Array | readonly Uint8Array[]
@@ -20,15 +22,19 @@ export class HandlerHost {
   /** What the handler gets as ctx.metrics (its `forwardedNext` tells countOut a response's direction). */
   readonly handlerMetrics: HandlerMetrics | undefined
   readonly tracer: Tracer | null
+  /** The GC after a burst, told of every message (idle-collect.ts), or null. */
+  readonly collector: IdleCollector | null
 
-  constructor(metrics: WorkerMetrics | null, tracer: Tracer | null) {
+  constructor(metrics: WorkerMetrics | null, tracer: Tracer | null, collector: IdleCollector | null = null) {
     this.metrics = metrics
+    this.collector = collector
     this.handlerMetrics = metrics !== null ? { writer: metrics, forwardedNext: false } : undefined
     this.tracer = tracer
   }
 
   /** One message in, before the handler sees it. */
   received(meta: FrameMeta, payload: Uint8Array): void {
+    if (this.collector !== null) this.collector.note()
     if (this.metrics !== null) this.countIn(meta, payload)
     if (this.tracer !== null && this.tracer.active) this.trace('in', meta, payload)
   }

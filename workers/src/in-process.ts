@@ -1,12 +1,13 @@
 // workers: 0 — the handler on the primary thread (EngineOptions.inProcessHandler), with what a
 // worker thread adds around it: every message in and out counted into the metrics block of the
 // thread that runs it (the primary's own, block 0), SIP tracing, the admin API's trace filters,
-// and the handler's gauges sampled when Prometheus scrapes (the `threadSample` query). The
+// the GC after a burst (idle-collect.ts), and the handler's gauges sampled when Prometheus scrapes (the `threadSample` query). The
 // primary samples its own thread gauges (busy time, heap, event-loop delay) itself: one sampler
 // for the thread, not two.
 import { THREAD_SAMPLE, type WorkerMetrics } from '@sipedge/metrics'
 import type { Tracer } from '@sipedge/log'
 import { HandlerHost, type TraceFilters } from './host.js'
+import { IdleCollector, logCollection } from './idle-collect.js'
 import type { CreateHandler, FrameMeta, MessageHandler } from './types.js'
 import type { HandlerContext as FrameHandlerContext, MessageHandler as FrameMessageHandler } from '@sipedge/frame'
 
@@ -24,7 +25,7 @@ export interface InProcessHostOptions {
 /** EngineOptions.inProcessHandler for a handler module run on the primary thread. */
 export function inProcessHost(opts: InProcessHostOptions): (ctx: FrameHandlerContext) => Promise<FrameMessageHandler> {
   return async (ctx) => {
-    const host = new HandlerHost(opts.metrics?.() ?? null, opts.tracer ?? null)
+    const host = new HandlerHost(opts.metrics?.() ?? null, opts.tracer ?? null, new IdleCollector({ onCollect: logCollection(ctx.log) }))
     if (opts.traceFilters !== undefined) host.setTraceFilters({ filters: opts.traceFilters })
     const mod = await import(String(opts.handlerUrl)) as { createHandler: CreateHandler }
     const { metrics: _none, ...rest } = ctx
@@ -75,6 +76,7 @@ class InProcessHandler implements FrameMessageHandler {
   }
 
   close(): Promise<void> | void {
+    this.#host.collector?.close()
     return this.#h.close?.()
   }
 }

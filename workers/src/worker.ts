@@ -16,6 +16,7 @@ import { createPortLogging, Tracer, type LogLevel, type PortLogging } from '@sip
 import { pack, unpack } from 'msgpackr'
 import { workerLogger } from './log.js'
 import { HandlerHost } from './host.js'
+import { IdleCollector, logCollection } from './idle-collect.js'
 import type { CreateHandler, MessageHandler, HandlerLogger } from './types.js'
 
 interface WorkerData extends Partial<WorkerMetricsData> {
@@ -80,7 +81,7 @@ if (data.logPort !== undefined) {
 const metrics: WorkerMetrics | null = data.metricsBuffer !== undefined && data.metricsBlock !== undefined
   ? WorkerMetrics.attach({ metricsBuffer: data.metricsBuffer, metricsBlock: data.metricsBlock })
   : null
-const host = new HandlerHost(metrics, tracer)
+const host = new HandlerHost(metrics, tracer, new IdleCollector({ onCollect: logCollection(log) }))
 
 // ---------------------------------------------------------------- handler
 const mod = await import(data.handlerUrl ?? new URL('./handler.js', import.meta.url).href) as { createHandler: CreateHandler }
@@ -183,6 +184,7 @@ port.on('message', (m: Uint8Array) => {
 
 async function finish(): Promise<void> {
   while (inbound.drain(onFrame, BATCH) > 0) { /* the primary stopped producing: this ends */ }
+  host.collector?.close()
   try { await handler.close?.() } catch (err) { log.error('handler close failed', { err }) }
   portLogging?.flush()
   port.postMessage(pack({ type: 'drained', outFull, handlerErrors }))

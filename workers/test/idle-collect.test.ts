@@ -1,0 +1,83 @@
+// The GC after a burst (idle-collect.ts) on this isolate's real heap, with short windows: it
+// collects once the thread has gone quiet after the heap grew, not while messages flow, not when
+// the heap did not grow, and it arms no timer while asleep.
+import t from 'tap'
+import { getHeapStatistics } from 'node:v8'
+import { IdleCollector } from '@sipedge/workers'
+
+const sleep = (ms: number): Promise<void> => new Promise(r => setTimeout(r, ms))
+const MiB = 1024 * 1024
+const used = (): number => getHeapStatistics().used_heap_size
+
+/** ~`mb` MiB of small objects on the V8 heap, kept alive by the returned array. */
+function garbage(mb: number): object[] {
+  const keep: object[] = []
+  for (let i = 0; i < mb * 8192; i++) keep.push({ i, s: `transaction ${i} ${'x'.repeat(40)}` })
+  return keep
+}
+
+t.test('a burst, then quiet: one major GC, the heap used falls', async t => {
+  const seen: Array<[number, number]> = []
+  let keep: object[] | null = null
+  const c = new IdleCollector({ windowMs: 40, quietMessages: 10, quietMs: 120, growthBytes: 8 * MiB, onCollect: (b, a) => seen.push([b, a]) })
+  t.teardown(() => c.close())
+  t.ok(c.available, 'V8 gave a gc function without --expose-gc on the command line')
+  keep = garbage(40)
+  // the burst: many messages per window
+  for (let w = 0; w < 4; w++) {
+    for (let i = 0; i < 50; i++) c.note()
+    await sleep(40)
+  }
+  t.equal(c.collections, 0, 'no collection while messages flow')
+  const before = used()
+  keep = null // the burst's transactions end
+  t.equal(keep, null)
+  // quiet, but not silent: a message now and then (probes)
+  for (let i = 0; i < 12 && c.collections === 0; i++) { c.note(); await sleep(40) }
+  for (let i = 0; i < 50 && c.collections === 0; i++) await sleep(20)
+  t.equal(c.collections, 1, 'one collection after the quiet time')
+  t.equal(seen.length, 1)
+  t.ok(seen[0]![1] < seen[0]![0] - 20 * MiB, `heap used fell by more than 20 MiB (${(seen[0]![0] / MiB).toFixed(1)} -> ${(seen[0]![1] / MiB).toFixed(1)} MiB)`)
+  t.ok(used() < before - 20 * MiB, 'and stays down')
+  // asleep now: more quiet time does not collect again (nothing grew), the next burst re-arms it
+  for (let i = 0; i < 8; i++) { c.note(); await sleep(40) }
+  t.equal(c.collections, 1, 'no second collection without growth')
+})
+
+t.test('no growth: quiet periods end without a collection', async t => {
+  const c = new IdleCollector({ windowMs: 30, quietMessages: 10, quietMs: 60, growthBytes: 512 * MiB })
+  t.teardown(() => c.close())
+  for (let i = 0; i < 10; i++) { c.note(); await sleep(30) }
+  await sleep(150)
+  t.equal(c.collections, 0)
+})
+
+t.test('busy all along: no collection, however large the heap', async t => {
+  const keep = garbage(20)
+  const c = new IdleCollector({ windowMs: 30, quietMessages: 10, quietMs: 60, growthBytes: 1 })
+  t.teardown(() => c.close())
+  for (let w = 0; w < 8; w++) {
+    for (let i = 0; i < 20; i++) c.note()
+    await sleep(30)
+  }
+  t.equal(c.collections, 0)
+  t.ok(keep.length > 0)
+})
+
+t.test('asleep until quietMessages messages arrive; close disarms', async t => {
+  const c = new IdleCollector({ windowMs: 20, quietMessages: 5, quietMs: 20, growthBytes: 1 })
+  c.note() // arms; the window sees one message: quiet; decides (collects: growth 1 byte)
+  for (let i = 0; i < 40 && c.collections === 0; i++) await sleep(10)
+  t.equal(c.collections, 1)
+  // asleep: four messages do not arm it (fewer than quietMessages), so no further decision
+  for (let i = 0; i < 4; i++) c.note()
+  await sleep(80)
+  t.equal(c.collections, 1, 'still asleep')
+  c.note() // the fifth: awake again, and a quiet window later it decides again
+  for (let i = 0; i < 40 && c.collections === 1; i++) await sleep(10)
+  t.equal(c.collections, 2)
+  c.close()
+  for (let i = 0; i < 10; i++) c.note()
+  await sleep(80)
+  t.equal(c.collections, 2, 'closed: never again')
+})
