@@ -51,6 +51,8 @@ export class ProxyHandler implements MessageHandler {
         workers: ctx.inProcess ? 1 : Math.max(1, config.workers),
         send: (dest, data) => h.send(dest, data),
         now: ctx.now,
+        // worker.ts and the in-process host give performance.timeOrigin + performance.now()
+        monotonicNow: ctx.nowJumps !== true,
         log: ctx.log,
         // The nat module's "keep this connection alive" is a frame to the primary (which owns the
         // connection), not a message for the other workers.

@@ -39,6 +39,12 @@ export interface HandlerContext<W = unknown> {
   send(meta: FrameMeta, payload: Uint8Array | readonly Uint8Array[]): boolean
   /** ms, performance.timeOrigin + performance.now() (same clock as FrameMeta.recvTime). */
   now(): number
+  /**
+   * true: `now` is not that clock but one that may jump ahead (a test's or a fuzzer's clock), so
+   * the handler's timers must check it every second rather than sleep until their native timer
+   * is due. Absent or false in sipedge itself.
+   */
+  nowJumps?: boolean
   log: HandlerLogger
   /** true when running on the primary thread (workers: 0). */
   inProcess: boolean

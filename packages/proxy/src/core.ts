@@ -9,7 +9,7 @@
 // best response held during failover) is copied at that point.
 import { SipParseError, parseUri, tryParseMessage, type NameAddr, type SipMessage, type SipUri } from '@sipedge/sip'
 import {
-  TransactionLayer,
+  TransactionLayer, DRIVER_SLEEP_MS,
   type ClientTransaction, type InviteClientTransaction, type InviteServerTransaction, type NonInviteServerTransaction, type ServerTransaction, type TimeoutReason,
 } from '@sipedge/transaction'
 import type { FrozenConfig } from '@sipedge/config'
@@ -36,6 +36,12 @@ export interface ProxyOptions {
   send(dest: Destination, data: Buffer | Buffer[]): void
   /** ms; the same clock as Source.recvTime. */
   now(): number
+  /**
+   * `now` is performance.timeOrigin + performance.now(), the monotonic clock Node's timers run on
+   * (what the worker threads and the in-process host give): the transaction timers then sleep
+   * until the next one is due instead of checking every second for a clock that jumped.
+   */
+  monotonicNow?: boolean
   log: ProxyLogger
   /** Upward control messages (e.g. dispatcher-state), when the host offers a channel. */
   postControl?(msg: ControlMessage): void
@@ -121,6 +127,7 @@ export class Proxy implements CoreState, CoreApi {
       t1: t.t1, t2: t.t2, t4: t.t4, timerC: t.timer_c, timerB: t.timer_b, timerF: t.timer_f,
       onStrayResponse: (msg, source) => { if (!this.ownStray(msg, source)) forwardStray(this, msg, source) },
       manualTimers: opts.manualTimers ?? false,
+      maxSleepMs: opts.monotonicNow === true ? DRIVER_SLEEP_MS.monotonic : DRIVER_SLEEP_MS.anyClock,
       forceRport: opts.config.nat.force_rport,
       // One failing callback must not stop every other timer of this thread, nor end the thread
       // (with workers: 0, the process): logged at most every 10 s, counted in stats.

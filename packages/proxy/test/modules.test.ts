@@ -230,3 +230,17 @@ t.test('on arrival: DROP is silent, a Reply is stateless, both before any transa
   t.equal(p.counters.arrivalDropped, 1)
   t.equal(p.counters.arrivalReplies, 1)
 })
+
+t.test('monotonicNow: the transaction timers sleep until due (60 s cap), else they check every second', async t => {
+  const mk = (monotonicNow?: boolean): Promise<Proxy> => startProxy({
+    config, workerIndex: 0, workers: 1, now: () => performance.timeOrigin + performance.now(), log, send() {},
+    ...(monotonicNow !== undefined ? { monotonicNow } : {}),
+  }, [decl('test', { actions: ['register', 'lookup'] }, () => ({
+    actions: { register: { kind: 'takeover', run() {} }, lookup: { kind: 'targets', run: () => ({ hops: [], failover: null }) } },
+  }))])
+  const mono = await mk(true)
+  const other = await mk()
+  t.teardown(async () => { await mono.close(0); await other.close(0) })
+  t.equal(mono.layer.maxSleepMs, 60_000)
+  t.equal(other.layer.maxSleepMs, 1_000)
+})

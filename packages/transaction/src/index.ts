@@ -1,4 +1,4 @@
-export { TransactionLayer, responseDestination, MAGIC_COOKIE } from './layer.js'
+export { TransactionLayer, responseDestination, MAGIC_COOKIE, DRIVER_SLEEP_MS } from './layer.js'
 export type { TransactionLayerOptions, RequestResult, ResponseResult, TransactionStats } from './layer.js'
 export type { ClientTransaction, ClientTransactionOptions, ServerTransaction } from './layer.js'
 export { TransactionCounters } from './counters.js'

@@ -67,10 +67,20 @@ export interface TransactionLayerOptions {
    * the error is thrown out of tick() (and, with the native driver, out of its setTimeout).
    */
   onTimerError?: (err: unknown, tx: unknown) => void
+  /**
+   * The longest the native driver sleeps while a timer is pending (ms). Default 1,000 when a
+   * `clock` is given — a clock that may jump (a test's clock, a stepped wall clock) is caught up
+   * within a second — and 60,000 without one: the layer's own clock, performance.now(), is the
+   * monotonic clock Node's timers run on, so the driver can sleep until the next timer is due.
+   * A host whose `clock` is that same clock (performance.timeOrigin + performance.now()) sets
+   * 60,000 too: an idle node with one far timer pending (Timer K of a probe, a Timer C) then
+   * wakes when it is due, not every second (issue 17, idle).
+   */
+  maxSleepMs?: number
 }
 
-/** The longest the native timer driver sleeps while any timer is pending. */
-const MAX_DRIVER_SLEEP_MS = 1000
+/** The longest the native timer driver sleeps by default: with a given clock / with performance.now(). */
+export const DRIVER_SLEEP_MS = { anyClock: 1000, monotonic: 60_000 } as const
 
 export type RequestResult =
   | { readonly kind: 'new'; readonly tx: ServerTransaction }
@@ -136,6 +146,8 @@ export class TransactionLayer implements TransactionHost<Transaction> {
   readonly counters: TransactionCounters
   readonly wheel: TimerWheel
   readonly clock: Clock
+  /** The longest the native driver sleeps while a timer is pending (TransactionLayerOptions.maxSleepMs). */
+  readonly maxSleepMs: number
   readonly autoTrying: boolean
   /** TransactionLayerOptions.forceRport; the owner may change it (configuration reload). */
   forceRport: boolean
@@ -169,6 +181,8 @@ export class TransactionLayer implements TransactionHost<Transaction> {
     this.timersReliable = timerValues(cfg, true)
     this.counters = new TransactionCounters()
     this.clock = opts.clock ?? performanceClock
+    this.maxSleepMs = opts.maxSleepMs ?? (opts.clock === undefined ? DRIVER_SLEEP_MS.monotonic : DRIVER_SLEEP_MS.anyClock)
+    if (!(this.maxSleepMs >= 1)) throw new RangeError(`maxSleepMs must be >= 1, got ${this.maxSleepMs}`)
     // 50 ms ticks at T1 = 500 ms: the first retransmission is at most 10% late, every later
     // timer far less in relative terms, and a busy worker wakes 20 times a second for all its
     // timers together. A smaller T1 (tests, LAN deployments) scales the tick down with it.
@@ -225,9 +239,9 @@ export class TransactionLayer implements TransactionHost<Transaction> {
     }
     // +1 ms: the native timer's clock may run a little behind ours; firing before the tick
     // boundary would only re-arm, but costs a wake-up.
-    // At most MAX_DRIVER_SLEEP_MS: a clock that jumps (a stepped wall clock, a test clock) is
-    // caught up within a second instead of at a far timer's old due time (Timer C: minutes).
-    const delay = Math.min(MAX_DRIVER_SLEEP_MS, Math.max(1, Math.ceil(at * this.wheel.tickMs - this.clock.now()) + 1))
+    // At most maxSleepMs: a clock that jumps (a stepped wall clock, a test clock) is caught up
+    // within that instead of at a far timer's old due time (Timer C: minutes).
+    const delay = Math.min(this.maxSleepMs, Math.max(1, Math.ceil(at * this.wheel.tickMs - this.clock.now()) + 1))
     const d = setTimeout(this.driverTick, delay)
     d.unref()
     this.driver = d

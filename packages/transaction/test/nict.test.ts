@@ -171,3 +171,43 @@ t.test('a timeout callback that throws goes to onTimerError; the other transacti
   t.same(timeouts, ['z9hG4bKgood1'])
   t.equal(h.layer.stats().active.total, 0, 'both transactions are gone')
 })
+
+/** A layer on the native driver whose ticks are counted (the driver calls layer.tick()). */
+function countedLayer(opts: ConstructorParameters<typeof TransactionLayer>[0]): { layer: TransactionLayer; ticks: () => number } {
+  const layer = new TransactionLayer(opts)
+  let n = 0
+  const tick = layer.tick.bind(layer)
+  layer.tick = () => { n++; return tick() }
+  return { layer, ticks: () => n }
+}
+
+function farTimerF(layer: TransactionLayer, branch: string, timeouts: TimeoutReason[]): ClientTransaction {
+  // over TCP no Timer E: the only timer pending is Timer F, 2.5 s away
+  return layer.createClient({
+    request: [Buffer.from(outboundText({ branch }))], method: 'OPTIONS', branch, dest: BOB_TCP,
+    onResponse: () => {}, onTimeout: (_tx: ClientTransaction, r: TimeoutReason) => timeouts.push(r),
+  })
+}
+
+t.test('on a monotonic clock the native driver sleeps until the timer is due, not 1 s at a time (idle wake-ups)', async t => {
+  const mono = countedLayer({ send: () => {}, timerF: 2_500 }) // no clock given: performance.now(), monotonic
+  const given = countedLayer({ send: () => {}, timerF: 2_500, clock: { now: () => performance.now() } }) // a clock that may jump
+  t.teardown(() => { mono.layer.close(); given.layer.close() })
+  t.equal(mono.layer.maxSleepMs, 60_000)
+  t.equal(given.layer.maxSleepMs, 1_000)
+  const timeouts: TimeoutReason[] = []
+  const a = farTimerF(mono.layer, 'z9hG4bKmono1', timeouts)
+  const b = farTimerF(given.layer, 'z9hG4bKgiven1', timeouts)
+  const deadline = Date.now() + 6_000
+  while ((a.state !== 'Terminated' || b.state !== 'Terminated') && Date.now() < deadline) await new Promise(r => setTimeout(r, 50))
+  t.same(timeouts, ['timeout', 'timeout'], 'Timer F fired on both')
+  t.equal(mono.ticks(), 1, 'monotonic: one wake-up, when Timer F was due')
+  t.ok(given.ticks() >= 3, `a given clock: a wake-up every second until then (${given.ticks()})`)
+})
+
+t.test('maxSleepMs: a host that says its clock is monotonic gets the long sleep; below 1 ms is refused', async t => {
+  const l = new TransactionLayer({ send: () => {}, clock: { now: () => performance.now() }, maxSleepMs: 60_000 })
+  t.teardown(() => l.close())
+  t.equal(l.maxSleepMs, 60_000)
+  t.throws(() => new TransactionLayer({ send: () => {}, maxSleepMs: 0 }), RangeError)
+})

@@ -105,6 +105,7 @@ export async function createHandlerHarness({ dir, seeds }) {
     config,
     inProcess: true,
     now,
+    nowJumps: true, // the clock jumps ahead (settle, close): timers check it every second
     log: {
       debug() {}, info() {},
       warn(msg, fields) { logged.warn++; logged.firstWarn ??= `${msg} ${JSON.stringify(fields ?? {})}` },
@@ -203,8 +204,8 @@ export async function createHandlerHarness({ dir, seeds }) {
     },
     async close() {
       // past every transaction timer (Timer C is 3 min): what is still active now never ends
-      // the layer's timer driver sleeps at most 1 s while timers are pending (layer.ts
-      // MAX_DRIVER_SLEEP_MS), so a jumped clock is seen within that
+      // with nowJumps the layer's timer driver sleeps at most 1 s while timers are pending
+      // (layer.ts maxSleepMs), so a jumped clock is seen within that
       for (const jump of [200_000, 200_000, 200_000]) {
         offset += jump
         await new Promise(r => setTimeout(r, 1100))
