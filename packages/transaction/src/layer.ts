@@ -566,7 +566,7 @@ function responseToTag(tx: ServerTransaction): string | undefined {
   const r = tx.lastResponse
   if (r === null) return undefined
   try {
-    return parseMessage(Array.isArray(r) ? Buffer.concat(r) : r).to.tag
+    return parseMessage(typeof r === 'string' ? Buffer.from(r, 'latin1') : Array.isArray(r) ? Buffer.concat(r) : r).to.tag
   } catch {
     return undefined
   }

@@ -54,6 +54,8 @@ export class NonInviteServerTransaction extends ServerBase<NonInviteServerTransa
     // Completed matches retransmissions by branch (or the RFC 2543 key, which compares the
     // request's To tag: kept then) and resends lastResponse: the request is no longer needed.
     if (this.key2543 === null) this.request = null
+    // kept for Timer J (32 s over UDP) as a string on the V8 heap, not a Buffer (server.ts)
+    if (this.tv.J > 0) this.keepAsString()
     this.waitOrEnd(this.tv.J, this.host.now())
     return true
   }

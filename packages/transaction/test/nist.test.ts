@@ -72,3 +72,29 @@ t.test('Proceeding -> Terminated on transport error', async t => {
   t.equal(c.tx.respond(200), false, 'nothing sent after termination')
   t.same(h.layer.stats().active, { ict: 0, nict: 0, ist: 0, nist: 0, total: 0 })
 })
+
+t.test('Completed over UDP keeps its response as a latin1 string; a retransmission gets the same bytes (issue 17: memory)', async t => {
+  const h = new Harness()
+  const c = start(h)
+  // every byte value in the body: the string must round-trip them all (UTF-8 reason, binary body)
+  const body = Buffer.alloc(256)
+  for (let i = 0; i < 256; i++) body[i] = i
+  const head = Buffer.from('SIP/2.0 200 OK Größe\r\nContent-Length: 256\r\n\r\n', 'utf8')
+  t.ok(c.tx.sendResponse([head, body], 200))
+  t.equal(c.tx.state, 'Completed')
+  t.equal(typeof c.tx.lastResponse, 'string', 'kept on the V8 heap, not as a Buffer')
+  h.advance(1000)
+  h.layer.receiveRequest(again(), ALICE)
+  t.equal(h.sent.length, 2)
+  const bytes = (i: number): Buffer => h.sent[i]!.data
+  t.ok(bytes(1).equals(Buffer.concat([head, body])), 'the retransmission is byte for byte the response')
+  t.ok(bytes(0).equals(bytes(1)))
+})
+
+t.test('Completed over a reliable transport ends at once: nothing is converted', async t => {
+  const h = new Harness()
+  const c = start(h, ALICE_TCP)
+  t.ok(c.tx.respond(200))
+  t.equal(c.tx.state, 'Terminated')
+  t.ok(Buffer.isBuffer(c.tx.lastResponse) || Array.isArray(c.tx.lastResponse))
+})
