@@ -35,7 +35,8 @@ export abstract class ServerBase<Self extends ServerBase<Self>> extends Transact
    * transaction in Completed over UDP keeps it as a latin1 string (`keepAsString`): on the V8
    * heap, which a GC compacts and returns, instead of a Buffer in malloc's heap, which keeps the
    * pages of a burst's responses after they are freed (issue 17: 100,000 REGISTERs left 44 MB
-   * there), and one leaf object instead of three for the GC to mark.
+   * there); and a string is a leaf for the GC's marker (it holds no pointers), where a Buffer is a
+   * typed array and the array buffer of its pool slab.
    */
   lastResponse: Buffer | Buffer[] | string | null
   /** Status of `lastResponse`, 0 before any. */
