@@ -129,7 +129,8 @@ function sendAttempt(core: CoreState, ctx: RequestContext, h: NextHop, out: List
 
 /** §16.7: a response on one of our client transactions. */
 export function clientResponse(core: CoreState, resp: SipMessage, tx: ClientTransaction): void {
-  const ctx = tx.context as RequestContext
+  const ctx = tx.context as RequestContext | undefined
+  if (ctx === undefined) return // released when a non-INVITE request settled (replies.ts settle)
   const status = resp.status
   if (!ctx.restoresVias && !hasViaBelowOurs(resp)) { viaLess(core, ctx, tx, status); return }
   const current = tx === ctx.current && !ctx.done
@@ -209,8 +210,8 @@ function failoverOnStatus(ctx: RequestContext, status: number): boolean {
 
 /** The current attempt got no response: Timer B/F/C, a transport error, or the §9.1 CANCEL timeout. */
 export function clientTimeout(core: CoreState, tx: ClientTransaction, reason: TimeoutReason): void {
-  const ctx = tx.context as RequestContext
-  if (tx !== ctx.current || ctx.done) return
+  const ctx = tx.context as RequestContext | undefined
+  if (ctx === undefined || tx !== ctx.current || ctx.done) return
   if (reason === 'transport-error') core.counters.transportErrors++
   else core.counters.timeouts++
   if (reason === 'cancel-timeout' || ctx.cancelled) { finishCancelled(core, ctx); return }

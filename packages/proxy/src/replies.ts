@@ -6,13 +6,28 @@ import type { RequestContext } from './context.js'
 import type { CoreState } from './internals.js'
 import type { Destination, Source } from './types.js'
 
-/** The request has its final answer: modules hear of it once, the in-flight count drops. */
+/**
+ * The request has its final answer: modules hear of it once, the in-flight count drops.
+ *
+ * A non-INVITE request's transactions then let go of the context: the server transaction stays
+ * in Completed for Timer J (64*T1, 32 s over UDP) and the client transaction for Timer K, but
+ * neither calls back any more (§17.2.2 and §17.1.2.2: request and response retransmissions are
+ * absorbed there), and the context holds the parsed request, its headers and the attempts. Kept,
+ * they were most of what a burst promoted into the old generation (issue 17: ~2.5 KB per
+ * proxied request for 32 s, ~40,000 live at S=10, all marked by every major GC). An INVITE keeps
+ * its context: a CANCEL, 2xx retransmissions (RFC 6026 Accepted) and the ACK still need it.
+ */
 export function settle(core: CoreState, ctx: RequestContext, status: number): void {
   if (ctx.done) return
   ctx.done = true
   core.inflight--
   const hs = core.hooks.onFinished
   for (let i = 0; i < hs.length; i++) hs[i]!.onFinished!(ctx, status)
+  if (ctx.server.kind === 'nist') {
+    ctx.server.context = undefined
+    const c = ctx.current
+    if (c !== null && c.kind === 'nict' && !c.awaitingFinal) c.context = undefined
+  }
 }
 
 /**

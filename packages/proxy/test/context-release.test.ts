@@ -1,0 +1,105 @@
+// A settled non-INVITE request lets go of its request context: the server transaction stays in
+// Completed for Timer J (32 s over UDP) and the client transaction for Timer K, and neither may
+// keep the parsed request, its headers and its attempts alive that long (issue 17: they were
+// most of what a burst promoted into V8's old generation). Retransmissions are still answered.
+// An INVITE keeps its context: a CANCEL and 2xx retransmissions need it.
+import t from 'tap'
+import { parseConfig, type FrozenConfig } from '@sipedge/config'
+import { parseMessage } from '@sipedge/sip'
+import { startProxy, type Destination, type ModuleDeclaration } from '@sipedge/proxy'
+
+const config = parseConfig(`
+workers: 1
+listen: [udp:127.0.0.1:5060]
+domains: [example.com]
+timers: { t1: 100ms, t2: 1s, t4: 1s }
+routes:
+  - { match: { method: REGISTER }, action: register }
+  - { match: {}, action: { forward: "sip:127.0.0.9:5090" } }
+`) as FrozenConfig
+const SRC = { transport: 'udp' as const, address: '127.0.0.7', port: 5062, socketId: 0, recvTime: 0 }
+const DOWN = { ...SRC, address: '127.0.0.9', port: 5090 }
+const log = { debug() {}, info() {}, warn() {}, error() {} }
+const registrar: ModuleDeclaration = {
+  name: 'reg', configSection: null, requires: [], uses: [], actions: ['register', 'lookup'], metrics: [], enabled: () => true,
+  create: () => ({ actions: { register: { kind: 'takeover', run() {} }, lookup: { kind: 'targets', run: () => ({ hops: [], failover: null }) } } }),
+}
+
+function req(method: string, branch: string): Buffer {
+  return Buffer.from([
+    `${method} sip:bob@example.com SIP/2.0`,
+    `Via: SIP/2.0/UDP 127.0.0.7:5062;branch=z9hG4bK-${branch};rport`,
+    'Max-Forwards: 70',
+    'From: <sip:alice@example.com>;tag=ft1',
+    'To: <sip:bob@example.com>',
+    `Call-ID: ${branch}@test`,
+    `CSeq: 1 ${method}`,
+    'Contact: <sip:alice@127.0.0.7:5062>',
+    'Content-Length: 0', '', ''].join('\r\n'))
+}
+function respond(fwd: string, status: number): Buffer {
+  const vias = fwd.split('\r\n').filter(l => l.startsWith('Via:'))
+  const keep = fwd.split('\r\n').filter(l => /^(From|To|Call-ID|CSeq):/.test(l)).map(l => l.startsWith('To:') ? l + ';tag=tt' : l)
+  return Buffer.from([`SIP/2.0 ${status} X`, ...vias, ...keep, 'Content-Length: 0', '', ''].join('\r\n'))
+}
+const topBranch = (text: string): string => /^Via: [^\r\n]*;branch=([^;\r\n]+)/m.exec(text)![1]!
+
+t.test('a settled non-INVITE request: both transactions drop the context, retransmissions are still answered', async t => {
+  const sent: Array<{ dest: Destination; text: string }> = []
+  const p = await startProxy({
+    config, workerIndex: 0, workers: 1, manualTimers: true, now: () => 0, log,
+    send: (dest, data) => sent.push({ dest, text: Buffer.concat(Array.isArray(data) ? data : [data]).toString('latin1') }),
+  }, [registrar])
+  t.teardown(() => p.close(0))
+
+  const message = req('MESSAGE', 'm1')
+  p.receive(message, SRC)
+  const fwd = sent.pop()!
+  t.match(fwd.text, /^MESSAGE /)
+  const server = p.layer.findServerTransaction(parseMessage(message), 'udp')!
+  const client = p.layer.findClient(topBranch(fwd.text), 'MESSAGE')!
+  t.ok(server.context !== undefined && client.context === server.context, 'while in flight both hold the request context')
+
+  p.receive(respond(fwd.text, 202), DOWN)
+  const up = sent.pop()!
+  t.match(up.text, /^SIP\/2\.0 202 X/)
+  t.equal(server.state, 'Completed')
+  t.equal(client.state, 'Completed')
+  t.equal(server.context, undefined, 'the server transaction in Completed (Timer J) holds no context')
+  t.equal(client.context, undefined, 'the client transaction in Completed (Timer K) holds no context')
+
+  // §17.2.2: a retransmission of the request gets the final response again
+  p.receive(message, SRC)
+  t.equal(sent.pop()?.text, up.text, 'the request retransmission is answered with the same bytes')
+  // §17.1.2.2: a retransmitted final is absorbed by the client transaction; nothing is forwarded
+  p.receive(respond(fwd.text, 202), DOWN)
+  t.equal(sent.length, 0, 'the response retransmission is absorbed')
+  t.equal(p.counters.badResponses, 0)
+
+  // a local answer (no attempt at all) lets go too
+  const options = req('OPTIONS', 'o1')
+  p.receive(Buffer.from(options.toString().replace('sip:bob@example.com', 'sip:127.0.0.1:5060')), SRC)
+  t.match(sent.pop()?.text, /^SIP\/2\.0 200/, 'OPTIONS to the proxy is answered')
+  const ot = p.layer.findServerTransaction(parseMessage(options), 'udp')!
+  t.equal(ot.state, 'Completed')
+  t.equal(ot.context, undefined, 'a locally answered request holds no context in Completed')
+})
+
+t.test('an INVITE keeps its context after the final: 2xx retransmissions are still relayed', async t => {
+  const sent: Array<{ dest: Destination; text: string }> = []
+  const p = await startProxy({
+    config, workerIndex: 0, workers: 1, manualTimers: true, now: () => 0, log,
+    send: (dest, data) => sent.push({ dest, text: Buffer.concat(Array.isArray(data) ? data : [data]).toString('latin1') }),
+  }, [registrar])
+  t.teardown(() => p.close(0))
+  const invite = req('INVITE', 'i1')
+  p.receive(invite, SRC)
+  const fwd = sent.find(s => s.text.startsWith('INVITE'))!
+  const server = p.layer.findServerTransaction(parseMessage(invite), 'udp')!
+  p.receive(respond(fwd.text, 200), DOWN)
+  t.ok(sent.some(s => s.text.startsWith('SIP/2.0 200')))
+  t.not(server.context, undefined, 'the INVITE server transaction keeps its context')
+  sent.length = 0
+  p.receive(respond(fwd.text, 200), DOWN)
+  t.match(sent.pop()?.text, /^SIP\/2\.0 200/, 'a 2xx retransmission is relayed (RFC 6026)')
+})
