@@ -20,6 +20,7 @@ import { resolveAdminToken } from './admin-token.js'
 import { adminCommand } from './admin-client.js'
 import { NodeDrain } from './node-drain.js'
 import { applyV8Defaults } from './v8-tuning.js'
+import { lowerHelperThreads } from './thread-priority.js'
 
 const USAGE = `Usage:
   sipedge --config FILE          run the proxy in the foreground (SIGTERM drains and exits 0,
@@ -104,6 +105,7 @@ function restartKeys(prev: FrozenConfig, next: FrozenConfig): string[] {
   const diff = (k: keyof FrozenConfig): void => { if (JSON.stringify(next[k]) !== JSON.stringify(prev[k])) out.push(k) }
   diff('listen')
   if (next.workers !== prev.workers) out.push('workers')
+  if (next.helper_thread_nice !== prev.helper_thread_nice) out.push('helper_thread_nice')
   diff('limits')
   diff('metrics')
   if (JSON.stringify(next.admin) !== JSON.stringify(prev.admin)) out.push('admin')
@@ -130,6 +132,9 @@ export async function run(file: string, o: { v8Flags?: readonly string[] } = {})
   // One log thread for the process (pino transport); workers post their lines to it.
   const logging: Logging = createLogging(loggingOptions(config))
   const log = logging.logger('sipedge')
+  // Before the engine creates the workers (they inherit this thread's priority): every thread
+  // that exists now handles no SIP message (V8's platform threads, libuv's pool, the log thread).
+  const helperNice = lowerHelperThreads(config.helper_thread_nice)
   const exit = async (code: number): Promise<never> => {
     // the last lines (stopped, exit) must reach the file before the process ends
     await logging.close().catch(() => {})
@@ -343,6 +348,7 @@ export async function run(file: string, o: { v8Flags?: readonly string[] } = {})
     http: servers.map(s => `${s.address}:${s.port}`),
     ...(adminTokenFile !== null ? { adminTokenFile } : {}),
     v8Flags: o.v8Flags ?? [],
+    ...(helperNice !== null ? { helperThreadsNice: helperNice.nice, helperThreads: helperNice.threads } : {}),
   }, 'ready')
 }
 

@@ -387,8 +387,12 @@ const logging = obj({
   }).desc('Rotation of `file` (also on SIGHUP / admin reopen).'),
 }).desc('Structured logging.')
 
+const helperThreadNice = int(0, 19).def(19)
+  .desc('Nice increment given at start to the threads of the process that handle no SIP message (V8\'s garbage-collector and compiler threads, libuv\'s pool, the log thread), so that on a busy CPU they take the time the message-handling threads leave idle instead of preempting them (Linux; each thread\'s own nice value, at most 19). `0` leaves them as they are. The threads that handle messages (the primary, the workers) keep the process\'s priority. A change needs a restart.')
+
 export const configSchema: ObjS = obj({
   workers,
+  helper_thread_nice: helperThreadNice,
   listen: list(listenSpec).single().min(1).def(
     [listenString.fn('udp:127.0.0.1:5060', '', new Ctx(null, null), null), listenString.fn('tcp:127.0.0.1:5060', '', new Ctx(null, null), null)] as ListenSpec[],
     '`[udp:127.0.0.1:5060, tcp:127.0.0.1:5060]`',

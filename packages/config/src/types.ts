@@ -160,6 +160,7 @@ export interface NatConfig { force_rport: boolean; fix_contact: boolean; private
 
 export interface Config {
   workers: number
+  helper_thread_nice: number
   listen: ListenSpec[]
   domains: string[]
   tls: TlsConfig

@@ -3,7 +3,7 @@
 // SIGTERM (what systemd sends).
 import t from 'tap'
 import { spawn, spawnSync } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { UdpClient, sipRequest, tempDir, waitForOutput, waitForExit, killHard, waitUntil } from '@sipedge/tests'
@@ -162,4 +162,46 @@ t.test('every feature the schema names is implemented: pike and topology hiding 
   t.notMatch(out, /not implemented in this version/, 'no feature announced as missing')
   child.kill('SIGTERM')
   t.equal((await waitForExit(child)).code, 0)
+})
+
+/** The nice value of each thread of `pid` (field 19 of /proc/PID/task/TID/stat), main thread first. */
+function threadNice(pid: number): { main: number; others: number[] } {
+  const others: number[] = []
+  let main = NaN
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    let stat: string
+    try { stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8') } catch { continue }
+    // after "(comm)" the fields are counted from 3: state is field 3, nice field 19
+    const nice = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16])
+    if (Number(tid) === pid) main = nice
+    else others.push(nice)
+  }
+  return { main, others }
+}
+
+t.test('helper threads (V8 GC and compiler, libuv pool, log) run at nice 19; the message-handling threads keep the priority', { skip: existsSync('/proc/self/task') ? false : 'no /proc (not Linux)' }, async t => {
+  for (const [nice, workers] of [[undefined, 2], [undefined, 0], [0, 1]] as const) {
+    const { file, port } = config(nice !== undefined ? `helper_thread_nice: ${nice}\n` : '', workers)
+    const child = spawn(process.execPath, [main, '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] })
+    t.teardown(() => killHard(child))
+    const ready = await waitForOutput(child, /"msg":"ready"/)
+    const c = new UdpClient()
+    await c.bind()
+    t.equal((await c.request(sipRequest(), port)).status, 200, `answers (workers: ${workers})`)
+    c.close()
+    const n = threadNice(child.pid!)
+    t.equal(n.main, 0, 'the primary keeps the priority')
+    if (nice === 0) {
+      t.same(n.others.filter(v => v !== 0), [], 'helper_thread_nice: 0 leaves every thread as it is')
+      t.notMatch(ready, /helperThreadsNice/)
+    } else {
+      // V8's platform threads (4 by default) and libuv's pool (4) exist before the engine starts
+      t.ok(n.others.filter(v => v === 19).length >= 8, `helper threads at 19: ${JSON.stringify(n.others)}`)
+      // the workers are created later by the primary and inherit its priority
+      t.ok(n.others.filter(v => v === 0).length >= workers, `${workers} worker threads at 0: ${JSON.stringify(n.others)}`)
+      t.match(ready, /"helperThreadsNice":19,"helperThreads":\d+/)
+    }
+    child.kill('SIGTERM')
+    await waitForExit(child, 30_000)
+  }
 })
