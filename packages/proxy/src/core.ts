@@ -17,6 +17,7 @@ import { RequestContext } from './context.js'
 import { ProxyCounters, type ProxyMetrics } from './counters.js'
 import { clientResponse, clientTimeout, finishCancelled, forward } from './forwarding.js'
 import { H_ROUTE_ID } from './header-ids.js'
+import { ownCopy } from './own-copy.js'
 import { LocalIdentity } from './identity.js'
 import type { CoreState, Hooks } from './internals.js'
 import { BranchFactory, isLoop, loopHash } from './loop.js'
@@ -64,6 +65,10 @@ function isRespPrefix(b: Uint8Array, i: number): boolean {
 function isAckPrefix(b: Uint8Array, i: number): boolean {
   return b[i] === 0x41 && b[i + 1] === 0x43 && b[i + 2] === 0x4b && b[i + 3] === 0x20 // "ACK "
 }
+function isInvitePrefix(b: Uint8Array, i: number): boolean {
+  return b[i] === 0x49 && b[i + 1] === 0x4e && b[i + 2] === 0x56 && b[i + 3] === 0x49 && b[i + 4] === 0x54 && b[i + 5] === 0x45 && b[i + 6] === 0x20 // "INVITE "
+}
+
 
 function emptyHooks(): Hooks {
   return {
@@ -224,7 +229,8 @@ export class Proxy implements CoreState, CoreApi {
     let i = 0
     while (i < buf.length && (buf[i] === 13 || buf[i] === 10)) i++
     const transient = isRespPrefix(buf, i) || isAckPrefix(buf, i)
-    const data = transient ? buf : Buffer.from(buf) // copy: the transaction keeps these bytes
+    // copy: the transaction keeps these bytes; an INVITE's for 32 s after its final, in its own store
+    const data = transient ? buf : isInvitePrefix(buf, i) ? ownCopy(buf) : Buffer.from(buf)
     const msg = tryParseMessage(data, { maxSize: this.maxSize })
     if (msg instanceof SipParseError) {
       this.counters.parseErrors++

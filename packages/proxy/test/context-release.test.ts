@@ -99,7 +99,29 @@ t.test('an INVITE keeps its context after the final: 2xx retransmissions are sti
   p.receive(respond(fwd.text, 200), DOWN)
   t.ok(sent.some(s => s.text.startsWith('SIP/2.0 200')))
   t.not(server.context, undefined, 'the INVITE server transaction keeps its context')
+  // kept 32 s (Timer L): the request's bytes have a backing store of their own, not a shared 8 KB pool slab
+  const kept = server.request!.buf
+  t.equal(kept.buffer.byteLength, invite.length, 'the INVITE is copied into its own store')
   sent.length = 0
   p.receive(respond(fwd.text, 200), DOWN)
   t.match(sent.pop()?.text, /^SIP\/2\.0 200/, 'a 2xx retransmission is relayed (RFC 6026)')
+})
+
+t.test('the best final of an INVITE is kept in a store of its own', async t => {
+  const sent: Array<{ dest: Destination; text: string }> = []
+  const p = await startProxy({
+    config, workerIndex: 0, workers: 1, manualTimers: true, now: () => 0, log,
+    send: (dest, data) => sent.push({ dest, text: Buffer.concat(Array.isArray(data) ? data : [data]).toString('latin1') }),
+  }, [registrar])
+  t.teardown(() => p.close(0))
+  const invite = req('INVITE', 'i2')
+  p.receive(invite, SRC)
+  const fwd = sent.find(s => s.text.startsWith('INVITE'))!
+  const server = p.layer.findServerTransaction(parseMessage(invite), 'udp')!
+  const busy = respond(fwd.text, 486)
+  p.receive(busy, DOWN)
+  t.ok(sent.some(s => s.text.startsWith('SIP/2.0 486')), 'the 486 is relayed')
+  const best = (server.context as { best: { buf: Buffer } | null }).best!
+  t.equal(best.buf.buffer.byteLength, best.buf.length, 'its copy is not a view into a pool slab')
+  t.equal(typeof server.lastResponse, 'string', 'the relayed final is kept as a string until the ACK')
 })

@@ -8,6 +8,7 @@ export type TransactionErrorCode =
   | 'ERR_TX_DUPLICATE'
   | 'ERR_TX_ACK_NOT_A_TRANSACTION'
   | 'ERR_TX_BAD_STATUS'
+  | 'ERR_TX_NO_REQUEST'
 
 export class TransactionError extends Error {
   readonly code: TransactionErrorCode

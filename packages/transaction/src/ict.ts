@@ -1,6 +1,7 @@
 import { buildAckForNonTwoXx, buildCancel, parseMessage } from '@sipedge/sip'
 import type { SipMessage } from '@sipedge/sip'
 import { ClientBase } from './client.js'
+import { TransactionError } from './errors.js'
 import type { ClientCallbacks, ClientOptions } from './client.js'
 import type { TransactionHost } from './host.js'
 import { NonInviteClientTransaction } from './nict.js'
@@ -62,7 +63,8 @@ export class InviteClientTransaction extends ClientBase<InviteClientTransaction>
   requestMessage(): SipMessage {
     let m = this.msg
     if (m === null) {
-      const r = this.request!
+      const r = this.request
+      if (r === null) throw new TransactionError('ERR_TX_NO_REQUEST', `ict ${this.branch}: the request was released (${this.state})`)
       m = parseMessage(Array.isArray(r) ? Buffer.concat(r) : r)
       this.msg = m
     }
@@ -136,6 +138,8 @@ export class InviteClientTransaction extends ClientBase<InviteClientTransaction>
         // the "Calling" or "Proceeding" states, it MUST transition to the "Accepted" state, pass the
         // 2xx response to the TU, and set Timer M to 64*T1."
         this.enter('Accepted')
+        // nothing retransmits the INVITE or builds an ACK or CANCEL from it any more (Timer M, 32 s)
+        this.request = null
         this.timeoutAt = now + this.tv.M
         this.rearm()
         this.onResponse(msg, this)

@@ -65,6 +65,8 @@ export class InviteServerTransaction extends ServerBase<InviteServerTransaction>
         // state" and start Timer L (64*T1).
         this.enter('Accepted')
         this.transmit(bytes, status)
+        // kept for Timer L (32 s) only to tell its To tag: a string on the V8 heap (server.ts)
+        this.keepAsString()
         this.timeoutAt = now + this.tv.L
         this.rearm()
         return true
@@ -76,6 +78,8 @@ export class InviteServerTransaction extends ServerBase<InviteServerTransaction>
       // in 64*T1 seconds for all transports."
       this.enter('Completed')
       this.transmit(bytes, status)
+      // kept until the ACK (Timer H, 32 s): a string on the V8 heap, not a pool slab (server.ts)
+      this.keepAsString()
       const g = this.tv.G
       if (g > 0) {
         this.retransInterval = g

@@ -278,3 +278,17 @@ t.test('a 2xx after a non-2xx final (forking downstream) still reaches the owner
   t.same(c.log.map(l => l.status), [486, 200])
   t.equal(c.tx.state, 'Completed')
 })
+
+t.test('Accepted lets go of the request bytes (Timer M holds the transaction 32 s; nothing resends or builds from them)', async t => {
+  const h = new Harness()
+  const c = start(h)
+  const ict = c.tx as InviteClientTransaction
+  t.not(ict.request, null, 'kept while Timer A may resend it')
+  h.layer.receiveResponse(response({ status: 200, branch: BR }), BOB)
+  t.equal(ict.state, 'Accepted')
+  t.equal(ict.request, null, 'released in Accepted')
+  t.equal(ict.cancel(), null, 'no CANCEL after a final')
+  h.layer.receiveResponse(response({ status: 200, branch: BR }), BOB)
+  t.same(c.log.map(l => l.status), [200, 200], 'a 2xx retransmission is still passed up')
+  t.throws(() => ict.requestMessage(), { code: 'ERR_TX_NO_REQUEST' }, 'asking for the parsed request now is a clear error, not a crash on null')
+})

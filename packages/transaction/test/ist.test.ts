@@ -195,3 +195,27 @@ t.test('reflection-403-retransmitted: limitResponses caps Timer G by the bytes r
   h3.layer.receiveRequest(request(), ALICE)
   t.equal(h3.times('SIP/2.0 403').length, before + 1, 'answered on a request retransmission')
 })
+
+t.test('a final response is kept as a latin1 string for Timers H and L; Timer G and retransmissions resend the same bytes (issue 17: memory)', async t => {
+  for (const source of [ALICE, ALICE_TCP]) {
+    const h = new Harness()
+    const c = start(h, source)
+    h.clear()
+    const reason = 'Busy Hére' // a UTF-8 reason phrase: latin1 keeps its bytes
+    t.ok(c.tx.sendResponse(Buffer.from(forwarded(486).toString('latin1').replace(/^SIP\/2\.0 486 [^\r]*/, `SIP/2.0 486 ${reason}`), 'utf8'), 486))
+    t.equal(typeof c.tx.lastResponse, 'string', `Completed keeps a string (${source.transport})`)
+    const first = h.sent[0]!.data
+    h.layer.receiveRequest(request(), source)
+    h.advance(source === ALICE ? 600 : 0)
+    const resent = h.sent.slice(1).map(s => s.data)
+    t.ok(resent.length >= 1, 'resent')
+    for (const b of resent) t.same(b, first, 'the same bytes again')
+  }
+  const h = new Harness()
+  const c = start(h)
+  t.ok(c.tx.sendResponse(forwarded(200), 200))
+  t.equal(c.tx.state, 'Accepted')
+  t.equal(typeof c.tx.lastResponse, 'string', 'Accepted keeps a string')
+  const ack = request({ method: 'ACK', toTag: parseMessage(forwarded(200)).to.tag! })
+  t.equal(h.layer.receiveRequest(ack, ALICE).kind, 'ack-2xx', 'the ACK still matches the 2xx by its To tag')
+})
