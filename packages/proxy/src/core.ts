@@ -69,7 +69,6 @@ function isInvitePrefix(b: Uint8Array, i: number): boolean {
   return b[i] === 0x49 && b[i + 1] === 0x4e && b[i + 2] === 0x56 && b[i + 3] === 0x49 && b[i + 4] === 0x54 && b[i + 5] === 0x45 && b[i + 6] === 0x20 // "INVITE "
 }
 
-
 function emptyHooks(): Hooks {
   return {
     onArrival: [], onRequest: [], onRestore: [], onDialogRequest: [], onForward: [], onForwardAck: [], onResponse: [], onAttemptFailed: [], onReply: [], onFinished: [], trusts: [], onStrayResponse: [], onSelectRule: [],
