@@ -7,6 +7,7 @@ import t from 'tap'
 import { parseConfig, type FrozenConfig } from '@sipedge/config'
 import { parseMessage } from '@sipedge/sip'
 import { startProxy, type Destination, type ModuleDeclaration } from '@sipedge/proxy'
+import { req as request, respond } from './fixtures/sip.js'
 
 const config = parseConfig(`
 workers: 1
@@ -25,32 +26,32 @@ const registrar: ModuleDeclaration = {
   create: () => ({ actions: { register: { kind: 'takeover', run() {} }, lookup: { kind: 'targets', run: () => ({ hops: [], failover: null }) } } }),
 }
 
-function req(method: string, branch: string): Buffer {
-  return Buffer.from([
-    `${method} sip:bob@example.com SIP/2.0`,
-    `Via: SIP/2.0/UDP 127.0.0.7:5062;branch=z9hG4bK-${branch};rport`,
-    'Max-Forwards: 70',
-    'From: <sip:alice@example.com>;tag=ft1',
-    'To: <sip:bob@example.com>',
-    `Call-ID: ${branch}@test`,
-    `CSeq: 1 ${method}`,
-    'Contact: <sip:alice@127.0.0.7:5062>',
-    'Content-Length: 0', '', ''].join('\r\n'))
-}
-function respond(fwd: string, status: number): Buffer {
-  const vias = fwd.split('\r\n').filter(l => l.startsWith('Via:'))
-  const keep = fwd.split('\r\n').filter(l => /^(From|To|Call-ID|CSeq):/.test(l)).map(l => l.startsWith('To:') ? l + ';tag=tt' : l)
-  return Buffer.from([`SIP/2.0 ${status} X`, ...vias, ...keep, 'Content-Length: 0', '', ''].join('\r\n'))
-}
+const req = (method: string, id: string): Buffer => request(method, { branch: id, callId: `${id}@test` })
 const topBranch = (text: string): string => /^Via: [^\r\n]*;branch=([^;\r\n]+)/m.exec(text)![1]!
 
-t.test('a settled non-INVITE request: both transactions drop the context, retransmissions are still answered', async t => {
+async function start(t: Tap.Test): Promise<{ p: Awaited<ReturnType<typeof startProxy>>; sent: Array<{ dest: Destination; text: string }> }> {
   const sent: Array<{ dest: Destination; text: string }> = []
   const p = await startProxy({
     config, workerIndex: 0, workers: 1, manualTimers: true, now: () => 0, log,
     send: (dest, data) => sent.push({ dest, text: Buffer.concat(Array.isArray(data) ? data : [data]).toString('latin1') }),
   }, [registrar])
   t.teardown(() => p.close(0))
+  return { p, sent }
+}
+declare namespace Tap { type Test = typeof t }
+
+/** A proxy that has forwarded one INVITE: the request, what went downstream, the server transaction. */
+async function startInvite(t: Tap.Test, id: string) {
+  const { p, sent } = await start(t)
+  const invite = req('INVITE', id)
+  p.receive(invite, SRC)
+  const fwd = sent.find(s => s.text.startsWith('INVITE'))!
+  const server = p.layer.findServerTransaction(parseMessage(invite), 'udp')!
+  return { p, sent, invite, fwd, server }
+}
+
+t.test('a settled non-INVITE request: both transactions drop the context, retransmissions are still answered', async t => {
+  const { p, sent } = await start(t)
 
   const message = req('MESSAGE', 'm1')
   p.receive(message, SRC)
@@ -86,16 +87,7 @@ t.test('a settled non-INVITE request: both transactions drop the context, retran
 })
 
 t.test('an INVITE keeps its context after the final: 2xx retransmissions are still relayed', async t => {
-  const sent: Array<{ dest: Destination; text: string }> = []
-  const p = await startProxy({
-    config, workerIndex: 0, workers: 1, manualTimers: true, now: () => 0, log,
-    send: (dest, data) => sent.push({ dest, text: Buffer.concat(Array.isArray(data) ? data : [data]).toString('latin1') }),
-  }, [registrar])
-  t.teardown(() => p.close(0))
-  const invite = req('INVITE', 'i1')
-  p.receive(invite, SRC)
-  const fwd = sent.find(s => s.text.startsWith('INVITE'))!
-  const server = p.layer.findServerTransaction(parseMessage(invite), 'udp')!
+  const { p, sent, invite, fwd, server } = await startInvite(t, 'i1')
   p.receive(respond(fwd.text, 200), DOWN)
   t.ok(sent.some(s => s.text.startsWith('SIP/2.0 200')))
   t.not(server.context, undefined, 'the INVITE server transaction keeps its context')
@@ -108,16 +100,7 @@ t.test('an INVITE keeps its context after the final: 2xx retransmissions are sti
 })
 
 t.test('the best final of an INVITE is kept in a store of its own', async t => {
-  const sent: Array<{ dest: Destination; text: string }> = []
-  const p = await startProxy({
-    config, workerIndex: 0, workers: 1, manualTimers: true, now: () => 0, log,
-    send: (dest, data) => sent.push({ dest, text: Buffer.concat(Array.isArray(data) ? data : [data]).toString('latin1') }),
-  }, [registrar])
-  t.teardown(() => p.close(0))
-  const invite = req('INVITE', 'i2')
-  p.receive(invite, SRC)
-  const fwd = sent.find(s => s.text.startsWith('INVITE'))!
-  const server = p.layer.findServerTransaction(parseMessage(invite), 'udp')!
+  const { p, sent, invite, fwd, server } = await startInvite(t, 'i2')
   const busy = respond(fwd.text, 486)
   p.receive(busy, DOWN)
   t.ok(sent.some(s => s.text.startsWith('SIP/2.0 486')), 'the 486 is relayed')

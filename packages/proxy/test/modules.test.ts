@@ -8,6 +8,7 @@ import {
   planModules, startProxy, ModuleError, Reply, TargetHop, DROP,
   type ModuleDeclaration, type ModuleInstance, type RequestView, type Destination, type Proxy, type NextHop,
 } from '@sipedge/proxy'
+import { req, respond } from './fixtures/sip.js'
 
 const YAML = `
 workers: 1
@@ -60,25 +61,6 @@ async function withModule(t: Tap.Test, instance: (slot: number) => ModuleInstanc
   return { p, sent }
 }
 declare namespace Tap { type Test = typeof t }
-
-function req(method: string, o: { uri?: string; toTag?: string; route?: string } = {}): Buffer {
-  return Buffer.from([
-    `${method} ${o.uri ?? 'sip:bob@example.com'} SIP/2.0`,
-    `Via: SIP/2.0/UDP 127.0.0.7:5062;branch=z9hG4bK-${method}-${Math.random().toString(36).slice(2)};rport`,
-    'Max-Forwards: 70',
-    ...(o.route !== undefined ? [`Route: ${o.route}`] : []),
-    'From: <sip:alice@example.com>;tag=ft1',
-    `To: <sip:bob@example.com>${o.toTag !== undefined ? ';tag=' + o.toTag : ''}`,
-    `Call-ID: c-${method}@test`,
-    `CSeq: 1 ${method}`,
-    'Contact: <sip:alice@127.0.0.7:5062>',
-    'Content-Length: 0', '', ''].join('\r\n'))
-}
-function respond(fwd: string, status: number): Buffer {
-  const vias = fwd.split('\r\n').filter(l => l.startsWith('Via:'))
-  const keep = fwd.split('\r\n').filter(l => /^(From|To|Call-ID|CSeq):/.test(l)).map(l => l.startsWith('To:') ? l + ';tag=tt' : l)
-  return Buffer.from([`SIP/2.0 ${status} X`, ...vias, ...keep, 'Content-Length: 0', '', ''].join('\r\n'))
-}
 
 t.test('hooks: on request refuses before routing; takeover gets the transaction; targets plan the hops', async t => {
   const calls: string[] = []
