@@ -1,5 +1,5 @@
-// The priority of the threads that handle no SIP message (docs/performance.md, "Helper threads
-// at a lower priority"; config key `helper_thread_nice`).
+// The priority of the threads that handle no SIP message (docs/performance.md, issue 17 session
+// 13, "The helper threads at nice 19"; config key `helper_thread_nice`).
 //
 // A Node process runs V8's platform threads (concurrent marking, parallel scavenging, the
 // optimising compiler), libuv's pool and sipedge's log thread beside the threads that run the

@@ -32,7 +32,8 @@ export abstract class ServerBase<Self extends ServerBase<Self>> extends Transact
   request: SipMessage | null
   /**
    * Last response sent (resent on request retransmissions and by Timer G). A non-INVITE server
-   * transaction in Completed over UDP keeps it as a latin1 string (`keepAsString`): on the V8
+   * transaction in Completed over UDP, and an INVITE server transaction in Completed or Accepted
+   * (Timers H and L run on every transport), keep it as a latin1 string (`keepAsString`): on the V8
    * heap, which a GC compacts and returns, instead of a Buffer in malloc's heap, which keeps the
    * pages of a burst's responses after they are freed (issue 17: 100,000 REGISTERs left 44 MB
    * there); and a string is a leaf for the GC's marker (it holds no pointers), where a Buffer is a
