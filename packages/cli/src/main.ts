@@ -349,6 +349,7 @@ export async function run(file: string, o: { v8Flags?: readonly string[] } = {})
     ...(adminTokenFile !== null ? { adminTokenFile } : {}),
     v8Flags: o.v8Flags ?? [],
     ...(helperNice !== null ? { helperThreadsNice: helperNice.nice, helperThreads: helperNice.threads } : {}),
+    ...(helperNice !== null && helperNice.failed > 0 ? { helperThreadsFailed: helperNice.failed } : {}),
   }, 'ready')
 }
 

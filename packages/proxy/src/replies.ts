@@ -26,7 +26,7 @@ export function settle(core: CoreState, ctx: RequestContext, status: number): vo
   if (ctx.server.kind === 'nist') {
     ctx.server.context = undefined
     const c = ctx.current
-    if (c !== null && c.kind === 'nict' && !c.awaitingFinal) c.context = undefined
+    if (c !== null && !c.awaitingFinal) c.context = undefined
   }
 }
 

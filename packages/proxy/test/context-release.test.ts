@@ -4,23 +4,14 @@
 // most of what a burst promoted into V8's old generation). Retransmissions are still answered.
 // An INVITE keeps its context: a CANCEL and 2xx retransmissions need it.
 import t from 'tap'
-import { parseConfig, type FrozenConfig } from '@sipedge/config'
 import { parseMessage } from '@sipedge/sip'
 import { startProxy, type Destination, type ModuleDeclaration } from '@sipedge/proxy'
-import { req as request, respond } from './fixtures/sip.js'
+import { SRC, log, proxyConfig, req as request, respond } from './fixtures/sip.js'
 
-const config = parseConfig(`
-workers: 1
-listen: [udp:127.0.0.1:5060]
-domains: [example.com]
-timers: { t1: 100ms, t2: 1s, t4: 1s }
-routes:
-  - { match: { method: REGISTER }, action: register }
+const config = proxyConfig(`  - { match: { method: REGISTER }, action: register }
   - { match: {}, action: { forward: "sip:127.0.0.9:5090" } }
-`) as FrozenConfig
-const SRC = { transport: 'udp' as const, address: '127.0.0.7', port: 5062, socketId: 0, recvTime: 0 }
+`)
 const DOWN = { ...SRC, address: '127.0.0.9', port: 5090 }
-const log = { debug() {}, info() {}, warn() {}, error() {} }
 const registrar: ModuleDeclaration = {
   name: 'reg', configSection: null, requires: [], uses: [], actions: ['register', 'lookup'], metrics: [], enabled: () => true,
   create: () => ({ actions: { register: { kind: 'takeover', run() {} }, lookup: { kind: 'targets', run: () => ({ hops: [], failover: null }) } } }),

@@ -8,21 +8,13 @@ import {
   planModules, startProxy, ModuleError, Reply, TargetHop, DROP,
   type ModuleDeclaration, type ModuleInstance, type RequestView, type Destination, type Proxy, type NextHop,
 } from '@sipedge/proxy'
-import { req, respond } from './fixtures/sip.js'
+import { SRC, log, proxyYaml, req, respond } from './fixtures/sip.js'
 
-const YAML = `
-workers: 1
-listen: [udp:127.0.0.1:5060]
-domains: [example.com]
-timers: { t1: 100ms, t2: 1s, t4: 1s }
-routes:
-  - { match: { method: REGISTER }, action: register }
+const YAML = proxyYaml(`  - { match: { method: REGISTER }, action: register }
   - { match: { method: MESSAGE }, action: { forward: "sip:127.0.0.9:5090" } }
   - { match: {}, action: lookup }
-`
+`)
 const config = parseConfig(YAML) as FrozenConfig
-const SRC = { transport: 'udp' as const, address: '127.0.0.7', port: 5062, socketId: 0, recvTime: 0 }
-const log = { debug() {}, info() {}, warn() {}, error() {} }
 
 function decl(name: string, o: Partial<ModuleDeclaration> = {}, create: ModuleDeclaration['create'] = () => ({})): ModuleDeclaration {
   return { name, configSection: null, requires: [], uses: [], actions: [], metrics: [], enabled: () => true, create, ...o }

@@ -211,11 +211,16 @@ t.test('a final response is kept as a latin1 string for Timers H and L; Timer G 
     t.ok(resent.length >= 1, 'resent')
     for (const b of resent) t.same(b, first, 'the same bytes again')
   }
+  // An RFC 2543 client (no magic cookie): its ACK matches only by the To tag of the response the
+  // transaction keeps, read back from the string (layer.ts responseToTag).
   const h = new Harness()
-  const c = start(h)
-  t.ok(c.tx.sendResponse(forwarded(200), 200))
-  t.equal(c.tx.state, 'Accepted')
-  t.equal(typeof c.tx.lastResponse, 'string', 'Accepted keeps a string')
-  const ack = request({ method: 'ACK', toTag: parseMessage(forwarded(200)).to.tag! })
-  t.equal(h.layer.receiveRequest(ack, ALICE).kind, 'ack-2xx', 'the ACK still matches the 2xx by its To tag')
+  const r = h.layer.receiveRequest(request({ branch: '' }), ALICE)
+  const tx = (r as { tx: InviteServerTransaction }).tx
+  t.ok(tx.sendResponse(forwarded(200), 200))
+  t.equal(tx.state, 'Accepted')
+  t.equal(typeof tx.lastResponse, 'string', 'Accepted keeps a string')
+  const tag = parseMessage(forwarded(200)).to.tag!
+  // (an ACK that matches nothing is also 'ack-2xx', forwarded end to end: ask the index itself)
+  t.equal(h.layer.findServerTransaction(request({ branch: '', method: 'ACK', toTag: tag }), 'udp'), tx, 'the ACK still matches the 2xx by its To tag')
+  t.equal(h.layer.findServerTransaction(request({ branch: '', method: 'ACK', toTag: tag + 'x' }), 'udp'), undefined, 'an ACK with another To tag does not')
 })
