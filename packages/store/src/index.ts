@@ -76,6 +76,14 @@ export class Stores extends EventEmitter<StoreEvents> {
     return this.impl.isAvailable()
   }
 
+  /**
+   * LMDB with `?sync=N`: the commits made in this thread and the write transactions they carried
+   * (a commit carries every write asked for in one turn of the event loop); null otherwise.
+   */
+  commitStats(): { commits: number; writes: number } | null {
+    return this.impl instanceof LmdbBackend ? this.impl.commitStats() : null
+  }
+
   /** One bounded pass over the head of every expiry index. */
   async sweepExpired(now = this.opts.now(), max = this.opts.sweepBatch): Promise<SweepResult> {
     const [bindings, dialogs, bans, counters] = await Promise.all([

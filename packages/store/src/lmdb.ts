@@ -42,6 +42,7 @@ function dueKeys(exp: Bin, now: number, max: number): Array<[number, string]> {
 
 interface Txn<T> { ok: true; value: T }
 interface TxnFail { ok: false; error: unknown }
+interface Queued<T> { fn: () => T; resolve: (v: T) => void; reject: (e: unknown) => void }
 
 export class LmdbBackend implements Backend {
   readonly kind = 'lmdb' as const
@@ -58,6 +59,12 @@ export class LmdbBackend implements Backend {
   private syncTimer: ReturnType<typeof setTimeout> | null = null
   private syncing: Promise<void> | null = null
   private readonly onSyncTimer: () => void
+  /** Write transactions asked for in this turn of the event loop, committed together (group commit). */
+  private queued: Array<Queued<unknown>> = []
+  private commitImmediate: ReturnType<typeof setImmediate> | null = null
+  private readonly onCommitImmediate: () => void
+  private commits = 0
+  private writes = 0
 
   /**
    * `syncMs` (the URL's `?sync=`, docs/stores.md "Durability"): 0 commits through lmdb's write
@@ -72,6 +79,10 @@ export class LmdbBackend implements Backend {
     const noSubdir = /\.[^/\\]*$/.test(path)
     mkdirSync(noSubdir ? dirname(path) : path, { recursive: true })
     this.syncMs = syncMs
+    this.onCommitImmediate = () => {
+      this.commitImmediate = null
+      this.commitQueued()
+    }
     this.onSyncTimer = () => {
       this.syncTimer = null
       // a flush already running may have started before the newest commits: flush again after it
@@ -101,31 +112,76 @@ export class LmdbBackend implements Backend {
   }
 
   /**
-   * Runs `fn` in one write transaction. An exception thrown by `fn` is carried out of the
-   * callback (not thrown inside it) so a batch shared with other callers is not disturbed;
-   * callers check values before writing, so nothing is half-written.
+   * Runs `fn` in a write transaction. An exception thrown by `fn` is carried out of the callback
+   * (not thrown inside it) so a transaction shared with other callers is not disturbed; callers
+   * check values before writing, so nothing is half-written.
+   *
+   * With `?sync=N` every `fn` asked for in one turn of the event loop (the datagrams of one poll
+   * phase, their timers) runs in one write transaction in this thread, committed in the check
+   * phase right after (`setImmediate`): one commit, one writer lock and one meta-page write for
+   * all of them. Each caller's promise settles after that commit, so nothing is answered before
+   * it is in the store, in the order the callers asked.
    */
-  private async txn<T>(fn: () => T): Promise<T> {
-    if (this.closed) throw new StoreError(StoreErrorCode.CLOSED, 'the store is closed')
+  private txn<T>(fn: () => T): Promise<T> {
+    if (this.closed) return Promise.reject(new StoreError(StoreErrorCode.CLOSED, 'the store is closed'))
     if (this.syncMs > 0) {
-      // One short write transaction in this thread: no hop to lmdb's write thread and back
-      // (three cross-thread wake-ups per write), no fsync per commit. `fn` throwing aborts it.
-      const value = this.env.transactionSync(fn)
-      if (this.syncTimer === null) {
-        this.syncTimer = setTimeout(this.onSyncTimer, this.syncMs)
-        this.syncTimer.unref()
-      }
-      return value
+      return new Promise<T>((resolve, reject) => {
+        this.queued.push({ fn, resolve, reject } as Queued<unknown>)
+        if (this.commitImmediate === null) this.commitImmediate = setImmediate(this.onCommitImmediate)
+      })
     }
-    const r = await this.env.transaction((): Txn<T> | TxnFail => {
+    return this.env.transaction((): Txn<T> | TxnFail => {
       try {
         return { ok: true, value: fn() }
       } catch (error) {
         return { ok: false, error }
       }
+    }).then(r => {
+      if (!r.ok) throw r.error
+      return r.value
     })
-    if (!r.ok) throw r.error
-    return r.value
+  }
+
+  /** Commits the queued write transactions as one, then settles each caller's promise. */
+  private commitQueued(): void {
+    const q = this.queued
+    if (q.length === 0) return
+    this.queued = []
+    const out: Array<Txn<unknown> | TxnFail> = new Array(q.length)
+    try {
+      // One short write transaction in this thread: no hop to lmdb's write thread and back
+      // (three cross-thread wake-ups per write), no fsync per commit.
+      this.env.transactionSync(() => {
+        for (let i = 0; i < q.length; i++) {
+          try {
+            out[i] = { ok: true, value: q[i].fn() }
+          } catch (error) {
+            out[i] = { ok: false, error }
+          }
+        }
+      })
+    } catch (err) {
+      // the commit itself failed (disk full, map full): nothing of this batch is stored
+      const e = new StoreError(StoreErrorCode.UNAVAILABLE, `LMDB commit failed: ${(err as Error).message}`, { cause: err })
+      for (const w of q) w.reject(e)
+      return
+    }
+    this.commits++
+    this.writes += q.length
+    if (this.syncTimer === null) {
+      this.syncTimer = setTimeout(this.onSyncTimer, this.syncMs)
+      this.syncTimer.unref()
+    }
+    for (let i = 0; i < q.length; i++) {
+      const r = out[i]
+      if (r.ok) q[i].resolve(r.value)
+      else q[i].reject(r.error)
+    }
+  }
+
+  /** Commits and write transactions committed so far (with `?sync=N`; a commit carries one or more). */
+  commitStats(): { commits: number; writes: number } {
+    return { commits: this.commits, writes: this.writes }
   }
 
   /** Flushes committed data to disk (fdatasync on libuv's thread pool). */
@@ -144,6 +200,10 @@ export class LmdbBackend implements Backend {
     if (this.closed) return
     this.closed = true
     if (this.syncMs > 0) {
+      // what was asked for before close is committed, as it would have been a moment later
+      if (this.commitImmediate !== null) clearImmediate(this.commitImmediate)
+      this.commitImmediate = null
+      this.commitQueued()
       if (this.syncTimer !== null) clearTimeout(this.syncTimer)
       this.syncTimer = null
       if (this.syncing !== null) await this.syncing
@@ -195,9 +255,11 @@ export class LmdbLocationStore extends UpdateBasedLocationStore implements Locat
 
   /** Inside a transaction: writes the AOR's new set and keeps index and counters in step. */
   private write(aor: string, prev: readonly Binding[], next: readonly Binding[]): void {
+    // encoded before anything is written: a throw leaves the shared transaction untouched
+    const value = next.length > 0 ? encodeBindings(next) : null
     if (prev.length > 0) this.exp.removeSync([minExpires(prev), aor])
-    if (next.length > 0) {
-      this.loc.putSync(aor, encodeBindings(next))
+    if (value !== null) {
+      this.loc.putSync(aor, value)
       this.exp.putSync([minExpires(next), aor], MARK)
     } else if (prev.length > 0) {
       this.loc.removeSync(aor)
@@ -296,6 +358,8 @@ export class LmdbDialogStore implements DialogStore {
 
   /** Inside a transaction. */
   private write(id: string, prev: Dialog | null, next: Dialog | null): void {
+    // encoded before anything is written: a throw leaves the shared transaction untouched
+    const value = next ? encodeDialog(next) : null
     if (prev) {
       this.exp.removeSync([prev.expiresAt, id])
       if (prev.state !== 'terminated') {
@@ -304,7 +368,7 @@ export class LmdbDialogStore implements DialogStore {
       }
     }
     if (next) {
-      this.dlg.putSync(id, encodeDialog(next))
+      this.dlg.putSync(id, value as Buffer)
       this.exp.putSync([next.expiresAt, id], MARK)
       if (next.state !== 'terminated') {
         this.meta.add(dlgSetKey(next.setName), 1)
@@ -399,10 +463,11 @@ export class LmdbBanStore implements BanStore {
     checkKey('ban key', key)
     if (typeof until !== 'number' || !Number.isFinite(until)) throw new StoreError(StoreErrorCode.BAD_VALUE, 'ban until must be an epoch-ms number')
     const b: Ban = { key, until, reason: String(reason ?? ''), createdAt: this.now() }
+    const value = encodeBan(b)
     await this.run(() => {
       const prev = this.read(key)
       if (prev) this.exp.removeSync([prev.until, key])
-      this.db.putSync(key, encodeBan(b))
+      this.db.putSync(key, value)
       this.exp.putSync([until, key], MARK)
     })
   }

@@ -98,3 +98,37 @@ t.test('background sweep: backs off while nothing expires, still removes what ex
   t.same(removed, ['sip:q1@h'], 'the expired binding was swept')
   t.same(await s.location.count(), { aors: 0, bindings: 0 })
 })
+
+t.test('lmdb ?sync=N: the writes asked for in one turn share one commit, each settles on its own', async t => {
+  const clock = { now: () => Date.now() }
+  const path = join(t.testdir({}), 'group')
+  const a = await openStores(`lmdb:${path}?sync=50ms`, { sweepIntervalMs: 0 })
+  const before = a.commitStats()
+  t.same(before, { commits: 0, writes: 0 }, 'nothing committed yet')
+  // one turn: five registrations, a failing update, a dialog and a ban, none awaited in between
+  const puts = ['a', 'b', 'c', 'd', 'e'].map(u => a.location.put(`sip:${u}@x`, binding(clock, `sip:${u}1@h`)))
+  const bad = a.location.update('sip:a@x', () => { throw new Error('refused') })
+  const second = a.location.put('sip:a@x', binding(clock, 'sip:a2@h'))
+  const dlg = a.dialogs.put({ id: 'g', setName: 's', destination: 'sip:as', state: 'confirmed', createdAt: 1, lastActivity: 1, expiresAt: Date.now() + 60_000 })
+  const ban = a.bans.ban('198.51.100.9', Date.now() + 60_000, 'flood')
+  const settled = await Promise.allSettled([...puts, bad, second, dlg, ban])
+  t.same(settled.map(s => s.status), ['fulfilled', 'fulfilled', 'fulfilled', 'fulfilled', 'fulfilled', 'rejected', 'fulfilled', 'fulfilled', 'fulfilled'], 'only the throwing update rejects')
+  t.match((settled[5] as PromiseRejectedResult).reason, /refused/)
+  t.same(a.commitStats(), { commits: 1, writes: 9 }, 'nine write transactions, one commit')
+  // in order: the second put on sip:a@x saw the first
+  t.same((settled[6] as PromiseFulfilledResult<Array<{ contact: string }>>).value.map(b => b.contact).sort(), ['sip:a1@h', 'sip:a2@h'])
+  t.same(await a.location.count(), { aors: 5, bindings: 6 }, 'counters in step')
+  // a write awaited alone is its own commit
+  await a.location.put('sip:f@x', binding(clock, 'sip:f1@h'))
+  t.same(a.commitStats(), { commits: 2, writes: 10 })
+  // writes asked for just before close are committed by close
+  const last = a.location.put('sip:z@x', binding(clock, 'sip:z1@h'))
+  await a.close()
+  await last
+  const b = await openStores(`lmdb:${path}?sync=50ms`, { sweepIntervalMs: 0 })
+  t.teardown(() => b.close())
+  t.same(await b.location.count(), { aors: 7, bindings: 8 }, 'all of it persisted')
+  t.equal((await b.dialogs.get('g'))?.state, 'confirmed')
+  t.equal(await b.bans.isBanned('198.51.100.9'), true)
+  t.equal(b.commitStats()?.commits, 0, 'a new opener starts its own count')
+})
