@@ -1,5 +1,7 @@
 // The priority of the threads that handle no SIP message (docs/performance.md, issue 17 session
-// 13, "The helper threads at nice 19"; config key `helper_thread_nice`).
+// 13, "The helper threads at nice 19"; config key `helper_thread_nice`, which defaults to 19 only
+// with `workers: 0`: beside several handling threads on one CPU, lowered helpers are a priority
+// inversion — session 15, "`helper_thread_nice` defaults to 0 when the node has worker threads").
 //
 // A Node process runs V8's platform threads (concurrent marking, parallel scavenging, the
 // optimising compiler), libuv's pool and sipedge's log thread beside the threads that run the

@@ -387,8 +387,8 @@ const logging = obj({
   }).desc('Rotation of `file` (also on SIGHUP / admin reopen).'),
 }).desc('Structured logging.')
 
-const helperThreadNice = int(0, 19).def(19)
-  .desc('Nice increment given at start to the threads of the process that handle no SIP message (V8\'s garbage-collector and compiler threads, libuv\'s pool, the log thread), so that on a busy CPU they take the time the message-handling threads leave idle instead of preempting them (Linux; each thread\'s own nice value, at most 19). `0` leaves them as they are. The threads that handle messages (the primary, the workers) keep the process\'s priority. A change needs a restart.')
+const helperThreadNice = int(0, 19).def(null, '19 when `workers` is 0, else 0')
+  .desc('Nice increment given at start to the threads of the process that handle no SIP message (V8\'s garbage-collector and compiler threads, libuv\'s pool, the log thread), so that on a busy CPU they take the time the message-handling thread leaves idle instead of preempting it (Linux; each thread\'s own nice value, at most 19). `0` leaves them as they are. The threads that handle messages (the primary, the workers) keep the process\'s priority. The default raises it only when one thread handles every message (`workers: 0`); with worker threads it leaves them as they are: with several handling threads on one CPU, lowered helpers were measured to cost 40–50 MB of RSS and a ten times longer tail at 2,000 requests a second with `workers: 2` (a priority inversion, docs/performance.md). A change needs a restart.')
 
 export const configSchema: ObjS = obj({
   workers,
@@ -436,6 +436,7 @@ function defaultWorkers(): number {
 
 function finishRoot(o: Record<string, unknown>, _path: string, ctx: Ctx): void {
   if (o['workers'] === null) o['workers'] = defaultWorkers()
+  if (o['helper_thread_nice'] === null) o['helper_thread_nice'] = o['workers'] === 0 ? 19 : 0
   const reg = o['registrar'] as Record<string, unknown>
   if (reg['store'] === null) reg['store'] = o['store']
   const dlg = o['dialog'] as Record<string, unknown>

@@ -179,8 +179,8 @@ function threadNice(pid: number): { main: number; others: number[] } {
   return { main, others }
 }
 
-t.test('helper threads (V8 GC and compiler, libuv pool, log) run at nice 19; the message-handling threads keep the priority', { skip: existsSync('/proc/self/task') ? false : 'no /proc (not Linux)' }, async t => {
-  for (const [nice, workers] of [[undefined, 2], [undefined, 0], [0, 1]] as const) {
+t.test('helper threads (V8 GC and compiler, libuv pool, log) run at nice 19 by default with workers: 0, as they are with worker threads; the message-handling threads keep the priority', { skip: existsSync('/proc/self/task') ? false : 'no /proc (not Linux)' }, async t => {
+  for (const [nice, workers] of [[undefined, 2], [undefined, 0], [19, 1], [0, 0]] as const) {
     const { file, port } = config(nice !== undefined ? `helper_thread_nice: ${nice}\n` : '', workers)
     const child = spawn(process.execPath, [main, '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] })
     t.teardown(() => killHard(child))
@@ -191,8 +191,8 @@ t.test('helper threads (V8 GC and compiler, libuv pool, log) run at nice 19; the
     c.close()
     const n = threadNice(child.pid!)
     t.equal(n.main, 0, 'the primary keeps the priority')
-    if (nice === 0) {
-      t.same(n.others.filter(v => v !== 0), [], 'helper_thread_nice: 0 leaves every thread as it is')
+    if (nice === 0 || (nice === undefined && workers > 0)) {
+      t.same(n.others.filter(v => v !== 0), [], `helper_thread_nice: ${nice ?? 'default'} with workers: ${workers} leaves every thread as it is`)
       t.notMatch(ready, /helperThreadsNice/)
     } else {
       // V8's platform threads (4 by default), the log thread and libuv's pool (when the module
