@@ -63,16 +63,20 @@ async function snapshot(node, storeDir) {
   const mem = sampleMem(pids)
   const groups = smapsBreakdownAll(pids, storeDir !== null ? { 'lmdb map (the location store, file-backed)': storeDir } : {})
   const breakdown = Object.entries(groups).map(([group, g]) => ({ group, addressSpaceMB: MB(g.sizeKB), rssMB: MB(g.rssKB), pssMB: MB(g.pssKB), anonMB: MB(g.anonKB), mappings: g.mappings })).sort((a, b) => b.pssMB - a.pssMB)
-  let heap = null, aorsStored = null, bindings = null
+  let heap = null, committed = null, aorsStored = null, bindings = null
   if (node.metricsUrl !== null) {
     const txt = await scrape(node.metricsUrl)
-    const h = metricByLabel(txt, 'sipedge_thread_heap_used_bytes', 'thread')
-    if (h !== null) heap = Object.fromEntries(Object.entries(h).map(([k, v]) => [k, +(v / 1048576).toFixed(1)]))
+    const perThreadMB = name => {
+      const h = metricByLabel(txt, name, 'thread')
+      return h === null ? null : Object.fromEntries(Object.entries(h).map(([k, v]) => [k, +(v / 1048576).toFixed(1)]))
+    }
+    heap = perThreadMB('sipedge_thread_heap_used_bytes')
+    committed = perThreadMB('sipedge_thread_heap_committed_bytes')
     aorsStored = metricSum(txt, 'sipedge_registrations_aors')
     bindings = metricSum(txt, 'sipedge_registrations_bindings')
   }
   const files = storeDir !== null ? filesUnder(storeDir).map(f => ({ file: f.path.slice(storeDir.length + 1), sizeMB: +(f.bytes / 1048576).toFixed(1), allocatedMB: +(f.allocatedBytes / 1048576).toFixed(1) })) : []
-  return { processes: pids.length, ...mem, heapUsedMBByThread: heap, heapUsedMB: heap === null ? null : +Object.values(heap).reduce((a, b) => a + b, 0).toFixed(1), aorsStored, bindings, breakdown, storeFiles: files }
+  return { processes: pids.length, ...mem, heapUsedMBByThread: heap, heapUsedMB: heap === null ? null : +Object.values(heap).reduce((a, b) => a + b, 0).toFixed(1), heapCommittedMBByThread: committed, heapCommittedMB: committed === null ? null : +Object.values(committed).reduce((a, b) => a + b, 0).toFixed(1), aorsStored, bindings, breakdown, storeFiles: files }
 }
 
 async function measure(o, pool, target, repeat) {
@@ -118,11 +122,13 @@ function markdown(run) {
   const m = run.machine
   L.push(`- Machine: ${m.cpu}, ${m.cores} cores, ${m.memGiB} GiB, Linux ${m.kernel}, Node ${m.node}${m.kamailio ? `, ${m.kamailio}` : ''}; load average ${run.loadAverage.start.join(' ')} → ${run.loadAverage.end.join(' ')}`)
   L.push(`- sipedge: store lmdb (default options); Kamailio: usrloc db_mode 0 (in shared memory, -m ${run.options.shmMb} MB), ${run.options.children} children`, '')
-  L.push('| node | AORs stored | RSS before → after MB | PSS before → after MB | anon / file RSS after MB | V8 heap used after MB (per thread) | bytes per AOR (PSS) | target RSS < 200 MB |', '| --- | ---: | ---: | ---: | ---: | --- | ---: | --- |')
+  L.push('| node | AORs stored | RSS before → after MB | PSS before → after MB | anon / file RSS after MB | V8 heap used after MB (per thread) | V8 heap committed after MB (per thread) | bytes per AOR (PSS) | target RSS < 200 MB |', '| --- | ---: | ---: | ---: | ---: | --- | --- | ---: | --- |')
   for (const r of run.results) {
     const a = r.after, b = r.before
-    const heap = a.heapUsedMBByThread === null ? 'n/a' : `${a.heapUsedMB} (${Object.entries(a.heapUsedMBByThread).map(([k, v]) => `${k} ${v}`).join(', ')})`
-    L.push(`| ${r.target}${r.workers !== undefined ? ` (workers ${r.workers})` : ''} | ${a.aorsStored ?? `${r.registered.ok200} answered 200`} | ${b.rssMB} → **${a.rssMB}** | ${b.pssMB} → **${a.pssMB}** | ${a.rssAnonMB} / ${a.rssFileMB} | ${heap} | ${r.perAorBytes.pss} | ${r.met === undefined ? '' : r.met ? 'met' : `missed by ${(a.rssMB - RSS_TARGET_MB).toFixed(1)} MB`} |`)
+    const perThread = (total, by) => by === null || by === undefined ? 'n/a' : `${total} (${Object.entries(by).map(([k, v]) => `${k} ${v}`).join(', ')})`
+    const heap = perThread(a.heapUsedMB, a.heapUsedMBByThread)
+    const committed = perThread(a.heapCommittedMB, a.heapCommittedMBByThread)
+    L.push(`| ${r.target}${r.workers !== undefined ? ` (workers ${r.workers})` : ''} | ${a.aorsStored ?? `${r.registered.ok200} answered 200`} | ${b.rssMB} → **${a.rssMB}** | ${b.pssMB} → **${a.pssMB}** | ${a.rssAnonMB} / ${a.rssFileMB} | ${heap} | ${committed} | ${r.perAorBytes.pss} | ${r.met === undefined ? '' : r.met ? 'met' : `missed by ${(a.rssMB - RSS_TARGET_MB).toFixed(1)} MB`} |`)
   }
   L.push('')
   for (const r of run.results) {
@@ -132,7 +138,7 @@ function markdown(run) {
     if (r.after.storeFiles.length > 0) L.push('', `lmdb files on disk: ${r.after.storeFiles.map(f => `${f.file} ${f.sizeMB} MB (allocated ${f.allocatedMB} MB)`).join(', ')}.`)
     L.push('', `Registration: ${r.registered.answered} answered (${JSON.stringify(r.registered.codes)}) in ${r.registered.seconds} s (${r.registered.perS}/s), ${r.registered.retransmissions} retransmissions.`, '')
   }
-  L.push('How to read: RSS counts every resident page once per process (Kamailio: its shared memory is counted in every process that touched it, so its RSS sum overstates; PSS shares each page among the processes mapping it). "anonymous" is memory with no file behind it: for sipedge the V8 heaps of the primary and every worker (the heap used per thread is given; the rest up to the anonymous RSS is heap committed but free, code space, malloc arenas of lmdb and libuv, and thread stacks). The lmdb map is the store\'s file mapped into memory: its resident pages are page cache shared with the file system, evictable under pressure, and counted in RSS. The address space of the lmdb map is the map size reserved, not memory used.', '')
+  L.push('How to read: RSS counts every resident page once per process (Kamailio: its shared memory is counted in every process that touched it, so its RSS sum overstates; PSS shares each page among the processes mapping it). "anonymous" is memory with no file behind it: for sipedge the V8 heaps of the primary and every worker (the heap used and the heap committed per thread are given; the rest up to the anonymous RSS is memory outside the V8 heap: Buffer and ArrayBuffer contents, V8\'s own malloc (compiler zones), malloc arenas of lmdb and libuv, and thread stacks). The lmdb map is the store\'s file mapped into memory: its resident pages are page cache shared with the file system, evictable under pressure, and counted in RSS. The address space of the lmdb map is the map size reserved, not memory used.', '')
   return L.join('\n')
 }
 

@@ -13,8 +13,9 @@ export const THREAD_SLOTS = Object.freeze({
   heapUsed: 3, // bytes, this thread's V8 isolate
   messages: 4, // frames handled (counter)
   sampledAt: 5, // unix seconds of the last sample (0 = thread never sampled: not reported)
+  heapCommitted: 6, // bytes, this thread's V8 isolate: heap reserved in memory (used + free pages it keeps)
 } as const)
-const THREAD_GROUP_SIZE = 6
+const THREAD_GROUP_SIZE = 7
 
 /** A histogram's slots: bucket counts (not cumulative; last = +Inf), then the sum. */
 export interface HistogramSlots {

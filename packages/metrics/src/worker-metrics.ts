@@ -182,7 +182,9 @@ export class WorkerMetrics {
       f[g + THREAD_SLOTS.lagMax] = xs[xs.length - 1]!
     }
     f[O.threadCounters + THREAD_SLOTS.busySeconds] = this.eluBase + (performance.eventLoopUtilization().active - this.blockedMs) / 1000
-    f[g + THREAD_SLOTS.heapUsed] = getHeapStatistics().used_heap_size
+    const h = getHeapStatistics()
+    f[g + THREAD_SLOTS.heapUsed] = h.used_heap_size
+    f[g + THREAD_SLOTS.heapCommitted] = h.total_heap_size
     f[g + THREAD_SLOTS.sampledAt] = Date.now() / 1000
   }
 

@@ -33,6 +33,7 @@ t.test('sums two writer threads at scrape time', async t => {
   t.equal(get('sipedge_thread_messages_total', { thread: 'worker0' }), 1000)
   t.equal(get('sipedge_thread_messages_total', { thread: 'worker1' }), 234)
   t.ok((get('sipedge_thread_heap_used_bytes', { thread: 'worker1' }) ?? 0) > 0, 'per-thread heap from the worker isolate')
+  t.ok((get('sipedge_thread_heap_committed_bytes', { thread: 'worker1' }) ?? 0) >= (get('sipedge_thread_heap_used_bytes', { thread: 'worker1' }) ?? Infinity), 'per-thread committed heap, at least the heap used')
 
   // worker 0 dies and is replaced: its counters stay in the totals, its gauges go
   agg.retireWorker(0)

@@ -14,6 +14,7 @@ t.test('the sampler writes the thread gauges, calls onSample on its own tick, an
   t.teardown(() => w.stopSampler())
   t.ok(w.f[G + THREAD_SLOTS.sampledAt]! > 0, 'sampled at start')
   t.ok(w.f[G + THREAD_SLOTS.heapUsed]! > 0, 'heap used')
+  t.ok(w.f[G + THREAD_SLOTS.heapCommitted]! >= w.f[G + THREAD_SLOTS.heapUsed]!, 'heap committed, at least the heap used')
   await new Promise(r => setTimeout(r, 100))
   t.ok(calls >= 1, `onSample called on the sampler's tick (${calls})`)
   // block the loop for 300 ms: the next tick is at least ~280 ms late
