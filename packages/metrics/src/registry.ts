@@ -461,7 +461,7 @@ export function createMetricsRegistry(opts: MetricsRegistryOptions = {}): Sipedg
     perThread(O.threadCounters + THREAD_SLOTS.busySeconds, false))
   def('sipedge_thread_heap_used_bytes', 'gauge', ['thread'], 'V8 heap used by each thread\'s isolate.',
     perThread(O.threadGauges + THREAD_SLOTS.heapUsed, false))
-  def('sipedge_thread_heap_committed_bytes', 'gauge', ['thread'], 'V8 heap committed by each thread\'s isolate: the used heap plus the free pages it keeps (resident once touched); the gap to `sipedge_thread_heap_used_bytes` is what a GC could return.',
+  def('sipedge_thread_heap_committed_bytes', 'gauge', ['thread'], 'V8 heap committed by each thread\'s isolate: the used heap plus the free pages it keeps (resident once touched), part of which a memory-reducing GC gives back.',
     perThread(O.threadGauges + THREAD_SLOTS.heapCommitted, false))
   def('sipedge_process_cpu_seconds_total', 'counter', ['mode'], 'CPU time of the whole process (all threads), user and system.', () => {
     const u = process.cpuUsage()
