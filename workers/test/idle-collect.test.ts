@@ -66,9 +66,13 @@ t.test('busy all along: no collection, however large the heap', async t => {
 
 t.test('asleep until quietMessages messages arrive; close disarms', async t => {
   const c = new IdleCollector({ windowMs: 20, quietMessages: 5, quietMs: 20, growthBytes: 1 })
+  // the heap grows past the baseline taken at construction (without it the first decision
+  // depended on incidental allocation: a GC in between left the heap below the baseline)
+  const first = garbage(2)
   c.note() // arms; the window sees one message: quiet; decides (collects: growth 1 byte)
   for (let i = 0; i < 40 && c.collections === 0; i++) await sleep(10)
   t.equal(c.collections, 1)
+  t.ok(first.length > 0)
   // asleep: four messages do not arm it (fewer than quietMessages), so no further decision
   for (let i = 0; i < 4; i++) c.note()
   await sleep(80)
