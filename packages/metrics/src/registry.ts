@@ -25,6 +25,8 @@ export interface RingStat {
   direction: 'in' | 'out'
   used: number
   capacity: number
+  /** Bytes of the ring ever written (resident memory). Optional for callers that predate it. */
+  reach?: number
   pushed: number
   refused: number
   wakeups: number
@@ -413,6 +415,7 @@ export function createMetricsRegistry(opts: MetricsRegistryOptions = {}): Sipedg
     })
   ringMetric('sipedge_ring_used_bytes', 'gauge', 'Bytes waiting in a ring (in: primary to worker, out: worker to primary).', r => r.used)
   ringMetric('sipedge_ring_capacity_bytes', 'gauge', 'Ring capacity.', r => r.capacity)
+  ringMetric('sipedge_ring_touched_bytes', 'gauge', 'Bytes of the ring written since it was created: the part that is resident memory. A consumer that keeps up keeps it near an eighth of the capacity (the producer starts again at the front of an empty ring); a backlog grows it up to the capacity, and it does not shrink.', r => r.reach ?? r.capacity)
   ringMetric('sipedge_ring_frames_total', 'counter', 'Frames pushed into a ring.', r => r.pushed)
   ringMetric('sipedge_ring_drops_total', 'counter', 'Frames refused because the ring was full.', r => r.refused)
   ringMetric('sipedge_ring_wakeups_total', 'counter', 'Times the consumer of a ring was woken up (Atomics.notify).', r => r.wakeups)

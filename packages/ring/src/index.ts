@@ -8,6 +8,7 @@ export {
   RING_MAGIC,
   RING_LAYOUT_VERSION,
   RECORD_ALIGN,
+  RING_REWIND_DIVISOR,
 } from './ring.js'
 export type { RingStats, FrameHandler } from './ring.js'
 export { RingError, RingErrorCode } from './errors.js'

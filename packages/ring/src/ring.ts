@@ -7,7 +7,7 @@
  *
  *     0  i32 magic 'SRNG'   4 i32 layout version   8 i32 capacity   12 i32 header size
  *   128  i32 HEAD (producer publishes; consumer polls)
- *   256  f64 pushed   264 f64 refused   272 f64 notifies       (producer writes, stats() reads)
+ *   256  f64 pushed   264 f64 refused   272 f64 notifies   280 f64 reach  (producer writes, stats() reads)
  *   384  i32 TAIL (consumer publishes; producer reads only when its cached copy says "full")
  *   512  f64 drained  520 f64 wakeups                          (consumer writes, stats() reads)
  *   640  i32 SLEEP (1 = consumer asleep or about to)   644 i32 WAKE (wake() requested)
@@ -35,6 +35,17 @@
  * a wrap marker and puts the record at offset 0, so the consumer always gets one contiguous
  * view per frame. That is why the largest record is capacity/2: it then fits an empty ring at
  * any offset.
+ *
+ * The producer also goes back to offset 0 early: a push that finds the ring empty past an eighth
+ * of the capacity (`rewindAt`) writes the same wrap marker and starts again at 0, so the consumer
+ * needs no new case. While the consumer keeps up, frames then live in the first eighth of the
+ * ring and the rest of the data area is never written: its pages stay untouched (a 4 MiB ring
+ * that has gone round once holds 4 MiB of RSS for good; one that rewinds, ~512 KiB) and the
+ * frames stay in the CPU caches of both threads. A backlog still grows into the whole ring
+ * (`reach` says how far it went). The price: until the consumer has read the marker, the
+ * skipped end counts as used, so a consumer that stalls right after a rewind has `rewindAt` or
+ * more bytes of room instead of the whole capacity. Only an empty ring is rewound: with frames
+ * waiting, the room left would be the bytes in front of the oldest one, which can be few.
  */
 import { decodeAddress, encodeAddress, type FrameMeta } from '@sipedge/frame'
 import { RingError, RingErrorCode } from './errors.js'
@@ -61,6 +72,7 @@ const I_WAKE = 644 >> 2
 const F_PUSHED = 256 >> 3
 const F_REFUSED = 264 >> 3
 const F_NOTIFIES = 272 >> 3
+const F_REACH = 280 >> 3
 const F_DRAINED = 512 >> 3
 const F_WAKEUPS = 520 >> 3
 
@@ -73,6 +85,8 @@ const WRAP_MARKER = -1
 export const RECORD_ALIGN = 64
 const RECORD_ALIGN_MASK = RECORD_ALIGN - 1
 const NO_DEADLINE_KEEPALIVE_MS = 1 << 30
+/** A push that finds the ring empty past capacity / RING_REWIND_DIVISOR starts again at 0. */
+export const RING_REWIND_DIVISOR = 8
 
 export interface RingStats {
   /** frames published by the producer */
@@ -87,6 +101,12 @@ export interface RingStats {
   notifies: number
   /** bytes in use now (headers, payloads, padding) */
   used: number
+  /**
+   * Bytes of the data area the producer has ever written, from offset 0 (the highest record
+   * end): the part of the ring that is resident memory. Stays near RING_REWIND_BYTES while the
+   * consumer keeps up.
+   */
+  reach: number
   /** data area size in bytes */
   capacity: number
 }
@@ -214,6 +234,9 @@ export class Ring {
   // producer state
   private head: number
   private cachedTail: number
+  private reach: number
+  /** @internal offset past which a push that finds the ring empty goes back to 0 (tests may raise it) */
+  _rewindAt: number
   // consumer state
   private tail: number
   private publishedTail: number
@@ -257,6 +280,8 @@ export class Ring {
     this.view = new FrameView(this.u8, i32)
     this.head = Atomics.load(i32, I_HEAD)
     this.cachedTail = Atomics.load(i32, I_TAIL)
+    this.reach = this.f64[F_REACH]!
+    this._rewindAt = capacity / RING_REWIND_DIVISOR
     this.tail = this.cachedTail
     this.publishedTail = this.tail
     // give the producer room back in quarters during a long batch
@@ -298,6 +323,16 @@ export class Ring {
     const i32 = this.i32
     let head = this.head
     let off = head & this.mask
+    if (off >= this._rewindAt) {
+      // Empty (the consumer has published every frame as done): back to offset 0. The skipped
+      // end counts as used until the consumer reads the marker, so `off` bytes are free: enough.
+      if (this.cachedTail !== head) this.cachedTail = Atomics.load(i32, I_TAIL)
+      if (this.cachedTail === head && rec <= off) {
+        i32[(RING_CONTROL_SIZE + off) >> 2] = WRAP_MARKER
+        head = (head + (cap - off)) | 0
+        off = 0
+      }
+    }
     const contiguous = cap - off
     const need = rec <= contiguous ? rec : contiguous + rec
     if (cap - ((head - this.cachedTail) | 0) < need) {
@@ -338,6 +373,10 @@ export class Ring {
         u8.set(part, p)
         p += part.byteLength
       }
+    }
+    if (off + rec > this.reach) {
+      this.reach = off + rec
+      this.f64[F_REACH] = this.reach
     }
     head = (head + rec) | 0
     this.head = head
@@ -578,6 +617,7 @@ export class Ring {
       notifies: f64[F_NOTIFIES]!,
       used,
       capacity: this.capacity,
+      reach: f64[F_REACH]!,
     }
   }
 }

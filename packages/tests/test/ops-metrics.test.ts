@@ -76,7 +76,10 @@ admin: { listen: 127.0.0.1:${HTTP}, token: ${TOKEN} }
     const lagThreads = (f: Map<string, ExpoFamily>): string[] => f.get('sipedge_event_loop_lag_p99_seconds')?.samples.map(s => s.labels['thread']!).sort() ?? []
     await until(async () => { g = await scrape(); return lagThreads(g).length >= want.length }, 15_000, 200)
     t.same(lagThreads(g), want, 'event-loop lag per thread (no series for a thread that does not exist)')
-    if (workers > 0) t.equal(sampleValue(g, 'sipedge_ring_capacity_bytes', 'sipedge_ring_capacity_bytes', { worker: '1', direction: 'in' }) > 0, true, 'ring series per worker')
+    if (workers > 0) {
+      t.equal(sampleValue(g, 'sipedge_ring_capacity_bytes', 'sipedge_ring_capacity_bytes', { worker: '1', direction: 'in' }) > 0, true, 'ring series per worker')
+      t.ok(sampleValue(g, 'sipedge_ring_touched_bytes', 'sipedge_ring_touched_bytes', { worker: '1', direction: 'out' }) >= 0, 'ring touched series per worker')
+    }
     else t.notOk(g.get('sipedge_ring_capacity_bytes')?.samples.length, 'no ring series without workers')
   })
 
@@ -129,6 +132,14 @@ admin: { listen: 127.0.0.1:${HTTP}, token: ${TOKEN} }
       sampleValue(f, 'sipedge_dispatcher_destination_state', 'sipedge_dispatcher_destination_state', { set: 'apps', destination: `sip:127.0.0.2:${UAS}`, state: 'active' }) === 1
     await until(async () => { if (gaugesIn(after)) return true; after = await scrape(); return gaugesIn(after) }, 15_000, 200)
     const d = (fn: (f: Map<string, ExpoFamily>) => number): number => fn(after) - fn(before)
+    if (workers > 0) {
+      // the calls went through the rings, which the consumers kept up with: written only at their front
+      for (const w of ['0', '1']) for (const direction of ['in', 'out']) {
+        const cap = sampleValue(after, 'sipedge_ring_capacity_bytes', 'sipedge_ring_capacity_bytes', { worker: w, direction })
+        const touched = sampleValue(after, 'sipedge_ring_touched_bytes', 'sipedge_ring_touched_bytes', { worker: w, direction })
+        t.ok(touched > 0 && touched <= cap / 8 + 4096, `worker ${w} ${direction}: ring touched ${touched} of ${cap} bytes`)
+      }
+    }
     // What sipp put on the wire, retransmissions included (a stateful proxy absorbs the client's
     // retransmissions and retransmits on its own towards the UAS, so each hop is compared with the
     // sipp side of that hop).

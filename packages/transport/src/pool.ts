@@ -35,6 +35,8 @@ export interface EngineRingStat {
   direction: 'in' | 'out'
   used: number
   capacity: number
+  /** bytes of the ring ever written (its resident memory); see Ring.stats().reach */
+  reach: number
   pushed: number
   refused: number
   drained: number
@@ -220,7 +222,7 @@ export class WorkerPool implements FrameTarget {
       for (const [direction, ring] of [['in', s.inbound], ['out', s.outbound]] as const) {
         if (ring === null) continue
         const r = ring.stats()
-        out.push({ worker: s.index, direction, used: r.used, capacity: r.capacity, pushed: r.pushed, refused: r.refused, drained: r.drained, wakeups: r.wakeups })
+        out.push({ worker: s.index, direction, used: r.used, capacity: r.capacity, reach: r.reach, pushed: r.pushed, refused: r.refused, drained: r.drained, wakeups: r.wakeups })
       }
     }
     return out
