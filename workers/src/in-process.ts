@@ -20,12 +20,14 @@ export interface InProcessHostOptions {
   tracer?: Tracer
   /** Trace filters in force at start. */
   traceFilters?: TraceFilters
+  /** The process's compaction gate (createCompactionGate(), also given to the workers); absent: one of its own. */
+  compaction?: SharedArrayBuffer
 }
 
 /** EngineOptions.inProcessHandler for a handler module run on the primary thread. */
 export function inProcessHost(opts: InProcessHostOptions): (ctx: FrameHandlerContext) => Promise<FrameMessageHandler> {
   return async (ctx) => {
-    const host = new HandlerHost(opts.metrics?.() ?? null, opts.tracer ?? null, new IdleCollector({ onCollect: logCollection(ctx.log) }))
+    const host = new HandlerHost(opts.metrics?.() ?? null, opts.tracer ?? null, new IdleCollector({ onCollect: logCollection(ctx.log), ...(opts.compaction !== undefined ? { compaction: opts.compaction } : {}) }))
     if (opts.traceFilters !== undefined) host.setTraceFilters({ filters: opts.traceFilters })
     const mod = await import(String(opts.handlerUrl)) as { createHandler: CreateHandler }
     const { metrics: _none, ...rest } = ctx

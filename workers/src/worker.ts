@@ -31,6 +31,8 @@ interface WorkerData extends Partial<WorkerMetricsData> {
   traceFilters?: { callIds: string[]; sources: string[] }
   /** Control messages a replacement applies before its first frame (a node drain in progress). */
   controls?: Array<{ type: string; [k: string]: unknown }>
+  /** The process's compaction gate (idle-collect.ts): shared by every thread's idle collector. */
+  compaction?: SharedArrayBuffer
 }
 
 const BATCH = 256
@@ -81,7 +83,7 @@ if (data.logPort !== undefined) {
 const metrics: WorkerMetrics | null = data.metricsBuffer !== undefined && data.metricsBlock !== undefined
   ? WorkerMetrics.attach({ metricsBuffer: data.metricsBuffer, metricsBlock: data.metricsBlock })
   : null
-const host = new HandlerHost(metrics, tracer, new IdleCollector({ onCollect: logCollection(log) }))
+const host = new HandlerHost(metrics, tracer, new IdleCollector({ onCollect: logCollection(log), ...(data.compaction !== undefined ? { compaction: data.compaction } : {}) }))
 
 // ---------------------------------------------------------------- handler
 const mod = await import(data.handlerUrl ?? new URL('./handler.js', import.meta.url).href) as { createHandler: CreateHandler }

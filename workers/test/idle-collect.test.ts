@@ -2,12 +2,13 @@
 // collects once the thread has gone quiet after the heap grew, not while messages flow, not when
 // the heap did not grow, and it arms no timer while asleep.
 import t from 'tap'
-import { getHeapStatistics } from 'node:v8'
-import { IdleCollector } from '@sipedge/workers'
+import { getHeapStatistics, getHeapSpaceStatistics } from 'node:v8'
+import { IdleCollector, createCompactionGate } from '@sipedge/workers'
 
 const sleep = (ms: number): Promise<void> => new Promise(r => setTimeout(r, ms))
 const MiB = 1024 * 1024
 const used = (): number => getHeapStatistics().used_heap_size
+const committed = (): number => getHeapStatistics().total_heap_size
 
 /** ~`mb` MiB of small objects on the V8 heap, kept alive by the returned array. */
 function garbage(mb: number): object[] {
@@ -45,7 +46,7 @@ t.test('a burst, then quiet: one major GC, the heap used falls', async t => {
 })
 
 t.test('no growth: quiet periods end without a collection', async t => {
-  const c = new IdleCollector({ windowMs: 30, quietMessages: 10, quietMs: 60, growthBytes: 512 * MiB })
+  const c = new IdleCollector({ windowMs: 30, quietMessages: 10, quietMs: 60, growthBytes: 512 * MiB, slackBytes: 512 * MiB })
   t.teardown(() => c.close())
   for (let i = 0; i < 10; i++) { c.note(); await sleep(30) }
   await sleep(150)
@@ -86,4 +87,68 @@ t.test('asleep until quietMessages messages arrive; close disarms', async t => {
   for (let i = 0; i < 10; i++) c.note()
   await sleep(80)
   t.equal(c.collections, 2, 'closed: never again')
+})
+
+t.test('a heap that commits far more than it uses is compacted: the pages go back, the gate closes', async t => {
+  // the survivors of a burst spread over its pages: every 8th of ~48 MiB of objects stays alive
+  const spread = (): object[] => {
+    const all = garbage(48)
+    const keep: object[] = []
+    for (let i = 0; i < all.length; i += 8) keep.push(all[i]!)
+    return keep
+  }
+  let keep: object[] | null = spread()
+  await sleep(10)
+  const gate = createCompactionGate()
+  const seen: Array<{ used: [number, number]; committed: [number, number] }> = []
+  // growth alone would never collect here: the slack (committed - used) decides
+  const c = new IdleCollector({
+    windowMs: 30, quietMessages: 10, quietMs: 60, growthBytes: 1024 * MiB, slackBytes: 8 * MiB, compaction: gate,
+    onCollect: (b, a, _ms, cb, ca) => seen.push({ used: [b, a], committed: [cb, ca] }),
+  })
+  t.teardown(() => c.close())
+  c.note()
+  for (let i = 0; i < 100 && c.collections === 0; i++) await sleep(20)
+  t.equal(c.collections, 1, 'collected once quiet')
+  const r = seen[0]!
+  t.ok(r.committed[0] - r.used[0] >= 8 * MiB, `the slack was there: ${(r.committed[0] / MiB).toFixed(1)} MiB committed for ${(r.used[0] / MiB).toFixed(1)} used`)
+  t.ok(r.committed[1] < r.committed[0] - 16 * MiB,
+    `compacted: committed ${(r.committed[0] / MiB).toFixed(1)} -> ${(r.committed[1] / MiB).toFixed(1)} MiB with ${(r.used[1] / MiB).toFixed(1)} MiB still used`)
+  t.ok(committed() < r.committed[0] - 16 * MiB, 'and stays down')
+  const old = getHeapSpaceStatistics().find(x => x.space_name === 'old_space')!
+  t.ok(old.physical_space_size - old.space_used_size < 4 * MiB,
+    `the old generation is compact: ${(old.physical_space_size / MiB).toFixed(1)} MiB committed for ${(old.space_used_size / MiB).toFixed(1)} used`)
+  t.equal(new Int32Array(gate)[0], 0, 'the gate is closed again (no collection running)')
+  t.ok(keep.length > 0)
+  keep = null
+})
+
+t.test('two collectors on one gate: the flag stays on until the last one ends', async t => {
+  const gate = createCompactionGate()
+  const g = new Int32Array(gate)
+  const opts = { windowMs: 20, quietMessages: 5, quietMs: 20, growthBytes: 1, compaction: gate }
+  const a = new IdleCollector(opts)
+  const b = new IdleCollector(opts)
+  t.teardown(() => { a.close(); b.close() })
+  const grown = garbage(4)
+  let peak = 0
+  a.note(); b.note()
+  for (let i = 0; i < 100 && (a.collections === 0 || b.collections === 0); i++) { peak = Math.max(peak, g[0]!); await sleep(5) }
+  t.equal(a.collections, 1)
+  t.equal(b.collections, 1)
+  t.equal(g[0], 0, 'closed after both')
+  t.ok(peak >= 0 && grown.length > 0)
+})
+
+t.test('armed from construction: a thread that has seen no message still compacts what its start left', async t => {
+  const grown = garbage(4)
+  const c = new IdleCollector({ windowMs: 20, quietMessages: 5, quietMs: 40, growthBytes: 1 })
+  t.teardown(() => c.close())
+  // no note() at all
+  for (let i = 0; i < 50 && c.collections === 0; i++) await sleep(10)
+  t.equal(c.collections, 1, 'decided after the quiet time without any message')
+  // then asleep: no timer until quietMessages messages arrive
+  await sleep(100)
+  t.equal(c.collections, 1)
+  t.ok(grown.length > 0)
 })

@@ -6,7 +6,7 @@ import { MessageChannel, type MessagePort } from 'node:worker_threads'
 import { checkConfigFile, loadConfigFile, ConfigError, formatIssue, type FrozenConfig, type LoadOptions } from '@sipedge/config'
 import { Engine } from '@sipedge/transport'
 import { createLogging, Tracer, type Logging, type LoggingOptions } from '@sipedge/log'
-import { inProcessHost } from '@sipedge/workers'
+import { inProcessHost, createCompactionGate } from '@sipedge/workers'
 import {
   MetricsAggregator, DestinationSlots, createMetricsRegistry, THREAD_SAMPLE, startHttpServer, isLoopback,
   type HttpServer, type ReloadResult, type DispatcherInfo, type SipedgeMetrics,
@@ -147,13 +147,15 @@ export async function run(file: string, o: { v8Flags?: readonly string[] } = {})
   /** Control messages a replacement worker applies at start (a node drain in progress). */
   const workerControls: Array<{ type: string }> = []
   const logPorts = new Map<number, MessagePort>()
+  /** Every thread's idle collector shares it: V8's compaction flag is per process (idle-collect.ts). */
+  const gcGate = createCompactionGate()
   const opts = engineOptionsFromConfig(config, engineLogger(logging, 'engine'))
   opts.workerData = (index: number) => {
     const ch = new MessageChannel()
     logging.attachPort(ch.port1)
     ch.port1.unref()
     logPorts.set(index, ch.port1)
-    return { ...(agg !== null ? agg.workerData(index) : {}), logPort: ch.port2, traceFilters: trace.filters, controls: workerControls }
+    return { ...(agg !== null ? agg.workerData(index) : {}), logPort: ch.port2, traceFilters: trace.filters, controls: workerControls, compaction: gcGate }
   }
   opts.onWorkerExit = (index: number) => {
     // no thread writes the block any more: fold its counters into the retired totals
@@ -170,6 +172,7 @@ export async function run(file: string, o: { v8Flags?: readonly string[] } = {})
     metrics: () => agg?.main() ?? null,
     tracer: new Tracer(logging.logger('trace')),
     traceFilters: trace.filters,
+    compaction: gcGate,
   })
   const engine = new Engine(opts)
   agg = MetricsAggregator.create({ workers: engine.workerCount })
