@@ -10,4 +10,4 @@ export const workerEntryUrl: URL = new URL('./worker.js', import.meta.url)
 export const defaultHandlerUrl: URL = new URL('./handler.js', import.meta.url)
 /** URL of the proxy core handler module (what `sipedge` runs), for EngineOptions.handlerUrl. */
 export const proxyHandlerUrl: URL = new URL('./proxy-handler.js', import.meta.url)
-export { IdleCollector, createCompactionGate, type IdleCollectOptions } from './idle-collect.js'
+export { IdleCollector, createCompactionGate, logCollection, type IdleCollectOptions } from './idle-collect.js'

@@ -6,7 +6,7 @@ import { MessageChannel, type MessagePort } from 'node:worker_threads'
 import { checkConfigFile, loadConfigFile, ConfigError, formatIssue, type FrozenConfig, type LoadOptions } from '@sipedge/config'
 import { Engine } from '@sipedge/transport'
 import { createLogging, Tracer, type Logging, type LoggingOptions } from '@sipedge/log'
-import { inProcessHost, createCompactionGate } from '@sipedge/workers'
+import { inProcessHost, createCompactionGate, IdleCollector, logCollection } from '@sipedge/workers'
 import {
   MetricsAggregator, DestinationSlots, createMetricsRegistry, THREAD_SAMPLE, startHttpServer, isLoopback,
   type HttpServer, type ReloadResult, type DispatcherInfo, type SipedgeMetrics,
@@ -174,7 +174,12 @@ export async function run(file: string, o: { v8Flags?: readonly string[] } = {})
     traceFilters: trace.filters,
     compaction: gcGate,
   })
+  // With worker threads the primary handles no SIP, but a burst grows its heap too (the buffers
+  // and strings of the I/O): it gets an idle collector of its own, fed one count per message.
+  let primaryIdle: IdleCollector | null = null
+  opts.onMessage = () => { if (primaryIdle !== null) primaryIdle.note() }
   const engine = new Engine(opts)
+  if (engine.workerCount > 0) primaryIdle = new IdleCollector({ onCollect: logCollection(engineLogger(logging, 'primary')), compaction: gcGate })
   agg = MetricsAggregator.create({ workers: engine.workerCount })
   agg.setDestinations(new DestinationSlots(config.dispatcher.sets))
   // no timer: the primary's thread gauges are sampled on each scrape (sampleThreads below), like the workers'
@@ -279,6 +284,7 @@ export async function run(file: string, o: { v8Flags?: readonly string[] } = {})
     registry.setReady(false)
     log.info({ signal }, 'shutting down')
     banSync.stop()
+    primaryIdle?.close()
     engine.stop().then(
       () => {
         for (const s of servers) s.close()

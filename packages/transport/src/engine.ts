@@ -61,7 +61,7 @@ export class Engine {
     this.pike = new Pike(opts.pike ?? null)
     this.pike.on({ banned: b => this.#closeFrom(b.address) })
     const admit = this.#admitter()
-    const inbound = new Inbound({ ...common, pike: this.pike })
+    const inbound = new Inbound({ ...common, pike: this.pike, onMessage: opts.onMessage })
     this.#inbound = inbound
     this.#udp = new UdpListeners(this.log, (socketId, msg, rinfo) => inbound.datagram(socketId, msg, rinfo))
     const keepalive = new StreamKeepalive({

@@ -33,7 +33,7 @@ function isKeepaliveDatagram(b: Buffer): boolean {
   return true
 }
 
-export interface InboundOptions { counters: Counters; limits: EngineLimits; log: Logger; state: RunState; pike?: Pike }
+export interface InboundOptions { counters: Counters; limits: EngineLimits; log: Logger; state: RunState; pike?: Pike; onMessage?: (() => void) | undefined }
 
 export class Inbound {
   target: FrameTarget = NO_TARGET
@@ -45,8 +45,10 @@ export class Inbound {
   readonly #rlOversize: RateLimitedLog
   readonly #rlNoCallId: RateLimitedLog
   readonly #rlRingFull: RateLimitedLog
+  readonly #onMessage: () => void
 
   constructor(o: InboundOptions) {
+    this.#onMessage = o.onMessage ?? noop
     this.#c = o.counters
     this.#limits = o.limits
     this.#state = o.state
@@ -61,6 +63,7 @@ export class Inbound {
     const c = this.#c
     if (this.#state.draining) { c.drainDropped++; return }
     c.udpIn++
+    this.#onMessage()
     if (this.#pike.check(rinfo.address, msg)) return // pike: banned source, dropped before any parsing
     if (msg.length > this.#limits.maxMessageSize) {
       c.udpOversize++
@@ -94,6 +97,7 @@ export class Inbound {
     const c = this.#c
     if (this.#state.draining) { c.drainDropped++; return }
     c.streamIn++
+    this.#onMessage()
     if (this.#pike.check(conn.address, buf)) return // pike: banned (its connections are being closed)
     conn.sipSeen = true
     const h = callIdHash(buf)
@@ -121,3 +125,4 @@ export class Inbound {
     }
   }
 }
+function noop(): void {}

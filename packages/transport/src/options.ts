@@ -59,6 +59,12 @@ export interface EngineOptions {
    * has). Default: import handlerUrl and call its createHandler(ctx).
    */
   inProcessHandler?: (ctx: HandlerContext) => Promise<MessageHandler>
+  /**
+   * Called for every message the primary takes from a peer (a datagram, or one framed stream
+   * message), before it is handed on. The cli counts them into the primary's own idle collector
+   * when the node has worker threads (with `workers: 0` the in-process handler counts them).
+   */
+  onMessage?: () => void
   /** Configuration handed to the handler(s): structured-clone- and msgpackr-encodable. */
   config?: unknown
   /** Bytes per ring, each direction, per worker (default 4 MiB). */

@@ -87,3 +87,21 @@ t.test('draining: nothing new is read in', async t => {
   t.equal(counters.drainDropped, 2)
   t.equal(counters.udpIn + counters.streamIn, 0)
 })
+
+t.test('onMessage: once per message taken from a peer (datagram or stream message), not while draining', async t => {
+  let n = 0
+  const counters = new Counters()
+  const state = { draining: false }
+  const inb = new Inbound({ counters, limits: DEFAULT_LIMITS, log: quiet, state, onMessage: () => { n++ } })
+  inb.target = { deliver: () => true, transportError: () => true }
+  inb.datagram(0, Buffer.from(req()), rinfo())
+  inb.datagram(0, Buffer.from('\r\n\r\n'), rinfo()) // a keep-alive is a message from the peer too
+  const conn = new StreamConn(TCP, 2, '192.0.2.7', 5080, false)
+  conn.ws = { transport: 'ws', remoteAddress: '192.0.2.7', remotePort: 5080, send() { return true }, close() {} } satisfies WsConnectionLike
+  inb.streamMessage(conn, Buffer.from(req()))
+  t.equal(n, 3)
+  state.draining = true
+  inb.datagram(0, Buffer.from(req()), rinfo())
+  t.equal(n, 3, 'a draining node drops before counting')
+  t.equal(counters.udpIn, 2)
+})
