@@ -10,12 +10,15 @@
 // IdleCollector runs one major GC (incremental, `execution: 'async'`: the thread keeps serving
 // messages while V8 marks) once the thread has been quiet for `quietMs` — long enough for the
 // transactions of the burst to end — and only if the heap used has grown by `growthBytes` since
-// the last collection, or if the heap commits `slackBytes` more than it uses. "Quiet" is fewer than `quietMessages` messages per `windowMs` window, not
+// the last collection, or — after a busy window — if the heap commits `slackBytes` more than it
+// uses. (Not after start alone: the start leaves ~31 MB committed for ~14 MB used per isolate with
+// `workers: 2`, and compacting that in the first minute took an idle `workers: 2` node from 0.43%
+// to 0.95% of a core over `bench:idle`'s 60 s window starting 10 s after start: one run each.)
+// "Quiet" is fewer than `quietMessages` messages per `windowMs` window, not
 // silence: a node that probes its peers every few seconds or serves a handful of phones is quiet.
 // Its cost under traffic is one counter increment per message and one timer per window; once it
 // has decided for a quiet period it arms nothing until `quietMessages` more messages arrive, so an
-// idle node wakes up for it at most `quietMs / windowMs` times after its last burst (and after
-// its start: it is armed from construction).
+// idle node wakes up for it at most `quietMs / windowMs` times after its last burst.
 //
 // The collection compacts the whole old generation (`--compact-on-every-full-gc`, set for its
 // length only). A regular major GC frees the burst's objects but leaves the survivors spread over
@@ -39,7 +42,7 @@ export interface IdleCollectOptions {
   quietMs?: number
   /** Collect if the heap used has grown by this much since the last collection (bytes). Default 24 MiB. */
   growthBytes?: number
-  /** Collect also if the heap commits this much more than it uses (bytes): fragmentation after a burst or at start. Default 8 MiB. */
+  /** After a busy window, collect also if the heap commits this much more than it uses (bytes): the burst's pages left half empty. Default 8 MiB. */
   slackBytes?: number
   /** Shared counter of the collections running in the process (createCompactionGate()); default: one for this thread alone. */
   compaction?: SharedArrayBuffer
@@ -98,6 +101,8 @@ export class IdleCollector {
   #wakeAt = 0
   #seenAtWindow = 0
   #quietRun = 0
+  /** A window with quietMessages or more messages since the last decision (a burst to clean up after). */
+  #busySeen = false
   #timer: ReturnType<typeof setTimeout> | null = null
   #baseline: number
   #collecting = false
@@ -115,10 +120,6 @@ export class IdleCollector {
     this.#onCollect = opts.onCollect ?? null
     this.#gc = gcFunction()
     this.#baseline = getHeapStatistics().used_heap_size
-    // armed from the start, not from the first message: the start leaves pages half empty
-    // (~31 MB committed for ~14 MB used per isolate with `workers: 2`), and a node may see no
-    // message for a while
-    this.#arm()
   }
 
   /** Whether V8 gave a `gc` function (if not, the collector does nothing). */
@@ -148,6 +149,7 @@ export class IdleCollector {
     if (n >= this.#quietMessages) {
       // busy: V8 collects on its own; watch for the end of the burst
       this.#quietRun = 0
+      this.#busySeen = true
       this.#arm()
       return
     }
@@ -160,7 +162,9 @@ export class IdleCollector {
     this.#wakeAt = this.#seen + this.#quietMessages
     const h = getHeapStatistics()
     const used = h.used_heap_size
-    if (this.#collecting || (used < this.#baseline + this.#growth && h.total_heap_size - used < this.#slack)) {
+    const afterBurst = this.#busySeen
+    this.#busySeen = false
+    if (this.#collecting || (used < this.#baseline + this.#growth && (!afterBurst || h.total_heap_size - used < this.#slack))) {
       // the heap also shrinks on its own: follow it down so that growth is measured from there
       if (used < this.#baseline) this.#baseline = used
       return

@@ -107,7 +107,9 @@ t.test('a heap that commits far more than it uses is compacted: the pages go bac
     onCollect: (b, a, _ms, cb, ca) => seen.push({ used: [b, a], committed: [cb, ca] }),
   })
   t.teardown(() => c.close())
-  c.note()
+  // the burst that left it so: a busy window, then quiet
+  for (let i = 0; i < 12; i++) c.note()
+  await sleep(35)
   for (let i = 0; i < 100 && c.collections === 0; i++) await sleep(20)
   t.equal(c.collections, 1, 'collected once quiet')
   const r = seen[0]!
@@ -126,13 +128,14 @@ t.test('a heap that commits far more than it uses is compacted: the pages go bac
 t.test('two collectors on one gate: the flag stays on until the last one ends', async t => {
   const gate = createCompactionGate()
   const g = new Int32Array(gate)
-  const opts = { windowMs: 20, quietMessages: 5, quietMs: 20, growthBytes: 1, compaction: gate }
+  // both decide to collect whatever the other's GC did to the heap: a burst (a busy window), and any slack
+  const opts = { windowMs: 20, quietMessages: 5, quietMs: 20, growthBytes: 1, slackBytes: 1, compaction: gate }
   const a = new IdleCollector(opts)
   const b = new IdleCollector(opts)
   t.teardown(() => { a.close(); b.close() })
   const grown = garbage(4)
   let peak = 0
-  a.note(); b.note()
+  for (let i = 0; i < 6; i++) { a.note(); b.note() }
   for (let i = 0; i < 100 && (a.collections === 0 || b.collections === 0); i++) { peak = Math.max(peak, g[0]!); await sleep(5) }
   t.equal(a.collections, 1)
   t.equal(b.collections, 1)
@@ -140,15 +143,23 @@ t.test('two collectors on one gate: the flag stays on until the last one ends', 
   t.ok(peak >= 0 && grown.length > 0)
 })
 
-t.test('armed from construction: a thread that has seen no message still compacts what its start left', async t => {
-  const grown = garbage(4)
-  const c = new IdleCollector({ windowMs: 20, quietMessages: 5, quietMs: 40, growthBytes: 1 })
+t.test('slack without a burst (a thread that just started) does not collect; after a busy window it does', async t => {
+  const spread = (): object[] => {
+    const all = garbage(24)
+    const keep: object[] = []
+    for (let i = 0; i < all.length; i += 8) keep.push(all[i]!)
+    return keep
+  }
+  const keep = spread()
+  await sleep(10)
+  const c = new IdleCollector({ windowMs: 20, quietMessages: 5, quietMs: 40, growthBytes: 1024 * MiB, slackBytes: 1 })
   t.teardown(() => c.close())
-  // no note() at all
+  c.note() // a probe now and then: quiet from the start
+  for (let i = 0; i < 12; i++) await sleep(10)
+  t.equal(c.collections, 0, 'no busy window: the slack alone does not collect')
+  // a burst: busy windows, then quiet
+  for (let w = 0; w < 3; w++) { for (let i = 0; i < 10; i++) c.note(); await sleep(20) }
   for (let i = 0; i < 50 && c.collections === 0; i++) await sleep(10)
-  t.equal(c.collections, 1, 'decided after the quiet time without any message')
-  // then asleep: no timer until quietMessages messages arrive
-  await sleep(100)
-  t.equal(c.collections, 1)
-  t.ok(grown.length > 0)
+  t.equal(c.collections, 1, 'after the burst the slack decides')
+  t.ok(keep.length > 0)
 })
