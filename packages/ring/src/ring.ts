@@ -103,8 +103,8 @@ export interface RingStats {
   used: number
   /**
    * Bytes of the data area the producer has ever written, from offset 0 (the highest record
-   * end): the part of the ring that is resident memory. Stays near RING_REWIND_BYTES while the
-   * consumer keeps up.
+   * end): the part of the ring that is resident memory. Stays near capacity / RING_REWIND_DIVISOR
+   * while the consumer keeps up.
    */
   reach: number
   /** data area size in bytes */
