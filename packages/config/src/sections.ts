@@ -192,7 +192,7 @@ const limits = obj({
     .desc('Accepted TCP/TLS/WS connections from one remote IP address at most; further ones are refused at accept and counted (`sipedge_connection_events_total{event="refused_per_source"}`), so one source cannot take every slot. Raise it for many clients behind one NAT address. 0: no limit.'),
   idle_timeout: duration(SECOND, DAY).def(5 * MINUTE).desc('A stream connection with no traffic for this long is closed. NAT keep-alive pings (CRLF) count as traffic only on a connection that has carried a SIP message: one that has only ever pinged is closed when this time has passed since it opened.'),
   partial_message_timeout: duration(100, 5 * MINUTE).def(10 * SECOND).desc('A stream connection that holds an incomplete message this long is closed.'),
-  ring_size: size(64 * KiB, 1 * GiB).def(4 * MiB).desc('Bytes of each inbound and outbound ring between the primary and a worker.'),
+  ring_size: size(64 * KiB, 1 * GiB).def(4 * MiB).desc('Bytes of each inbound and outbound ring between the primary and a worker. What a ring can hold while its consumer stalls (a GC pause); while the consumer keeps up only its first eighth is written, so the rest costs address space, not memory (`sipedge_ring_touched_bytes`).'),
 }).finish((o, path, ctx) => {
   if (o['max_connections_per_source'] === null) o['max_connections_per_source'] = Math.max(16, Math.floor((o['max_connections'] as number) / 10))
   if ((o['ring_size'] as number) < 2 * (o['max_message_size'] as number) + 256)
