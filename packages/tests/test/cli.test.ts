@@ -59,7 +59,7 @@ t.test('--config: logs ready, answers, drains on SIGTERM (in-flight answered) an
   child.stdout.on('data', d => { out += d })
   const ready = await waitForOutput(child, /"msg":"ready"/)
   t.match(ready, /"listen":\["udp:127\.0\.0\.1:\d+","tcp:127\.0\.0\.1:\d+"\]/)
-  t.match(ready, /"v8Flags":\["--interrupt-budget=16384"\]/, 'the V8 tier-up default is set (docs/performance.md)')
+  t.match(ready, /"v8Flags":\["--interrupt-budget=16384","--gc-memory-reducer-start-delay-ms=600000","--memory-reducer-single-gc"\]/, 'the V8 tier-up and memory-reducer defaults are set (docs/performance.md)')
   const c = new UdpClient()
   await c.bind()
   t.teardown(() => c.close())
@@ -83,9 +83,9 @@ t.test('--config: logs ready, answers, drains on SIGTERM (in-flight answered) an
   t.match(out, /"msg":"stopped"/)
 })
 
-t.test('an --interrupt-budget on the node command line is kept: the ready line says nothing was set', async t => {
+t.test("V8 flags on the node command line are kept: the ready line says nothing was set", async t => {
   const { file } = config('', 1)
-  const child = spawn(process.execPath, ['--interrupt-budget=67584', main, '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, ['--interrupt-budget=67584', '--no-memory-reducer-single-gc', '--gc-memory-reducer-start-delay-ms=8000', main, '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] })
   t.teardown(() => killHard(child))
   const ready = await waitForOutput(child, /"msg":"ready"/)
   t.match(ready, /"v8Flags":\[\]/)
