@@ -7,6 +7,7 @@ import type { TransactionHost } from './host.js'
 import { NonInviteClientTransaction } from './nict.js'
 import type { TimerValues } from './timers.js'
 import { noop } from './transaction.js'
+import { ownBytes } from './own.js'
 import type { Transaction } from './transaction.js'
 import type { TransactionState } from './types.js'
 
@@ -24,7 +25,10 @@ const NO_CANCEL_OPTS: CancelOptions = Object.freeze({})
  *      |--2xx--> Accepted, --300-699--> Completed, --Timer B / transport error--> Terminated
  */
 export class InviteClientTransaction extends ClientBase<InviteClientTransaction> {
-  /** @internal parsed request, given or parsed lazily (for the ACK and the CANCEL) */
+  /**
+   * @internal parsed request, given or parsed lazily (for the ACK and the CANCEL); released with
+   * `request` once a final response has arrived (nothing builds an ACK or a CANCEL from it then)
+   */
   msg: SipMessage | null
   /** @internal proxy Timer C deadline (§16.6 step 11), -1 when not running */
   timerCAt: number
@@ -37,8 +41,12 @@ export class InviteClientTransaction extends ClientBase<InviteClientTransaction>
   cancelOpts: CancelOptions | null
   /** The CANCEL's own non-INVITE client transaction, once sent. */
   cancelTx: NonInviteClientTransaction | null
-  /** The hop-by-hop ACK sent for a 3xx-6xx, kept for retransmitted finals during Timer D. */
-  ack: Buffer | null
+  /**
+   * The hop-by-hop ACK sent for a 3xx-6xx, kept for retransmitted finals during Timer D (32 s on
+   * UDP), as a latin1 string: the built ACK is a view of sip's 16 KB output slab, which it would
+   * keep alive (see own.ts; ServerBase.lastResponse keeps its response the same way).
+   */
+  ack: string | null
 
   constructor(host: TransactionHost<Transaction>, opts: ClientOptions<InviteClientTransaction>, tv: TimerValues) {
     super(host, 'Calling', opts, tv)
@@ -65,7 +73,8 @@ export class InviteClientTransaction extends ClientBase<InviteClientTransaction>
     if (m === null) {
       const r = this.request
       if (r === null) throw new TransactionError('ERR_TX_NO_REQUEST', `ict ${this.branch}: the request was released (${this.state})`)
-      m = parseMessage(Array.isArray(r) ? Buffer.concat(r) : r)
+      // its own store: the gather list's pieces and Buffer.concat's result live in shared slabs
+      m = parseMessage(ownBytes(r))
       this.msg = m
     }
     return m
@@ -140,6 +149,7 @@ export class InviteClientTransaction extends ClientBase<InviteClientTransaction>
         this.enter('Accepted')
         // nothing retransmits the INVITE or builds an ACK or CANCEL from it any more (Timer M, 32 s)
         this.request = null
+        this.msg = null
         this.timeoutAt = now + this.tv.M
         this.rearm()
         this.onResponse(msg, this)
@@ -153,8 +163,9 @@ export class InviteClientTransaction extends ClientBase<InviteClientTransaction>
       const ack = buildAckForNonTwoXx(this.requestMessage(), msg)
       this.host.send(this.dest, ack)
       this.request = null
+      this.msg = null
       // Kept to re-ACK retransmitted finals while Timer D runs (unreliable transports only).
-      if (this.tv.D > 0) this.ack = ack
+      if (this.tv.D > 0) this.ack = ack.toString('latin1')
       this.completeWith(msg, this.tv.D, now)
       return
     }
@@ -166,7 +177,7 @@ export class InviteClientTransaction extends ClientBase<InviteClientTransaction>
         this.host.counters.absorbedResponses++
         if (this.ack !== null) {
           this.host.counters.retransmittedRequests++
-          this.host.send(this.dest, this.ack)
+          this.host.send(this.dest, Buffer.from(this.ack, 'latin1'))
         }
         return
       }

@@ -9,6 +9,7 @@ import { InviteClientTransaction } from './ict.js'
 import { InviteServerTransaction } from './ist.js'
 import { NonInviteClientTransaction } from './nict.js'
 import { NonInviteServerTransaction } from './nist.js'
+import { ownString } from './own.js'
 import { PendingByDestination } from './pending.js'
 import type { TransportFailure } from './pending.js'
 import { DEFAULT_TIMERS, timerValues } from './timers.js'
@@ -292,8 +293,9 @@ export class TransactionLayer implements TransactionHost<Transaction> {
     const dest = responseDestination(msg, source, reliable, this.forceRport)
     const key = magic ? null : key2543(msg, method)
     const host = via.host.toLowerCase()
+    const own = branch === undefined ? '' : ownString(branch)
     if (method === 'INVITE') {
-      const tx = new InviteServerTransaction(this, msg, branch ?? '', host, port, key, dest, tv)
+      const tx = new InviteServerTransaction(this, msg, own, host, port, key, dest, tv)
       this.indexServer(tx)
       this.counters.istCreated++
       // §17.2.1: "the server transaction MUST generate a 100 (Trying) response unless it knows that
@@ -301,7 +303,7 @@ export class TransactionLayer implements TransactionHost<Transaction> {
       if (this.autoTrying) tx.respond(100)
       return { kind: 'new', tx }
     }
-    const tx = new NonInviteServerTransaction(this, msg, branch ?? '', host, port, key, dest, tv)
+    const tx = new NonInviteServerTransaction(this, msg, own, host, port, key, dest, tv)
     this.indexServer(tx)
     this.counters.nistCreated++
     if (method === 'CANCEL') {

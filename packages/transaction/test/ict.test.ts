@@ -3,7 +3,7 @@ import { parseMessage } from '@sipedge/sip'
 import type { SipMessage } from '@sipedge/sip'
 import { InviteClientTransaction, NonInviteClientTransaction } from '@sipedge/transaction'
 import type { ClientTransaction, TimeoutReason } from '@sipedge/transaction'
-import { BOB, BOB_TCP, Harness, header, outboundText, response } from './fixtures/messages.js'
+import { BOB, BOB_TCP, Harness, header, outboundText, response, responseText } from './fixtures/messages.js'
 
 const BR = 'z9hG4bKproxyinv1'
 
@@ -291,4 +291,49 @@ t.test('Accepted lets go of the request bytes (Timer M holds the transaction 32 
   h.layer.receiveResponse(response({ status: 200, branch: BR }), BOB)
   t.same(c.log.map(l => l.status), [200, 200], 'a 2xx retransmission is still passed up')
   t.throws(() => ict.requestMessage(), { code: 'ERR_TX_NO_REQUEST' }, 'asking for the parsed request now is a clear error, not a crash on null')
+})
+
+t.test('what Completed keeps for Timer D: the ACK in a string of its own, not the request; built from an exact copy', async t => {
+  const h = new Harness()
+  // the proxy hands createClient a gather list whose pieces are cut from shared slabs
+  const text = outboundText({ branch: BR })
+  const cut = text.indexOf('\r\n') + 2
+  const tx = h.layer.createClient({
+    request: [Buffer.from(text.slice(0, cut)), Buffer.from(text.slice(cut))],
+    method: 'INVITE',
+    branch: BR,
+    dest: BOB,
+    onResponse: () => {},
+    onTimeout: () => {},
+  }) as InviteClientTransaction
+  h.layer.receiveResponse(response({ status: 180, branch: BR }), BOB)
+  t.not(tx.cancel(), null, 'CANCEL sent in Proceeding')
+  const m = tx.msg!
+  t.ok(m !== null, 'the CANCEL parsed the request')
+  t.equal(m.buf.buffer.byteLength, m.buf.length, 'parsed from a store of exactly its size, not from a pool slab (Buffer.concat)')
+  t.equal(m.buf.toString(), text)
+  // a To display name in UTF-8: the ACK kept as latin1 must go out byte for byte the same
+  const r487 = responseText({ status: 487, branch: BR, toTag: 'bobtag' }).replace('To: Bob', 'To: "Bób Ünïcode"')
+  h.layer.receiveResponse(parseMessage(Buffer.from(r487)), BOB)
+  t.equal(tx.state, 'Completed')
+  t.equal(tx.msg, null, 'the parsed INVITE is released in Completed')
+  t.equal(tx.request, null, 'and the request bytes')
+  t.equal(typeof tx.ack, 'string', 'the ACK is kept as a string (a Buffer view of the builder\'s slab would keep 16 KB alive for 32 s)')
+  h.advance(1000)
+  h.layer.receiveResponse(parseMessage(Buffer.from(r487)), BOB)
+  const acks = h.sent.filter(s => s.line.startsWith('ACK'))
+  t.equal(acks.length, 2, 'the retransmitted 487 is re-ACKed')
+  t.ok(acks[1]!.data.equals(acks[0]!.data), 'with exactly the bytes of the first ACK')
+  t.match(acks[0]!.data.toString('utf8'), /To: "Bób Ünïcode" <sip:bob@example.com>;tag=bobtag/)
+  t.throws(() => tx.requestMessage(), { code: 'ERR_TX_NO_REQUEST' })
+})
+
+t.test('Accepted releases a parsed request too', async t => {
+  const h = new Harness()
+  const c = start(h, BOB, { msg: true })
+  const ict = c.tx as InviteClientTransaction
+  t.not(ict.msg, null)
+  h.layer.receiveResponse(response({ status: 200, branch: BR }), BOB)
+  t.equal(ict.state, 'Accepted')
+  t.equal(ict.msg, null)
 })
