@@ -50,6 +50,10 @@ export class InviteClientTransaction extends ClientBase<InviteClientTransaction>
 
   constructor(host: TransactionHost<Transaction>, opts: ClientOptions<InviteClientTransaction>, tv: TimerValues) {
     super(host, 'Calling', opts, tv)
+    // Kept until the final response, which may be minutes away (ringing, Timer C): in a store of
+    // its own, not as views of the proxy's edit pieces and of the pool slabs they were cut from.
+    const r = opts.request
+    if (Array.isArray(r) || r.buffer.byteLength !== r.length) this.request = ownBytes(r)
     this.msg = opts.msg ?? null
     this.timerCAt = -1
     this.provisionalReceived = false
@@ -73,8 +77,7 @@ export class InviteClientTransaction extends ClientBase<InviteClientTransaction>
     if (m === null) {
       const r = this.request
       if (r === null) throw new TransactionError('ERR_TX_NO_REQUEST', `ict ${this.branch}: the request was released (${this.state})`)
-      // its own store: the gather list's pieces and Buffer.concat's result live in shared slabs
-      m = parseMessage(ownBytes(r))
+      m = parseMessage(Array.isArray(r) ? ownBytes(r) : r) // a store of its own (constructor)
       this.msg = m
     }
     return m

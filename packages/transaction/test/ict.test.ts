@@ -306,6 +306,11 @@ t.test('what Completed keeps for Timer D: the ACK in a string of its own, not th
     onResponse: () => {},
     onTimeout: () => {},
   }) as InviteClientTransaction
+  const kept = tx.request as Buffer
+  t.ok(!Array.isArray(kept) && kept.buffer.byteLength === kept.length, 'the request is kept in a store of exactly its size while the call rings')
+  t.equal(kept.toString(), text)
+  h.advance(600)
+  t.same(h.sent.filter(s => s.line.startsWith('INVITE')).map(s => s.text), [text, text], 'Timer A resends the same bytes')
   h.layer.receiveResponse(response({ status: 180, branch: BR }), BOB)
   t.not(tx.cancel(), null, 'CANCEL sent in Proceeding')
   const m = tx.msg!
