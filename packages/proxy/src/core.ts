@@ -9,7 +9,7 @@
 // best response held during failover) is copied at that point.
 import { SipParseError, parseUri, tryParseMessage, type NameAddr, type SipMessage, type SipUri } from '@sipedge/sip'
 import {
-  TransactionLayer, DRIVER_SLEEP_MS,
+  TransactionLayer, DRIVER_SLEEP_MS, ownBytes,
   type ClientTransaction, type InviteClientTransaction, type InviteServerTransaction, type NonInviteServerTransaction, type ServerTransaction, type TimeoutReason,
 } from '@sipedge/transaction'
 import type { FrozenConfig } from '@sipedge/config'
@@ -17,7 +17,6 @@ import { RequestContext } from './context.js'
 import { ProxyCounters, type ProxyMetrics } from './counters.js'
 import { clientResponse, clientTimeout, finishCancelled, forward } from './forwarding.js'
 import { H_ROUTE_ID } from './header-ids.js'
-import { ownCopy } from './own-copy.js'
 import { LocalIdentity } from './identity.js'
 import type { CoreState, Hooks } from './internals.js'
 import { BranchFactory, isLoop, loopHash } from './loop.js'
@@ -229,7 +228,7 @@ export class Proxy implements CoreState, CoreApi {
     while (i < buf.length && (buf[i] === 13 || buf[i] === 10)) i++
     const transient = isRespPrefix(buf, i) || isAckPrefix(buf, i)
     // copy: the transaction keeps these bytes; an INVITE's for 32 s after its final, in its own store
-    const data = transient ? buf : isInvitePrefix(buf, i) ? ownCopy(buf) : Buffer.from(buf)
+    const data = transient ? buf : isInvitePrefix(buf, i) ? ownBytes(buf) : Buffer.from(buf)
     const msg = tryParseMessage(data, { maxSize: this.maxSize })
     if (msg instanceof SipParseError) {
       this.counters.parseErrors++

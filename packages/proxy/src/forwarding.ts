@@ -3,8 +3,7 @@
 // final response relayed upstream.
 import { MessageEditor, SipParseError, formatUri, parseUri, splitList, tryParseMessage, type SipMessage } from '@sipedge/sip'
 import { H_VIA_ID } from './header-ids.js'
-import { ownCopy } from './own-copy.js'
-import type { ClientTransaction, TimeoutReason } from '@sipedge/transaction'
+import { ownBytes, type ClientTransaction, type TimeoutReason } from '@sipedge/transaction'
 import { betterFinal, type RequestContext } from './context.js'
 import { defaultPort, type Listener } from './identity.js'
 import type { CoreState } from './internals.js'
@@ -279,6 +278,6 @@ function forwardResponse(core: CoreState, ctx: RequestContext, resp: SipMessage)
 }
 
 function copyMessage(m: SipMessage): SipMessage {
-  const r = tryParseMessage(ownCopy(m.buf.subarray(m.startLineStart, m.end)))
+  const r = tryParseMessage(ownBytes(m.buf.subarray(m.startLineStart, m.end)))
   return r instanceof SipParseError ? m : r
 }

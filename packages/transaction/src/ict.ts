@@ -77,7 +77,7 @@ export class InviteClientTransaction extends ClientBase<InviteClientTransaction>
     if (m === null) {
       const r = this.request
       if (r === null) throw new TransactionError('ERR_TX_NO_REQUEST', `ict ${this.branch}: the request was released (${this.state})`)
-      m = parseMessage(Array.isArray(r) ? ownBytes(r) : r) // a store of its own (constructor)
+      m = parseMessage(r as Buffer) // one exact copy since the constructor
       this.msg = m
     }
     return m

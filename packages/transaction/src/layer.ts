@@ -293,7 +293,9 @@ export class TransactionLayer implements TransactionHost<Transaction> {
     const dest = responseDestination(msg, source, reliable, this.forceRport)
     const key = magic ? null : key2543(msg, method)
     const host = via.host.toLowerCase()
-    const own = branch === undefined ? '' : ownString(branch)
+    // kept past the request only where a timer holds the transaction (own.ts): not for a
+    // non-INVITE over a reliable transport, which ends with its final response (Timer J = 0)
+    const own = branch === undefined ? '' : reliable && method !== 'INVITE' ? branch : ownString(branch)
     if (method === 'INVITE') {
       const tx = new InviteServerTransaction(this, msg, own, host, port, key, dest, tv)
       this.indexServer(tx)

@@ -15,7 +15,9 @@ export function ownString(s: string): string {
 }
 
 /**
- * The bytes of `b` (one buffer or a gather list) in a store of their own, exactly their size.
+ * The bytes of `b` (one buffer or a gather list) in a store of their own, exactly their size. Used
+ * for what lives with an INVITE's transactions: here, and in the proxy for the received INVITE
+ * and the best final response (session 13: ~7,000 slabs, 65 MB at S=10, held by INVITEs).
  * `Buffer.concat` and `Buffer.from` cut anything under 4 KB from Node's shared 8 KB pool slab, and
  * the messages sip's builder writes are views of its 16 KB slab: a slab is freed only when its
  * last view is, so one message kept for 32 s kept the slab, and every short-lived message cut

@@ -31,13 +31,22 @@ t.test('ownBytes: one store of exactly the bytes, from a buffer or a gather list
 // itself can tell the representation: the probe prints it with %DebugPrint.
 t.test('a server transaction keeps its branch as a string of its own, not a slice of the Via', async t => {
   const probe = fileURLToPath(new URL('./fixtures/branch-probe.mjs', import.meta.url))
-  for (const [method, machine] of [['REGISTER', 'non-INVITE'], ['INVITE', 'INVITE']]) {
-    const r = spawnSync(process.execPath, ['--allow-natives-syntax', probe, method!], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' }, timeout: 60_000 })
+  for (const [method, machine, transport] of [['REGISTER', 'non-INVITE', 'udp'], ['INVITE', 'INVITE', 'udp'], ['INVITE', 'INVITE', 'tcp']]) {
+    const r = spawnSync(process.execPath, ['--allow-natives-syntax', probe, method!, transport!], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' }, timeout: 60_000 })
     t.equal(r.status, 0, r.stderr)
     t.equal(r.stderr, '', `${method}: same branch, and a retransmission still finds its transaction`)
     const kinds = [...r.stdout.matchAll(/^ - type: (\w+)$/gm)].map(m => m[1])
     t.equal(kinds.length, 2, r.stdout.replace(/\n/g, ' / ').slice(-3000))
     t.equal(kinds[0], 'SLICED_ONE_BYTE_STRING_TYPE', `precondition: the parser hands out the ${method}'s branch as a slice`)
-    t.match(kinds[1], /^(SEQ_)?ONE_BYTE_(INTERNALIZED_)?STRING_TYPE$/, `the ${machine} server transaction keeps a flat string`)
+    t.match(kinds[1], /^(SEQ_)?ONE_BYTE_(INTERNALIZED_)?STRING_TYPE$/, `the ${machine} server transaction over ${transport} keeps a flat string`)
   }
+})
+
+t.test('no copy where the transaction ends with its request: a non-INVITE over TCP (Timer J = 0)', async t => {
+  const probe = fileURLToPath(new URL('./fixtures/branch-probe.mjs', import.meta.url))
+  const r = spawnSync(process.execPath, ['--allow-natives-syntax', probe, 'REGISTER', 'tcp'], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' }, timeout: 60_000 })
+  t.equal(r.status, 0, r.stderr)
+  t.equal(r.stderr, '', 'same branch, and a retransmission still finds its transaction')
+  const kinds = [...r.stdout.matchAll(/^ - type: (\w+)$/gm)].map(m => m[1])
+  t.same(kinds, ['SLICED_ONE_BYTE_STRING_TYPE', 'SLICED_ONE_BYTE_STRING_TYPE'], 'the parser\'s slice is kept as it is')
 })
