@@ -294,7 +294,7 @@ export class Proxy implements CoreState, CoreApi {
       if (r.kind === 'ack-2xx') forwardAck(this, msg, source)
       return
     }
-    if (arrival.length > 0 && this.layer.findServerTransaction(msg, source.transport) === undefined) this.arrive(0, msg, source)
+    if (arrival.length > 0 && !this.layer.hasServerTransaction(msg, source.transport)) this.arrive(0, msg, source)
     else this.admit(msg, source)
   }
 
@@ -323,7 +323,7 @@ export class Proxy implements CoreState, CoreApi {
 
   /** A request past the arrival hooks: the server transaction (new, retransmission or CANCEL). */
   private admit(msg: SipMessage, source: Source): void {
-    if (this.draining && this.layer.findServerTransaction(msg, source.transport) === undefined) {
+    if (this.draining && !this.layer.hasServerTransaction(msg, source.transport)) {
       this.counters.drainRefused++
       statelessReply(this, msg, source, 503, 'Service Unavailable', [['Retry-After', '5']])
       return

@@ -72,9 +72,11 @@ t.test('a settled non-INVITE request: both transactions drop the context, retran
   const options = req('OPTIONS', 'o1')
   p.receive(Buffer.from(options.toString().replace('sip:bob@example.com', 'sip:127.0.0.1:5060')), SRC)
   t.match(sent.pop()?.text, /^SIP\/2\.0 200/, 'OPTIONS to the proxy is answered')
-  const ot = p.layer.findServerTransaction(parseMessage(options), 'udp')!
-  t.equal(ot.state, 'Completed')
-  t.equal(ot.context, undefined, 'a locally answered request holds no context in Completed')
+  // Completed over UDP: the layer keeps only what Timer J needs, off the heap (transaction's
+  // parked.ts), and no longer holds the transaction object, let alone a context
+  t.equal(p.layer.findServerTransaction(parseMessage(options), 'udp'), undefined, 'no object kept for Timer J')
+  t.ok(p.layer.hasServerTransaction(parseMessage(options), 'udp'), 'while the transaction is still known')
+  t.equal(p.layer.stats().parked, 2, 'parked: the MESSAGE and the OPTIONS')
 })
 
 t.test('an INVITE keeps its context after the final: 2xx retransmissions are still relayed', async t => {

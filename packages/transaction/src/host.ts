@@ -30,4 +30,11 @@ export interface TransactionHost<T> {
   settleClient(tx: T): void
   /** A transaction terminated: drop it from the indexes and count it. */
   remove(tx: T): void
+  /**
+   * A non-INVITE server transaction entered Completed over an unreliable transport and sent its
+   * final response: the host may take over its Completed state (retransmissions answered until
+   * Timer J, counted as terminated then) and drop it from its indexes. Returns false when it does
+   * not, and the transaction runs Timer J itself.
+   */
+  park(tx: T): boolean
 }

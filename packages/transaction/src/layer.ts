@@ -10,6 +10,7 @@ import { InviteServerTransaction } from './ist.js'
 import { NonInviteClientTransaction } from './nict.js'
 import { NonInviteServerTransaction } from './nist.js'
 import { ownString } from './own.js'
+import { ParkedStore } from './parked.js'
 import { PendingByDestination } from './pending.js'
 import type { TransportFailure } from './pending.js'
 import { DEFAULT_TIMERS, timerValues } from './timers.js'
@@ -110,7 +111,18 @@ export interface TransactionStats {
   strayResponses: number
   /** Response retransmissions withheld under a server transaction's `limitResponses`. */
   withheldResponses: number
+  /**
+   * Timers pending: the wheel's entries (one per transaction with a running timer) plus the
+   * parked transactions, each of which runs Timer J.
+   */
   timersPending: number
+  /**
+   * Completed non-INVITE server transactions over an unreliable transport held off the V8 heap
+   * until Timer J (parked.ts); they count as active until then.
+   */
+  parked: number
+  /** Bytes of the slabs that hold them (outside the V8 heap). */
+  parkedBytes: number
 }
 
 function defaultIsReliable(t: TransportName): boolean {
@@ -163,6 +175,8 @@ export class TransactionLayer implements TransactionHost<Transaction> {
   private readonly servers: BranchIndex
   private readonly pending: PendingByDestination
   private readonly servers2543: Map<string, ServerTransaction>
+  /** Completed non-INVITE server transactions over unreliable transports, off the heap (parked.ts). */
+  private readonly parked: ParkedStore
   private driver: ReturnType<typeof setTimeout> | null
   /** the wheel tick the driver is armed for (valid while driver !== null) */
   private driverAt: number
@@ -199,6 +213,7 @@ export class TransactionLayer implements TransactionHost<Transaction> {
     this.servers = new BranchIndex()
     this.pending = new PendingByDestination()
     this.servers2543 = new Map()
+    this.parked = new ParkedStore()
     this.driver = null
     this.driverAt = 0
     this.closed = false
@@ -218,9 +233,27 @@ export class TransactionLayer implements TransactionHost<Transaction> {
 
   /** Advances the timer wheel to the clock's time; returns how many transactions' timers fired. */
   tick(): number {
-    const n = this.wheel.advance(this.clock.now())
-    if (!this.manual && !this.closed) this.armDriver(this.wheel.nextTick())
+    const now = this.clock.now()
+    const n = this.wheel.advance(now)
+    if (this.parked.count > 0) this.counters.nistTerminated += this.parked.expire(now)
+    if (!this.manual && !this.closed) this.armDriver(this.nextDueTick())
     return n
+  }
+
+  /** The wheel tick of the next timer: the wheel's, or the oldest parked transaction's Timer J; -1: none. */
+  private nextDueTick(): number {
+    const w = this.wheel.nextTick()
+    const at = this.parked.nextExpiry()
+    if (at < 0) return w
+    const p = this.tickOf(at)
+    return w < 0 || p < w ? p : w
+  }
+
+  /** The wheel tick a deadline `at` is filed under (as TimerWheel.schedule computes it). */
+  private tickOf(at: number): number {
+    const cur = this.wheel.currentTick
+    const t = Math.ceil(at / this.wheel.tickMs)
+    return t <= cur ? cur + 1 : t
   }
 
   /** @internal The wheel tick the native driver sleeps until; -1 when it is not armed (diagnostics, tests). */
@@ -287,6 +320,22 @@ export class TransactionLayer implements TransactionHost<Transaction> {
       existing.requestBytes += msg.buf.length
       existing.receiveRetransmission()
       return RETRANSMISSION
+    }
+    if (magic && this.parked.count > 0) {
+      const l = this.parked.find(method, branch, via.host, port, source.transport, this.clock.now())
+      if (l >= 0) {
+        // §17.2.2, Completed: "the server transaction MUST pass the final response to the
+        // transport layer for retransmission whenever a retransmission of the request is received"
+        this.counters.absorbedRequests++
+        const r = this.parked.retransmission(l, msg.buf.length)
+        if (r.bytes === null) {
+          this.counters.withheldResponses++
+        } else {
+          this.counters.retransmittedResponses++
+          this.sendFn(r.dest, r.bytes)
+        }
+        return RETRANSMISSION
+      }
     }
     const reliable = this.isReliableFn(source.transport)
     const tv = reliable ? this.timersReliable : this.timersUnreliable
@@ -362,6 +411,20 @@ export class TransactionLayer implements TransactionHost<Transaction> {
     return branch !== undefined && branch.startsWith(MAGIC_COOKIE)
       ? this.matchServer(branch, via.host, via.port ?? -1, method, transport)
       : this.match2543(msg, method, msg.method === 'ACK', transport)
+  }
+
+  /**
+   * Whether a request (not ACK) belongs to a server transaction that exists, live or parked (a
+   * Completed non-INVITE one over UDP, parked.ts): `receiveRequest` would take it as a
+   * retransmission. The TU asks this to keep admission checks (flood limits, drain) for new
+   * requests.
+   */
+  hasServerTransaction(msg: SipMessage, transport: TransportName): boolean {
+    if (this.findServerTransaction(msg, transport) !== undefined) return true
+    if (this.parked.count === 0 || msg.method === 'ACK') return false
+    const via = msg.topVia
+    const branch = via.branch
+    return branch !== undefined && branch.startsWith(MAGIC_COOKIE) && this.parked.find(msg.method, branch, via.host, via.port ?? -1, transport, this.clock.now()) >= 0
   }
 
   /** The client transaction with this branch and method (§17.1.3). */
@@ -444,7 +507,9 @@ export class TransactionLayer implements TransactionHost<Transaction> {
       transportErrors: c.transportErrors,
       strayResponses: c.strayResponses,
       withheldResponses: c.withheldResponses,
-      timersPending: this.wheel.size,
+      timersPending: this.wheel.size + this.parked.count,
+      parked: this.parked.count,
+      parkedBytes: this.parked.slabBytes,
     }
   }
 
@@ -458,13 +523,35 @@ export class TransactionLayer implements TransactionHost<Transaction> {
   /** @internal */
   schedule(tx: Transaction, at: number): void {
     this.wheel.schedule(tx, at)
+    this.wakeBy(at)
+  }
+
+  /** Arms the native driver for deadline `at` unless it is armed for an earlier tick already. */
+  private wakeBy(at: number): void {
     if (!this.manual && !this.closed) {
-      // the tick the wheel filed it under (as TimerWheel.schedule computes it)
-      const cur = this.wheel.currentTick
-      let t = Math.ceil(at / this.wheel.tickMs)
-      if (t <= cur) t = cur + 1
+      const t = this.tickOf(at)
       if (this.driver === null || t < this.driverAt) this.armDriver(t)
     }
+  }
+
+  /**
+   * @internal A Completed non-INVITE server transaction over an unreliable transport (nist.ts):
+   * its Completed state goes into the parked store (off the V8 heap) and the object leaves the
+   * indexes; Timer J is the store's. The RFC 2543 ones (matched by a key string) stay objects.
+   */
+  park(tx: Transaction): boolean {
+    const s = tx as NonInviteServerTransaction
+    const response = s.lastResponse
+    if (s.key2543 !== null || response === null || typeof response === 'string') return false
+    const expiresAt = this.clock.now() + s.tv.J
+    if (!this.parked.add({
+      method: s.method, branch: s.branch, viaHost: s.viaHost, viaPort: s.viaPort, arrival: s.arrival, dest: s.dest,
+      response, sentBytes: s.sentBytes, requestBytes: s.requestBytes, ratio: s.responseRatio, expiresAt,
+    })) return false
+    this.wheel.cancel(s)
+    this.servers.remove(s)
+    this.wakeBy(expiresAt)
+    return true
   }
 
   /** @internal */

@@ -2,7 +2,7 @@ import type { SipMessage } from '@sipedge/sip'
 import type { TransactionHost } from './host.js'
 import { ServerBase } from './server.js'
 import type { TimerValues } from './timers.js'
-import { nonInviteEdge } from './transaction.js'
+import { noop, nonInviteEdge } from './transaction.js'
 import type { Transaction } from './transaction.js'
 import type { Destination, TransactionState } from './types.js'
 
@@ -13,8 +13,12 @@ import type { Destination, TransactionState } from './types.js'
  *      |--200-699--> Completed,  --transport error--> Terminated
  */
 export class NonInviteServerTransaction extends ServerBase<NonInviteServerTransaction> {
+  /** Completed and held by the layer off the heap (`sendResponse`, parked.ts). */
+  parked: boolean
+
   constructor(host: TransactionHost<Transaction>, request: SipMessage, branch: string, viaHost: string, viaPort: number, key2543: string | null, dest: Destination, tv: TimerValues) {
     super(host, 'Trying', request, branch, viaHost, viaPort, key2543, dest, tv)
+    this.parked = false
   }
 
   get kind(): 'nist' {
@@ -54,10 +58,30 @@ export class NonInviteServerTransaction extends ServerBase<NonInviteServerTransa
     // Completed matches retransmissions by branch (or the RFC 2543 key, which compares the
     // request's To tag: kept then) and resends lastResponse: the request is no longer needed.
     if (this.key2543 === null) this.request = null
-    // kept for Timer J (32 s over UDP) as a string on the V8 heap, not a Buffer (server.ts)
-    if (this.tv.J > 0) this.keepAsString()
+    if (this.tv.J > 0) {
+      // Timer J (32 s over UDP): the layer keeps what the Completed state needs off the V8 heap
+      // (parked.ts) and lets go of this object, unless the owner waits for onTerminated, the
+      // request had no RFC 3261 branch, or the record does not fit there (host.ts `park`).
+      if (this.state === 'Completed' && this.key2543 === null && this.onTerminated === noop && this.host.park(this)) {
+        this.parked = true
+        this.lastResponse = null
+        return true
+      }
+      // otherwise kept as a string on the V8 heap, not a Buffer (server.ts)
+      this.keepAsString()
+    }
     this.waitOrEnd(this.tv.J, this.host.now())
     return true
+  }
+
+  /**
+   * The layer holds this transaction's Completed state off the heap (`sendResponse`): `state`
+   * stays 'Completed' for whoever still holds the object, and request retransmissions are answered
+   * by the layer until Timer J. Ending it from here would count it twice.
+   */
+  override transportError(): boolean {
+    if (this.parked) return false
+    return super.transportError()
   }
 
   receiveRetransmission(): void {
