@@ -255,6 +255,11 @@ export function sendBest(core: CoreState, ctx: RequestContext): void {
     reply(core, ctx, code, GENERATED_REASONS[code] ?? 'Server Internal Error')
     return
   }
+  // Relayed: the server transaction keeps the bytes it sent (for Timer G). Nothing reads the
+  // copy again: a later 2xx is relayed on its own and a late non-2xx is dropped (clientResponse),
+  // while an INVITE's context lives on for 32 s (Timer L/M) and the copy with it (issue 17: at
+  // S=20, 6,400 copied finals of cancelled and rejected calls, ~2.5 KB each, marked by every GC).
+  ctx.best = null
   forwardResponse(core, ctx, best)
   settle(core, ctx, status)
 }

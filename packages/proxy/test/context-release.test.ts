@@ -92,12 +92,18 @@ t.test('an INVITE keeps its context after the final: 2xx retransmissions are sti
   t.match(sent.pop()?.text, /^SIP\/2\.0 200/, 'a 2xx retransmission is relayed (RFC 6026)')
 })
 
-t.test('the best final of an INVITE is kept in a store of its own', async t => {
-  const { p, sent, invite, fwd, server } = await startInvite(t, 'i2')
+t.test('the best final of an INVITE is released once relayed; the server transaction keeps its bytes', async t => {
+  const { p, sent, fwd, server } = await startInvite(t, 'i2')
   const busy = respond(fwd.text, 486)
   p.receive(busy, DOWN)
   t.ok(sent.some(s => s.text.startsWith('SIP/2.0 486')), 'the 486 is relayed')
-  const best = (server.context as { best: { buf: Buffer } | null }).best!
-  t.equal(best.buf.buffer.byteLength, best.buf.length, 'its copy is not a view into a pool slab')
+  const ctx = server.context as { best: unknown; bestStatus: number }
+  t.equal(ctx.best, null, 'the context, kept for Timer L, no longer holds the copied 486')
+  t.equal(ctx.bestStatus, 486)
   t.equal(typeof server.lastResponse, 'string', 'the relayed final is kept as a string until the ACK')
+  sent.length = 0
+  p.receive(respond(fwd.text, 486), DOWN)
+  t.equal(sent.filter(s => s.text.startsWith('SIP/2.0 486')).length, 0, 'a retransmitted 486 is absorbed downstream, not relayed')
+  p.receive(Buffer.from(server.request!.buf), SRC)
+  t.match(sent.pop()?.text, /^SIP\/2\.0 486/, 'an INVITE retransmission gets the 486 again from the server transaction')
 })
