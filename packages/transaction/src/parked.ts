@@ -20,7 +20,8 @@ import type { Destination, TransportName } from './types.js'
  *
  * Records are appended in the order their transactions complete. Every one of them expires 64*T1
  * after it was appended (one unreliable timer set per layer), so they expire in that same order
- * (FIFO): expiry walks from the oldest record, and a slab whose records have all expired is freed.
+ * (FIFO): expiry walks from the oldest record, and a slab whose records have all expired is kept
+ * for reuse (at most SPARE_SLABS) or left to the GC; an empty store keeps none.
  * A lookup also compares the expiry time, so a record is never matched after its Timer J, whether
  * or not expiry has run yet.
  *
