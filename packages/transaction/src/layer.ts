@@ -321,7 +321,9 @@ export class TransactionLayer implements TransactionHost<Transaction> {
       existing.receiveRetransmission()
       return RETRANSMISSION
     }
-    if (magic && this.parked.count > 0) {
+    const reliable = this.isReliableFn(source.transport)
+    // only unreliable arrivals are ever parked (Timer J is zero otherwise): no hash for the rest
+    if (magic && !reliable && this.parked.count > 0) {
       const l = this.parked.find(method, branch, via.host, port, source.transport, this.clock.now())
       if (l >= 0) {
         // §17.2.2, Completed: "the server transaction MUST pass the final response to the
@@ -337,7 +339,6 @@ export class TransactionLayer implements TransactionHost<Transaction> {
         return RETRANSMISSION
       }
     }
-    const reliable = this.isReliableFn(source.transport)
     const tv = reliable ? this.timersReliable : this.timersUnreliable
     const dest = responseDestination(msg, source, reliable, this.forceRport)
     const key = magic ? null : key2543(msg, method)
@@ -421,7 +422,7 @@ export class TransactionLayer implements TransactionHost<Transaction> {
    */
   hasServerTransaction(msg: SipMessage, transport: TransportName): boolean {
     if (this.findServerTransaction(msg, transport) !== undefined) return true
-    if (this.parked.count === 0 || msg.method === 'ACK') return false
+    if (this.parked.count === 0 || msg.method === 'ACK' || this.isReliableFn(transport)) return false
     const via = msg.topVia
     const branch = via.branch
     return branch !== undefined && branch.startsWith(MAGIC_COOKIE) && this.parked.find(msg.method, branch, via.host, via.port ?? -1, transport, this.clock.now()) >= 0
