@@ -14,6 +14,7 @@ export { planModules, createModules, startProxy, ModuleError, CORE_ACTIONS } fro
 export type { ModuleErrorCode, CreateModulesOptions } from './host.js'
 export { pinnedCallId } from './originate.js'
 export { deriveSecret, keyOf, BranchSigner } from './secret.js'
+export { HmacSha256 } from './hmac.js'
 export type { Destination, Source, ProxyLogger, ControlMessage, Target, TransportName } from './types.js'
 export { LocalIdentity, defaultPort } from './identity.js'
 export type { Listener } from './identity.js'

@@ -2,9 +2,10 @@
 // key derived from /etc/machine-id and the host name, so every worker and every restart of this
 // host computes the same one. Used for the signed Record-Route parameter (dialog module) and the
 // signed Via branch (stray responses, forwarding.ts).
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto'
+import { createHash, timingSafeEqual } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
+import { HmacSha256 } from './hmac.js'
 
 /**
  * A key for installations that set no `dialog.secret`. Another host derives another key: an HA
@@ -31,14 +32,14 @@ const BRANCH_MAC_BYTES = 6
  * forgery needs ~2^47 datagrams per target.
  */
 export class BranchSigner {
-  private keys: Buffer[]
+  private keys: HmacSha256[]
   constructor(secret: string | null) {
-    this.keys = [keyOf(secret)]
+    this.keys = [new HmacSha256(keyOf(secret))]
   }
 
   rekey(secret: string | null): void {
     const k = keyOf(secret)
-    if (!k.equals(this.keys[0]!)) this.keys = [k, this.keys[0]!]
+    if (!k.equals(this.keys[0]!.key)) this.keys = [new HmacSha256(k), this.keys[0]!]
   }
 
   sign(id: string, address: string, port: number): string {
@@ -53,6 +54,6 @@ export class BranchSigner {
   }
 }
 
-function mac(key: Buffer, id: string, address: string, port: number): Buffer {
-  return createHmac('sha256', key).update(id + '|' + address.toLowerCase() + '|' + port).digest().subarray(0, BRANCH_MAC_BYTES)
+function mac(key: HmacSha256, id: string, address: string, port: number): Buffer {
+  return key.mac(id + '|' + address.toLowerCase() + '|' + port, BRANCH_MAC_BYTES)
 }

@@ -3,7 +3,8 @@
 // base64url. Any worker (or node) holding the same secret verifies a nonce without shared state;
 // replay protection (nonce-count) is per worker in a small LRU, which is enough because the
 // primary shards by Call-ID and a client's REGISTER refreshes keep their Call-ID (RFC 3261 §10.2.4).
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
+import { randomBytes, timingSafeEqual } from 'node:crypto'
+import { HmacSha256 } from '@sipedge/proxy'
 
 const TS_LEN = 6
 const RAND_LEN = 8
@@ -15,12 +16,12 @@ const NONCE_CHARS = 40
 export type NonceCheck = 'ok' | 'stale' | 'invalid'
 
 export class NonceCodec {
-  private readonly key: Buffer
+  private readonly key: HmacSha256
   private readonly ttlMs: number
   private readonly now: () => number
 
   constructor(key: Buffer, ttlMs: number, now: () => number) {
-    this.key = key
+    this.key = new HmacSha256(key)
     this.ttlMs = ttlMs
     this.now = now
   }
@@ -48,7 +49,7 @@ export class NonceCodec {
   }
 
   private mac(raw: Buffer, realm: string): Buffer {
-    return createHmac('sha256', this.key).update(raw.subarray(0, TS_LEN + RAND_LEN)).update(realm).digest()
+    return this.key.macBytes(raw.subarray(0, TS_LEN + RAND_LEN), realm, MAC_LEN)
   }
 }
 

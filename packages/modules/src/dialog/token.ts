@@ -8,8 +8,8 @@
 // another node, table lost) the proxy verifies the MAC and routes to the destination. The MAC
 // binds the destination to the dialog, so an endpoint can neither point the proxy at another
 // host nor move a dialog to another destination. 96 bits of MAC are ample for an online forgery.
-import { createHmac, timingSafeEqual } from 'node:crypto'
-import { keyOf } from '@sipedge/proxy'
+import { timingSafeEqual } from 'node:crypto'
+import { HmacSha256, keyOf } from '@sipedge/proxy'
 
 export { deriveSecret } from '@sipedge/proxy'
 
@@ -25,16 +25,16 @@ export interface TokenClaim {
 }
 
 export class DialogTokens {
-  private keys: Buffer[]
+  private keys: HmacSha256[]
 
   constructor(secret: string | null) {
-    this.keys = [keyOf(secret)]
+    this.keys = [new HmacSha256(keyOf(secret))]
   }
 
   /** A new secret (reload); tokens signed with the previous one stay valid until the next change. */
   rekey(secret: string | null): void {
     const k = keyOf(secret)
-    if (!k.equals(this.keys[0]!)) this.keys = [k, this.keys[0]!]
+    if (!k.equals(this.keys[0]!.key)) this.keys = [new HmacSha256(k), this.keys[0]!]
   }
 
   sign(set: string, uri: string, callId: string, ftag: string): string {
@@ -68,8 +68,8 @@ export class DialogTokens {
   }
 }
 
-function mac(key: Buffer, set: string, uri: string, callId: string, ftag: string): Buffer {
-  return createHmac('sha256', key).update(set + '\n' + uri + '\n' + callId + '\n' + ftag).digest().subarray(0, MAC_BYTES)
+function mac(key: HmacSha256, set: string, uri: string, callId: string, ftag: string): Buffer {
+  return key.mac(set + '\n' + uri + '\n' + callId + '\n' + ftag, MAC_BYTES)
 }
 
 /** The `sed` parameter of a Route/Record-Route URI text, or null. */

@@ -10,8 +10,8 @@
 // in-dialog request. Verifying the MAC with the request's From-tag or To-tag also says which side
 // sent it, so the request goes to the other side's flow. Keyed like the dialog parameter `sed`
 // (dialog.secret, else the host's derived key), so an HA pair sharing dialog.secret shares it.
-import { createHmac, timingSafeEqual } from 'node:crypto'
-import { keyOf, type Destination, type TransportName } from '@sipedge/proxy'
+import { timingSafeEqual } from 'node:crypto'
+import { HmacSha256, keyOf, type Destination, type TransportName } from '@sipedge/proxy'
 
 export const FLOW_PARAM = 'sef'
 const MAC_BYTES = 12
@@ -48,16 +48,16 @@ function sideOf(s: string): Destination | null | undefined {
 }
 
 export class FlowTokens {
-  private keys: Buffer[]
+  private keys: HmacSha256[]
 
   constructor(secret: string | null) {
-    this.keys = [keyOf(secret)]
+    this.keys = [new HmacSha256(keyOf(secret))]
   }
 
   /** A new secret (reload): parameters signed with the previous one stay valid until the next change. */
   rekey(secret: string | null): void {
     const k = keyOf(secret)
-    if (!k.equals(this.keys[0]!)) this.keys = [k, this.keys[0]!]
+    if (!k.equals(this.keys[0]!.key)) this.keys = [new HmacSha256(k), this.keys[0]!]
   }
 
   sign(caller: Destination | null, callee: Destination | null, callId: string, callerTag: string): string {
@@ -89,8 +89,8 @@ export class FlowTokens {
   }
 }
 
-function mac(key: Buffer, flows: string, callId: string, tag: string): Buffer {
-  return createHmac('sha256', key).update('sef\n' + flows + '\n' + callId + '\n' + tag).digest().subarray(0, MAC_BYTES)
+function mac(key: HmacSha256, flows: string, callId: string, tag: string): Buffer {
+  return key.mac('sef\n' + flows + '\n' + callId + '\n' + tag, MAC_BYTES)
 }
 
 /** The `sef` parameter of a Route/Record-Route URI text, or null. */
