@@ -10,7 +10,7 @@ export {
 export { parseUri, uriEquals, formatUri, unescapeUri, type SipUri } from './uri.js'
 export { parseNameAddr, type NameAddr } from './nameaddr.js'
 export { parseVia, isRfc3261Branch, MAGIC_COOKIE, type Via } from './via.js'
-export { splitList, MAX_LIST_ELEMENTS } from './params.js'
+export { splitList, MAX_LIST_ELEMENTS, EMPTY_PARAMS, EMPTY_URI_HEADERS } from './params.js'
 export { MessageEditor } from './editor.js'
 export {
   buildResponse, buildAckForNonTwoXx, buildCancel, randomBranch, randomTag, REASONS, type BuildResponseOptions,

@@ -11,7 +11,7 @@ import {
   lookupHeaderBytes, lookupHeaderName, CANONICAL, IS_LIST, H_OTHER, H_VIA, H_FROM, H_TO, H_CALL_ID, H_CSEQ,
   H_MAX_FORWARDS, H_ROUTE, H_RECORD_ROUTE, H_CONTACT, H_CONTENT_LENGTH, H_CONTENT_TYPE, H_DATE, WIRE,
 } from './headers.js'
-import { splitList, paramName } from './params.js'
+import { EMPTY_PARAMS, splitList, paramName } from './params.js'
 import { parseNameAddr, type NameAddr } from './nameaddr.js'
 import { parseVia, type Via } from './via.js'
 import { parseUri, type SipUri } from './uri.js'
@@ -177,8 +177,11 @@ function fastNameAddr(buf: Buffer, vs: number, ve: number): NameAddr | undefined
   while (h < close && SCHEMECHAR[buf[h]!] === 1) h++
   if (h === us || h >= close || buf[h] !== 0x3a) return undefined
   const raw = latin1(buf, vs, ve)
-  const params = new Map<string, string | null>()
-  if (!fastParams(buf, close + 1, ve, raw, vs, params)) return undefined
+  let ps = close + 1
+  while (ps < ve && (buf[ps] === SP || buf[ps] === HT)) ps++
+  // nothing after the address: the shared empty Map (fastParams then sets nothing)
+  const params = ps >= ve ? EMPTY_PARAMS : new Map<string, string | null>()
+  if (!fastParams(buf, ps, ve, raw, vs, params)) return undefined
   const tag = params.get('tag')
   return {
     // a token display name is never empty here (the value is trimmed); a quoted one may be ""

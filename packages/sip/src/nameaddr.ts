@@ -4,7 +4,7 @@
  */
 import { SipParseError, ErrorCodes } from './errors.js'
 import { SCHEMECHAR, TOKEN, latin1ToUtf8 } from './tables.js'
-import { isLws, parseParams, skipLws, skipQuoted, trimEnd, unquote } from './params.js'
+import { EMPTY_PARAMS, isLws, parseParams, skipLws, skipQuoted, trimEnd, unquote } from './params.js'
 
 export interface NameAddr {
   displayName: string | undefined   // unquoted, quoted-pairs resolved, UTF-8 decoded
@@ -48,7 +48,7 @@ export function parseNameAddr(s: string, what = 'name-addr', a = 0, b = s.length
   if (i >= b) throw bad(what, s, 'empty value')
   const raw = latin1ToUtf8(s.slice(i, b))
   if (allowStar && s.charCodeAt(i) === 42 && skipLws(s, i + 1, b) === b) {
-    return { displayName: undefined, uri: '*', params: new Map(), tag: undefined, star: true, raw }
+    return { displayName: undefined, uri: '*', params: EMPTY_PARAMS, tag: undefined, star: true, raw }
   }
   let displayName: string | undefined
   let uri: string
@@ -114,7 +114,8 @@ export function parseNameAddr(s: string, what = 'name-addr', a = 0, b = s.length
     uri = s.slice(i, j)
     after = j
   }
-  const params = new Map<string, string | null>()
+  // nothing after the address: the shared empty Map (parseParams then sets nothing)
+  const params = skipLws(s, after, b) >= b ? EMPTY_PARAMS : new Map<string, string | null>()
   if (parseParams(s, after, b, params, null) < 0) throw bad(what, s, 'bad parameters')
   const tag = params.get('tag')
   return { displayName, uri, params, tag: tag === null || tag === undefined ? undefined : tag, raw }

@@ -125,6 +125,20 @@ export function paramName(s: string, a: number, b: number): string {
 }
 
 /** Span of one parameter: name (lower-case), index of its ';', index after its value. */
+/**
+ * The parameters (or URI headers) of every parsed value that has none: one shared Map that stays
+ * empty, so a parse allocates no Map for them (a Map with its table is ~180 bytes of heap; a
+ * parsed INVITE kept for its call had several). Parsed values are read-only: writing to this
+ * one throws, so a caller that wants to edit parameters copies them (`new Map(x.params)`).
+ */
+class EmptyMap<K, V> extends Map<K, V> {
+  override set(): this { throw new TypeError('the parameters of a parsed SIP value are read-only (copy them into a new Map to edit)') }
+  override delete(): boolean { return false }
+  override clear(): void { /* already empty */ }
+}
+export const EMPTY_PARAMS: Map<string, string | null> = Object.freeze(new EmptyMap<string, string | null>())
+export const EMPTY_URI_HEADERS: Map<string, string> = Object.freeze(new EmptyMap<string, string>())
+
 export interface ParamSpan { name: string; semi: number; end: number }
 
 /**

@@ -5,6 +5,7 @@
  */
 import { SipParseError, ErrorCodes } from './errors.js'
 import { DIGIT, HOSTCHAR, IPV6CHAR, SCHEMECHAR, USERCHAR, PASSCHAR, PARAMCHAR, HDRCHAR } from './tables.js'
+import { EMPTY_PARAMS, EMPTY_URI_HEADERS } from './params.js'
 
 export interface SipUri {
   scheme: string                      // lower-case: 'sip' | 'sips' | 'tel' | other
@@ -107,8 +108,6 @@ function parseUriParams(s: string, a: number, b: number, src: string, params: Ma
   }
 }
 
-const EMPTY_HEADERS_FACTORY = (): Map<string, string> => new Map<string, string>()
-
 export function parseUri(input: string): SipUri {
   const s = input
   const n = s.length
@@ -123,8 +122,9 @@ export function parseUri(input: string): SipUri {
   const c0 = s.charCodeAt(0)
   if (!((c0 >= 65 && c0 <= 90) || (c0 >= 97 && c0 <= 122))) throw bad(s, 'bad scheme')
   const scheme = s.slice(0, i).toLowerCase()
-  const params = new Map<string, string | null>()
-  const headers = EMPTY_HEADERS_FACTORY()
+  // shared empty Maps unless the URI has parameters or headers (params.ts EMPTY_PARAMS)
+  let params = EMPTY_PARAMS
+  let headers = EMPTY_URI_HEADERS
   const start = i + 1
   if (scheme === 'sip' || scheme === 'sips') {
     // Userinfo cannot contain an unescaped '@', and neither can params or headers, so the
@@ -154,8 +154,8 @@ export function parseUri(input: string): SipUri {
     if (semi < 0 || semi > end) semi = end
     const out = { host: '', port: undefined as number | undefined }
     parseHostPort(s, hp, semi, s, out)
-    if (semi < end) parseUriParams(s, semi, end, s, params)
-    if (q >= 0) parseUriHeaders(s, q + 1, n, s, headers)
+    if (semi < end) parseUriParams(s, semi, end, s, params = new Map())
+    if (q >= 0) parseUriHeaders(s, q + 1, n, s, headers = new Map())
     return { scheme, user, password, host: out.host, port: out.port, params, headers, raw: s, opaque: undefined }
   }
   if (scheme === 'tel') {
@@ -171,7 +171,7 @@ export function parseUri(input: string): SipUri {
         throw bad(s, 'bad telephone number')
       }
     }
-    if (semi < n) parseUriParams(s, semi, n, s, params)
+    if (semi < n) parseUriParams(s, semi, n, s, params = new Map())
     return { scheme, user: num, password: undefined, host: '', port: undefined, params, headers, raw: s, opaque: undefined }
   }
   // Other schemes (RFC 3261 absoluteURI): opaque; reject only what can never be in a URI.
