@@ -45,7 +45,7 @@ function parseArgs(argv) {
     targets: null, kamailio: null, kamailioOnly: false, noKamailio: false, workers: null,
     pin: availableParallelism() >= 2, proxyCpus: '0', loadCpus: null,
     threads: null, children: 4, backends: 4, holdMs: 4000, ringMs: 500, answerMs: 0, dupMs: 20,
-    refreshS: 60, aors: null, store: 'lmdb', nodeArgs: [], port: 25060, metricsPort: 25090, ringSample: false, profile: false,
+    refreshS: 60, aors: null, store: 'lmdb', nodeArgs: [], sipedgeYaml: null, port: 25060, metricsPort: 25090, ringSample: false, profile: false,
     out: join(ROOT, 'benchmarks', 'results'), tag: null, capture: null, captureMax: 3000, json: null, quiet: false, quick: false,
   }
   if (argv.includes('--quick')) {
@@ -89,6 +89,7 @@ function parseArgs(argv) {
       case '--aors': o.aors = Number(v()); break
       case '--store': o.store = v(); break
       case '--node-args': o.nodeArgs = v().split(' ').filter(Boolean); break // e.g. '--cpu-prof --cpu-prof-dir /tmp/prof'
+      case '--sipedge-yaml': o.sipedgeYaml = v(); break // top-level keys added to sipedge's config, e.g. 'helper_thread_nice: 10'
       case '--profile': o.profile = true; break
       case '--ring-sample': o.ringSample = true; break
       case '--port': case '--port-base': o.port = Number(v()); break
@@ -158,7 +159,7 @@ async function runOne(o, pool, target, S, { window, warmup, repeat = 1, profile 
         // The preload goes in NODE_OPTIONS, which worker threads honour even when started with
         // their own (empty) execArgv, as sipedge starts them.
         nodeArgs: o.nodeArgs, env: profDir !== null ? { SIPEDGE_PROF_DIR: profDir, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${PROF_CJS}`.trim() } : undefined,
-        store: o.store === 'lmdb' ? `lmdb:${join(dir, 'store')}` : o.store,
+        store: o.store === 'lmdb' ? `lmdb:${join(dir, 'store')}` : o.store, extraYaml: o.sipedgeYaml,
       })
       : await startKamailio({ dir, port: o.port, children: o.children, domain, backends, cpus: o.pin ? o.proxyCpus : null })
     const pids = () => node.kind === 'kamailio' ? kamailioPids(node.pid) : [node.pid]
@@ -292,7 +293,7 @@ async function main() {
       pin: o.pin, proxyCpus: o.pin ? o.proxyCpus : null, loadCpus: o.pin ? o.loadCpus : null, generatorThreads: o.threads,
       targets, scales: o.scales, repeats: o.repeats, stepRepeats: o.stepRepeats, windowS: o.window, stepWindowS: o.stepWindow,
       sipedgeWorkers: targets.find(t => t.kind === 'sipedge')?.workers ?? null, kamailioChildren: o.children,
-      backends: o.backends, holdS: o.holdMs / 1000, store: o.store, steps: o.steps, ringSample: o.ringSample, profile: o.profile,
+      backends: o.backends, holdS: o.holdMs / 1000, store: o.store, steps: o.steps, ringSample: o.ringSample, profile: o.profile, nodeArgs: o.nodeArgs, sipedgeYaml: o.sipedgeYaml,
     },
     mix: MIX_PER_MIN,
     runs: [], summaries: [], ratios: [], steps: {},

@@ -87,7 +87,7 @@ routes:
   - name: to-apps
     match: { method: [INVITE, INFO, REFER, NOTIFY, MESSAGE, OPTIONS, SUBSCRIBE] }
     action: { dispatch: apps }
-`
+${o.extraYaml ? `# added with --sipedge-yaml\n${o.extraYaml}\n` : ''}`
 }
 
 export async function startSipedge(o) {
