@@ -1,10 +1,11 @@
 // HMAC-SHA256 (RFC 2104, FIPS 180-4) for the short MACs the proxy computes per message: the
-// signed Via branch, the dialog and flow tokens in Record-Route. `createHmac` costs ~10 µs a call
-// on Node 20 (OpenSSL 3 fetches the algorithm and builds a context each time; profiled at S=1:
-// ~5% of the main thread's JavaScript). A key's inner and outer pad blocks are compressed once,
-// when the key is set, so a MAC of a message under 56 bytes is two compressions and one of up
-// to 120 bytes three. The code has no branch or table index that depends on the key or the
-// message. Checked against node:crypto (test/hmac.test.ts: RFC 4231 vectors, random keys and
+// signed Via branch, the dialog and flow tokens in Record-Route, the auth nonces. `createHmac`
+// costs ~3.2 µs a call in a warm loop on Node 20 (`bench:hmac`) because OpenSSL 3 fetches the
+// algorithm and builds a context each time; profiled at S=1 it was 4.9% of the main thread's
+// JavaScript (docs/performance.md, session 20). A key's inner and outer pad blocks are
+// compressed once, when the key is set, so a MAC of a message under 56 bytes is two compressions
+// and one under 120 bytes three. No branch or table index depends on the key or the message's
+// content. Checked against node:crypto (test/hmac.test.ts: RFC 4231 vectors, random keys and
 // messages).
 import { createHash } from 'node:crypto'
 
@@ -73,6 +74,8 @@ function putWord(b: Uint8Array, off: number, w: number): void {
 }
 
 function ensureScratch(bytes: number): void {
+  // finish() writes the bit length as 32 bits; nothing the proxy MACs comes near this
+  if (bytes > 1 << 28) throw new RangeError(`HMAC-SHA256 message of up to ${bytes} bytes: at most 256 MiB`)
   if (bytes > scratch.length) scratch = Buffer.allocUnsafeSlow(Math.max(bytes, scratch.length * 2))
 }
 
