@@ -157,3 +157,36 @@ t.test('slack without a burst (a thread that just started) does not collect; aft
   t.equal(c.collections, 1, 'after the burst the slack decides')
   t.ok(keep.length > 0)
 })
+
+t.test('a burst that left its garbage off the heap (ArrayBuffers, like parked transaction slabs) is collected too', async t => {
+  const ab = (): number => process.memoryUsage().arrayBuffers
+  const seen: number[] = []
+  // heap growth and slack cannot trigger it here: only the off-heap criterion
+  const c = new IdleCollector({ windowMs: 40, quietMessages: 10, quietMs: 120, growthBytes: 512 * MiB, slackBytes: 512 * MiB, externalBytes: 16 * MiB, onCollect: () => seen.push(ab()) })
+  t.teardown(() => c.close())
+  let slabs: Buffer[] | null = []
+  for (let i = 0; i < 160; i++) slabs.push(Buffer.allocUnsafeSlow(256 * 1024).fill(i)) // 40 MiB, as the parked store allocates them
+  for (let w = 0; w < 4; w++) {
+    for (let i = 0; i < 50; i++) c.note()
+    await sleep(40)
+  }
+  t.equal(c.collections, 0, 'no collection while messages flow')
+  slabs = null // Timer J emptied the slabs: garbage, but off the V8 heap
+  t.equal(slabs, null)
+  const before = ab()
+  t.ok(before >= 40 * MiB, `the dead slabs still count (${(before / MiB).toFixed(1)} MiB)`)
+  for (let i = 0; i < 12 && c.collections === 0; i++) { c.note(); await sleep(40) }
+  for (let i = 0; i < 50 && c.collections === 0; i++) await sleep(20)
+  t.equal(c.collections, 1, 'one collection after the quiet time')
+  t.ok(ab() < before - 30 * MiB, `ArrayBuffer memory given back (${(before / MiB).toFixed(1)} -> ${(ab() / MiB).toFixed(1)} MiB)`)
+})
+
+t.test('ArrayBuffer growth without a burst (a thread that just started) does not collect', async t => {
+  const c = new IdleCollector({ windowMs: 30, quietMessages: 10, quietMs: 60, growthBytes: 512 * MiB, slackBytes: 512 * MiB, externalBytes: 1 * MiB })
+  t.teardown(() => c.close())
+  const keep = Buffer.allocUnsafeSlow(8 * MiB)
+  for (let i = 0; i < 10; i++) { c.note(); await sleep(30) }
+  await sleep(150)
+  t.equal(c.collections, 0)
+  t.equal(keep.length, 8 * MiB)
+})
