@@ -12,9 +12,10 @@
 // transactions of the burst to end — and only if the heap used has grown by `growthBytes` since
 // the last collection, or — after a busy window — if the heap commits `slackBytes` more than it
 // uses, or if the isolate's ArrayBuffer memory has grown by `externalBytes` (off the V8 heap,
-// freed only when a GC collects the objects that own it). (Not after start alone: the start leaves ~31 MB committed for ~14 MB used per isolate with
-// `workers: 2`, and compacting that in the first minute took an idle `workers: 2` node from 0.43%
-// to 0.95% of a core over `bench:idle`'s 60 s window starting 10 s after start: one run each.)
+// freed only when a GC collects the objects that own it). (Not after start alone: the start
+// leaves ~31 MB committed for ~14 MB used per isolate with `workers: 2`, and compacting that in
+// the first minute took an idle `workers: 2` node from 0.43% to 0.95% of a core over
+// `bench:idle`'s 60 s window starting 10 s after start: one run each.)
 // "Quiet" is fewer than `quietMessages` messages per `windowMs` window, not
 // silence: a node that probes its peers every few seconds or serves a handful of phones is quiet.
 // Its cost under traffic is one counter increment per message and one timer per window; once it
