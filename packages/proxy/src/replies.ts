@@ -30,7 +30,7 @@ export function settle(core: CoreState, ctx: RequestContext, status: number): vo
     if (c !== null && !c.awaitingFinal) c.context = undefined
   } else {
     // The INVITE stays for RFC 6026's Accepted state (32 s) but its routing is decided: its
-    // parsed header values go (~1.9 KB a call), a late reader parses them again from the bytes.
+    // parsed header values go (up to ~1.9 KB a call), a late reader parses them again from the bytes.
     ctx.req.releaseParsed()
   }
 }

@@ -10,7 +10,6 @@ import { HmacSha256, BranchSigner } from '@sipedge/proxy'
 const hex = (s: string): Buffer => Buffer.from(s, 'hex')
 
 t.test('RFC 4231 test cases 1-7', async t => {
-  const data = (s: string): string => Buffer.from(s, 'latin1').toString('latin1')
   const cases: Array<{ key: Buffer; data: Buffer; mac: string; bytes?: number }> = [
     { key: Buffer.alloc(20, 0x0b), data: Buffer.from('Hi There'), mac: 'b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7' },
     { key: Buffer.from('Jefe'), data: Buffer.from('what do ya want for nothing?'), mac: '5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843' },
@@ -24,7 +23,7 @@ t.test('RFC 4231 test cases 1-7', async t => {
     const h = new HmacSha256(c.key)
     // bytes given as bytes (the data of cases 3 and 4 is not UTF-8 text)
     t.equal(h.macBytes(c.data, '', c.bytes).toString('hex'), c.mac, `case ${i + 1}, macBytes`)
-    if (c.data.every(b => b < 0x80)) t.equal(h.mac(data(c.data.toString('latin1')), c.bytes).toString('hex'), c.mac, `case ${i + 1}, mac`)
+    if (c.data.every(b => b < 0x80)) t.equal(h.mac(c.data.toString('latin1'), c.bytes).toString('hex'), c.mac, `case ${i + 1}, mac`)
   }
 })
 

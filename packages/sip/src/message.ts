@@ -382,7 +382,7 @@ export class SipMessage {
    * the Request-URI); a getter read later parses its header again from `buf`, with the same
    * result. Call-ID, CSeq and Max-Forwards stay (small, and what transaction matching reads).
    * For a message kept long after the last decision on it: an INVITE's request is kept for the
-   * 32 s of RFC 6026's Accepted state, and its parsed values were ~1.9 KB of small objects that
+   * 32 s of RFC 6026's Accepted state, and its parsed values were up to ~1.9 KB of small objects that
    * every major GC marks (issue 17).
    */
   releaseParsed(): void {
