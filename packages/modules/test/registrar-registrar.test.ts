@@ -63,6 +63,26 @@ async function send(reg: LocationRegistrar, m: SipMessage, src = SRC): Promise<R
   return done
 }
 
+t.test('Date follows the clock: formatted once a second, never stale', async t => {
+  const dir = t.testdir({})
+  const config = parseConfig(`
+domains: [example.com]
+registrar: { store: "lmdb:${join(dir, 'loc')}", min_expires: 60s, default_expires: 1h, max_expires: 2h, max_contacts: 3 }
+`) as FrozenConfig
+  const stores = await openStores(config.registrar.store, { sweepIntervalMs: 0 })
+  t.teardown(() => stores.close())
+  let now = Date.UTC(2026, 11, 8, 10, 0, 0, 100)
+  const reg = createRegistrar({ config, stores, workerIndex: 0, log, now: () => now })
+  const dateOf = async (): Promise<string> => hv(await send(reg, register({ expires: 600 })), 'Date')[0]!
+  t.equal(await dateOf(), 'Tue, 08 Dec 2026 10:00:00 GMT')
+  now += 850 // same second
+  t.equal(await dateOf(), 'Tue, 08 Dec 2026 10:00:00 GMT')
+  now += 100 // the next one
+  t.equal(await dateOf(), 'Tue, 08 Dec 2026 10:00:01 GMT')
+  now += 86_400_000
+  t.equal(await dateOf(), 'Wed, 09 Dec 2026 10:00:01 GMT')
+})
+
 t.test('add, refresh, remove; 200 lists every binding with expires and Date', async t => {
   const { reg } = await setup(t)
   let r = await send(reg, register({ contacts: ['<sip:alice@10.0.0.5:5060>;q=0.5', '<sip:alice@10.0.0.6:5070>'], expires: 600 }))

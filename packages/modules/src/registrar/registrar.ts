@@ -145,6 +145,8 @@ export class LocationRegistrar {
   private readonly ownsStores: boolean
   private domains: Set<string>
   private serverHeader: Array<[string, string]>
+  private dateSec = -1
+  private dateText = ''
   private lastOutageLog = 0
   private suppressed = 0
   private closed = false
@@ -392,9 +394,19 @@ export class LocationRegistrar {
     // RFC 5626 §6: "include the 'outbound' option-tag in a Require header field of the response".
     if (outbound) headers.push(['Require', 'outbound'])
     headers.push(['Supported', 'path, outbound'])
-    headers.push(['Date', new Date(now).toUTCString()])
+    headers.push(['Date', this.dateHeader(now)])
     for (const h of this.serverHeader) headers.push(h)
     tx.respond(200, 'OK', { headers })
+  }
+
+  /** RFC 3261 §20.17 Date (whole seconds), formatted once a second, not once per REGISTER. */
+  private dateHeader(now: number): string {
+    const sec = Math.floor(now / 1000)
+    if (sec !== this.dateSec) {
+      this.dateSec = sec
+      this.dateText = new Date(sec * 1000).toUTCString()
+    }
+    return this.dateText
   }
 
   private reject(tx: ServerTransaction, status: number, reason: string, extra?: Array<[string, string]>): void {
