@@ -5,7 +5,7 @@
 import type { FrozenConfig } from '@sipedge/config'
 import type { Proxy, ProxyMetrics } from '@sipedge/proxy'
 import type { AuthModule, ClusterModule, DialogModule, DispatcherModule, NatModule, SecurityModule } from '@sipedge/modules'
-import { BanReason, CLUSTER_SLOTS, DestinationSlots, DropReason, KeepaliveResult, TransactionKind, METRICS_LAYOUT, type WorkerMetrics } from '@sipedge/metrics'
+import { BanReason, CLUSTER_SLOTS, DestinationSlots, DropReason, KeepaliveResult, TransactionEvent, TransactionKind, METRICS_LAYOUT, type WorkerMetrics } from '@sipedge/metrics'
 import type { HandlerMetrics } from './types.js'
 
 const O = METRICS_LAYOUT.offsets
@@ -90,15 +90,23 @@ export function dispatcherInfo(proxy: Proxy): { sets: Array<{ name: string; algo
 
 /** Once a second: gauges and policy counters the proxy keeps as plain numbers. */
 export function publishProxyGauges(proxy: Proxy, m: WorkerMetrics, sink: ProxyMetricsSink | null): void {
-  const a = proxy.layer.stats().active
+  const st = proxy.layer.stats()
+  const a = st.active
   m.setTransactions(TransactionKind.ServerInvite, a.ist)
   m.setTransactions(TransactionKind.ServerNonInvite, a.nist)
   m.setTransactions(TransactionKind.ClientInvite, a.ict)
   m.setTransactions(TransactionKind.ClientNonInvite, a.nict)
-  // Drops: the proxy's counters live as long as this thread, so the slots hold their values
-  // (the primary folds a dead worker's block into the retired totals).
+  // Drops and the transaction layer's counters: they live as long as this thread, so the slots
+  // hold their values (the primary folds a dead worker's block into the retired totals).
   const c = proxy.counters
   const f = m.f
+  const tx = O.transactionEvents
+  f[tx + TransactionEvent.RequestRetransmitted] = st.retransmissions.requests
+  f[tx + TransactionEvent.ResponseRetransmitted] = st.retransmissions.responses
+  f[tx + TransactionEvent.RequestRetransmissionReceived] = st.absorbed.requests
+  f[tx + TransactionEvent.ResponseRetransmissionReceived] = st.absorbed.responses
+  f[tx + TransactionEvent.Timeout] = st.timeouts
+  f[tx + TransactionEvent.ResponseWithheld] = st.withheldResponses
   f[O.drops + DropReason.ParseError] = c.parseErrors
   // responses missing Via/To/From/Call-ID/CSeq (or with one that does not parse), or with no Via left
   // below ours (§16.7 step 3): failed the sanity check

@@ -103,6 +103,24 @@ export const ResponseDirection = Object.freeze({ Received: 0, Forwarded: 1, Loca
 export const TRANSACTION_KINDS = Object.freeze(['server_invite', 'server_non_invite', 'client_invite', 'client_non_invite'] as const)
 export const TransactionKind = Object.freeze({ ServerInvite: 0, ServerNonInvite: 1, ClientInvite: 2, ClientNonInvite: 3 } as const)
 
+/**
+ * What the transaction layer counts besides transactions (slots of the `transactionEvents` group):
+ * retransmissions sent by sipedge's own transactions (Timer A/E requests and the ACK resent for a
+ * retransmitted 3xx-6xx; Timer G and responses repeated for a retransmitted request), the
+ * retransmissions of peers that a transaction absorbed, timeouts, and response retransmissions
+ * withheld under a server transaction's byte limit (the reflection guard).
+ */
+export const TransactionEvent = Object.freeze({
+  RequestRetransmitted: 0, ResponseRetransmitted: 1, RequestRetransmissionReceived: 2, ResponseRetransmissionReceived: 3,
+  Timeout: 4, ResponseWithheld: 5,
+} as const)
+export const TRANSACTION_EVENT_SLOTS = 6
+/** sipedge_retransmissions_total: labels of the four retransmission slots, by TransactionEvent. */
+export const RETRANSMISSION_LABELS = Object.freeze([
+  { direction: 'sent', message: 'request' }, { direction: 'sent', message: 'response' },
+  { direction: 'received', message: 'request' }, { direction: 'received', message: 'response' },
+] as const)
+
 /** Why a worker dropped or refused a request by policy (not a loss). */
 export const DROP_REASONS = Object.freeze([
   'parse_error', 'sanity', 'too_large', 'max_forwards', 'loop', 'banned', 'flood', 'rate_limit',

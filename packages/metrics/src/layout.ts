@@ -1,7 +1,7 @@
 // The slot layout of one sipedge metrics block (one per thread: block 0 = primary, 1..N = workers).
 import {
   BAN_REASONS, BUCKETS_INVITE_FINAL, BUCKETS_STORE_RTT, BUCKETS_INVITE_PROVISIONAL, BUCKETS_NON_INVITE, CODE_SLOTS, DROP_REASONS,
-  KEEPALIVE_RESULTS, MAX_DESTINATIONS, METHODS, PROBE_RESULTS, RESPONSE_DIRECTIONS, TRANSACTION_KINDS, TRANSPORTS,
+  KEEPALIVE_RESULTS, MAX_DESTINATIONS, METHODS, PROBE_RESULTS, RESPONSE_DIRECTIONS, TRANSACTION_EVENT_SLOTS, TRANSACTION_KINDS, TRANSPORTS,
 } from './catalog.js'
 import { CounterLayout } from './shared-counters.js'
 
@@ -31,6 +31,8 @@ export const METRICS_LAYOUT = new CounterLayout({
   hInviteFinal: { size: BUCKETS_INVITE_FINAL.length + 2, kind: 'counter' },
   hNonInvite: { size: BUCKETS_NON_INVITE.length + 2, kind: 'counter' },
   transactions: { size: TRANSACTION_KINDS.length, kind: 'gauge' },
+  /** The transaction layer's retransmissions, timeouts and withheld responses: TransactionEvent slots. */
+  transactionEvents: { size: TRANSACTION_EVENT_SLOTS, kind: 'counter' },
   dialogs: { size: MAX_DESTINATIONS + 1, kind: 'gauge' },
   probes: { size: (MAX_DESTINATIONS + 1) * PROBE_RESULTS.length, kind: 'counter' },
   drops: { size: DROP_REASONS.length, kind: 'counter' },

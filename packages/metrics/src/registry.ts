@@ -9,6 +9,7 @@ import { readdirSync } from 'node:fs'
 import { Registry } from 'prom-client'
 import {
   BAN_REASONS, BanReason, CODE_SLOTS, DESTINATION_STATES, DROP_REASONS, KEEPALIVE_RESULTS, MAX_DESTINATIONS, METHODS, PROBE_RESULTS, RESPONSE_DIRECTIONS,
+  RETRANSMISSION_LABELS, TransactionEvent,
   TRANSACTION_KINDS, TRANSPORTS, codeSlotLabels,
 } from './catalog.js'
 import { CLUSTER_SLOTS, HISTOGRAMS, METRICS_LAYOUT, THREAD_SLOTS, type HistogramSlots } from './layout.js'
@@ -278,6 +279,20 @@ export function createMetricsRegistry(opts: MetricsRegistryOptions = {}): Sipedg
   def('sipedge_transactions_active', 'gauge', ['kind'], 'Transactions in progress, by kind (server/client, INVITE/non-INVITE).', () => {
     const t = totals()
     return TRANSACTION_KINDS.map((k, i) => ({ labels: { kind: k }, value: t === null ? 0 : t[O.transactions + i]! }))
+  })
+
+  def('sipedge_retransmissions_total', 'counter', ['direction', 'message'],
+    'SIP retransmissions. sent: by sipedge\'s own transactions (Timer A/E requests, Timer G and responses repeated for a retransmitted request); received: retransmissions of peers absorbed by a transaction. A rising rate is the first sign of loss or overload, on either side.', () => {
+      const t = totals()
+      return RETRANSMISSION_LABELS.map((l, i) => ({ labels: { direction: l.direction, message: l.message }, value: t === null ? 0 : t[O.transactionEvents + i]! }))
+    })
+  def('sipedge_transaction_timeouts_total', 'counter', [], 'Transactions that timed out: no final response (Timer B, F, C without a provisional, a CANCEL unanswered) or no ACK (Timer H).', () => {
+    const t = totals()
+    return [{ value: t === null ? 0 : t[O.transactionEvents + TransactionEvent.Timeout]! }]
+  })
+  def('sipedge_responses_withheld_total', 'counter', [], 'Response retransmissions not sent because their transaction had sent its byte limit towards an unproven UDP source (the reflection guard, docs/security.md).', () => {
+    const t = totals()
+    return [{ value: t === null ? 0 : t[O.transactionEvents + TransactionEvent.ResponseWithheld]! }]
   })
 
   // ------------------------------------------------------------------ dialogs, dispatcher

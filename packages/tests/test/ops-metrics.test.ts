@@ -196,6 +196,31 @@ admin: { listen: 127.0.0.1:${HTTP}, token: ${TOKEN} }
     t.same(lines().map(l => l['trace']).sort(), ['in', 'out'], 'one in, one out')
   })
 
+  t.test('retransmissions both ways are counted: a client that repeats its request, a next hop that never answers', async t => {
+    const retx = (f: Map<string, ExpoFamily>, direction: string, message: string): number =>
+      sampleValue(f, 'sipedge_retransmissions_total', 'sipedge_retransmissions_total', { direction, message })
+    const before = await scrape()
+    t.equal(before.get('sipedge_retransmissions_total')?.type, 'counter', 'sipedge_retransmissions_total is a counter')
+    const sock = createSocket('udp4')
+    t.teardown(() => sock.close())
+    await new Promise<void>(res => sock.bind(0, '127.0.0.1', () => res()))
+    const port = (sock.address() as { port: number }).port
+    // routed to the dispatcher set, whose UAS (sipp) has gone: nobody answers the forwarded OPTIONS,
+    // so sipedge's client transaction retransmits it (Timer E, 500 ms); the client repeats its own
+    // request with the same branch, which sipedge's server transaction absorbs
+    const req = sipRequest({ method: 'OPTIONS', uri: `sip:retx@127.0.0.1:${SIP}`, port, callId: `retx-${workers}-${process.pid}@ops-metrics` })
+    sock.send(req, SIP, '127.0.0.1')
+    await sleepMs(600)
+    sock.send(req, SIP, '127.0.0.1')
+    let after = before
+    const counted = (f: Map<string, ExpoFamily>): boolean => retx(f, 'received', 'request') - retx(before, 'received', 'request') >= 1 && retx(f, 'sent', 'request') - retx(before, 'sent', 'request') >= 1
+    t.ok(await until(async () => { after = await scrape(); return counted(after) }, 15_000, 200), 'both counted')
+    t.ok(retx(after, 'received', 'request') - retx(before, 'received', 'request') >= 1, 'the client\'s retransmission, absorbed: received request')
+    t.ok(retx(after, 'sent', 'request') - retx(before, 'sent', 'request') >= 1, 'Timer E towards the silent next hop: sent request')
+    t.equal(retx(after, 'sent', 'response') - retx(before, 'sent', 'response'), 0, 'no response was repeated (none was sent yet)')
+    t.ok(after.has('sipedge_transaction_timeouts_total') && after.has('sipedge_responses_withheld_total'), 'timeouts and withheld responses are exposed')
+  })
+
   t.test('SIGTERM: drains, exits 0, last lines written', async t => {
     const { code } = await proc.stop()
     t.equal(code, 0, proc.output().slice(-2000))
