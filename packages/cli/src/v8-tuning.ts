@@ -36,7 +36,7 @@ export const V8_DEFAULTS: ReadonlyArray<readonly [name: string, value: string]> 
 export function v8FlagsToSet(execArgv: readonly string[]): string[] {
   const given = new Set<string>()
   for (const a of execArgv) {
-    const m = /^--(?:no-)?([A-Za-z0-9_-]+)/.exec(a)
+    const m = /^--(?:no[-_])?([A-Za-z0-9_-]+)/.exec(a)
     if (m !== null) given.add(m[1]!.replace(/_/g, '-'))
   }
   return V8_DEFAULTS.filter(([n]) => !given.has(n)).map(([n, v]) => v === '' ? `--${n}` : `--${n}=${v}`)

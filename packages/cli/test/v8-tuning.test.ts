@@ -17,6 +17,7 @@ t.test('v8FlagsToSet: the defaults, minus what the command line sets', async t =
   t.same(v8FlagsToSet(['--interrupt-budget', '1000']), reducer, 'value as the next argument')
   t.same(v8FlagsToSet(['--interrupt-budget-for-feedback-allocation=900']), ['--interrupt-budget=16384', ...reducer], 'a longer flag name is another flag')
   t.same(v8FlagsToSet(['--no-memory-reducer-single-gc', '--gc-memory-reducer-start-delay-ms=8000']), ['--interrupt-budget=16384'], "a boolean flag's --no- form on the command line wins too")
+  t.same(v8FlagsToSet(['--no_memory_reducer_single_gc']), ['--interrupt-budget=16384', '--gc-memory-reducer-start-delay-ms=600000'], 'also when written --no_x')
 })
 
 const probe = fileURLToPath(new URL('./fixtures/tierup-probe.mjs', import.meta.url))
