@@ -114,7 +114,7 @@ export const TransactionEvent = Object.freeze({
   RequestRetransmitted: 0, ResponseRetransmitted: 1, RequestRetransmissionReceived: 2, ResponseRetransmissionReceived: 3,
   Timeout: 4, ResponseWithheld: 5,
 } as const)
-export const TRANSACTION_EVENT_SLOTS = 6
+export const TRANSACTION_EVENT_SLOTS = Object.keys(TransactionEvent).length
 /** sipedge_retransmissions_total: labels of the four retransmission slots, by TransactionEvent. */
 export const RETRANSMISSION_LABELS = Object.freeze([
   { direction: 'sent', message: 'request' }, { direction: 'sent', message: 'response' },
